@@ -1,0 +1,212 @@
+//! `corefit plan`: the inputs, the decision and every reason, as text for
+//! people or as one JSON document (shape in `docs/plan-json.md`).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::plan::decide::cpus_phrase;
+use crate::plan::facts::{CgroupLayout, Limits, Platform};
+use crate::plan::size::human_bytes;
+use crate::plan::{Overrides, Plan};
+
+/// The JSON document's schema identifier; bumped on breaking changes.
+pub const SCHEMA: &str = "corefit.dev/plan/v1";
+
+/// Everything `corefit plan` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub inputs: Inputs,
+    pub decision: Plan,
+    /// Probe warnings (unreadable or garbage files) followed by the plan's.
+    pub warnings: Vec<String>,
+}
+
+/// The facts and overrides the decision read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inputs {
+    pub limits: Limits,
+    pub platform: Platform,
+    pub overrides: Overrides,
+}
+
+impl Report {
+    pub fn new(
+        limits: Limits,
+        platform: Platform,
+        overrides: Overrides,
+        plan: Plan,
+        probe_warnings: Vec<String>,
+    ) -> Report {
+        let mut warnings = probe_warnings;
+        warnings.extend(plan.warnings.iter().cloned());
+        Report {
+            schema: SCHEMA,
+            inputs: Inputs {
+                limits,
+                platform,
+                overrides,
+            },
+            decision: plan,
+            warnings,
+        }
+    }
+
+    /// One JSON document.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// Text for people.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let l = &self.inputs.limits;
+        let p = &self.inputs.platform;
+        let d = &self.decision;
+        let _ = writeln!(out, "Inputs");
+        let _ = writeln!(
+            out,
+            "  platform      {} ({})",
+            p.kind.display_name(),
+            p.evidence
+        );
+        let _ = writeln!(out, "  cgroups       {}", layout_phrase(l.cgroup));
+        let mut cpu = format!("host {}", l.cpu.host_cpus);
+        if let Some(a) = l.cpu.affinity_cpus {
+            let _ = write!(cpu, ", affinity {a}");
+        }
+        if let Some(s) = &l.cpu.cpuset {
+            let _ = write!(cpu, ", cpuset {} = {} ({})", s.list, s.cpus, s.source.file);
+        }
+        match &l.cpu.quota {
+            Some(q) => {
+                let _ = write!(
+                    cpu,
+                    ", quota {}/{} = {} ({})",
+                    q.quota_us,
+                    q.period_us,
+                    trim_float(q.cpus()),
+                    q.source.file
+                );
+            }
+            None => cpu.push_str(", no quota"),
+        }
+        if let Some(h) = &p.cpu_hint {
+            let _ = write!(cpu, ", {}={}", h.variable, h.value);
+        }
+        let _ = writeln!(out, "  CPU           {cpu}");
+        let mut mem = match l.memory.host_bytes {
+            Some(b) => format!("host {}", human_bytes(b)),
+            None => "host unknown".to_owned(),
+        };
+        match &l.memory.limit {
+            Some(m) => {
+                let _ = write!(mem, ", limit {} ({})", human_bytes(m.bytes), m.source.file);
+            }
+            None => mem.push_str(", no limit"),
+        }
+        if let Some(m) = &l.memory.high {
+            let _ = write!(mem, ", high {} ({})", human_bytes(m.bytes), m.source.file);
+        }
+        if let Some(h) = &p.memory_hint {
+            let _ = write!(mem, ", {}={} MiB", h.variable, h.value >> 20);
+        }
+        let _ = writeln!(out, "  memory        {mem}");
+        let _ = writeln!(
+            out,
+            "  overrides     {}",
+            overrides_phrase(&self.inputs.overrides)
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Decision");
+        let _ = writeln!(out, "  mode          {}", d.mode.as_str());
+        let _ = writeln!(out, "  workers       {}", d.workers);
+        let _ = writeln!(
+            out,
+            "  CPUs          {} ({})",
+            cpus_phrase(d.effective_cpus.value),
+            d.effective_cpus.source
+        );
+        if let Some(m) = &d.memory {
+            let share = d.worker_memory_share.map(human_bytes).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  memory        {} ({}), {share} per worker",
+                human_bytes(m.value),
+                m.source
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  scaling       {}",
+            serde_json::to_value(d.scaling)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Reasons");
+        for r in &d.reasons {
+            let _ = writeln!(out, "  - {r}");
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "Warnings");
+            for w in &self.warnings {
+                let _ = writeln!(out, "  ! {w}");
+            }
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Worker environment (plus COREFIT_WORKER_ID and NODE_APP_INSTANCE = 0..{})",
+            d.workers - 1
+        );
+        for (k, v) in &d.worker_env.common {
+            let _ = writeln!(out, "  {k}={v}");
+        }
+        out
+    }
+}
+
+fn layout_phrase(l: CgroupLayout) -> &'static str {
+    match l {
+        CgroupLayout::V1 => "v1",
+        CgroupLayout::V2 => "v2 (unified)",
+        CgroupLayout::Hybrid => "hybrid (v1 controllers beside a cgroup2 mount)",
+        CgroupLayout::None => "none found",
+    }
+}
+
+fn overrides_phrase(o: &Overrides) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = &o.mode {
+        parts.push(format!("{} = {:?}", m.source, m.value).to_lowercase());
+    }
+    if let Some(w) = &o.workers {
+        parts.push(match w.value {
+            crate::plan::overrides::WorkerChoice::Auto => format!("{} = auto", w.source),
+            crate::plan::overrides::WorkerChoice::Count(n) => format!("{} = {n}", w.source),
+        });
+    }
+    if let Some(m) = &o.max_workers {
+        parts.push(format!("{} = {}", m.source, m.value));
+    }
+    if let Some(m) = &o.memory_per_worker {
+        parts.push(format!("{} = {}", m.source, human_bytes(m.value)));
+    }
+    if let Some(a) = &o.allow_oversubscribe {
+        parts.push(format!("{} = {}", a.source, a.value));
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn trim_float(v: f64) -> String {
+    let r = (v * 1000.0).round() / 1000.0;
+    format!("{r}")
+}

@@ -1,0 +1,37 @@
+//! # corefit — the launcher
+//!
+//! corefit is a container ENTRYPOINT that decides how many processes an app
+//! should run from the CPU and memory the container was really given, and
+//! explains why.
+//!
+//! ## Theory of operation
+//!
+//! ```text
+//!   /proc, /sys, env          pure                       edges
+//!  ┌──────────────┐   facts  ┌──────────────┐  Plan   ┌──────────────┐
+//!  │ probe::*     │ ───────▶ │ plan::plan() │ ──────▶ │ explain /    │
+//!  │ (reads only) │          │ (no I/O)     │         │ supervise    │
+//!  └──────────────┘          └──────────────┘         └──────────────┘
+//! ```
+//!
+//! 1. [`probe`] reads cgroup v1/v2 files along the process's own cgroup
+//!    path and its ancestors, the affinity mask, the host's CPUs and
+//!    memory, and the platform's signals. Every probe takes a root path, so
+//!    tests point it at fixture trees. A file that cannot be read or parsed
+//!    becomes a warning naming the file, and that file is ignored.
+//! 2. [`plan::resolve`] turns flags and environment into typed overrides
+//!    (flag > `COREFIT_*` > legacy names); bad values are errors naming the
+//!    flag or variable.
+//! 3. [`plan::plan`] applies the decision matrix and records every reason.
+//! 4. [`explain`] renders the inputs, the decision and the reasons as text
+//!    or as one JSON document (see `docs/plan-json.md`).
+//!
+//! Guarantees: the plan never yields 0 workers, never exceeds its caps
+//! unless told to, and never yields fewer workers when CPUs grow (property
+//! tests in `tests/plan_properties.rs`).
+
+pub mod cli;
+pub mod decision;
+pub mod explain;
+pub mod plan;
+pub mod probe;

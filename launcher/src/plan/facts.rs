@@ -1,0 +1,252 @@
+//! Plain data the probes gather and the plan reads. Nothing here touches
+//! the system: every value was read by `crate::probe` (or written by a test).
+
+use serde::Serialize;
+
+/// Which cgroup hierarchy a limit was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+impl std::fmt::Display for CgroupVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CgroupVersion::V1 => "cgroup v1",
+            CgroupVersion::V2 => "cgroup v2",
+        })
+    }
+}
+
+/// Where a limit came from: the hierarchy and the file, as a path on the
+/// host (or in the fixture tree).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitSource {
+    pub cgroup: CgroupVersion,
+    pub file: String,
+}
+
+/// A CFS bandwidth limit: `quota_us` of CPU time every `period_us`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuQuota {
+    pub quota_us: u64,
+    pub period_us: u64,
+    pub source: LimitSource,
+}
+
+impl CpuQuota {
+    /// The fraction of CPUs this quota grants (150000/100000 = 1.5).
+    pub fn cpus(&self) -> f64 {
+        self.quota_us as f64 / self.period_us as f64
+    }
+}
+
+/// A cpuset: the CPUs the cgroup may run on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpusetLimit {
+    pub cpus: u32,
+    /// The list as the kernel wrote it, e.g. `0-1,4`.
+    pub list: String,
+    pub source: LimitSource,
+}
+
+/// Everything known about CPUs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuFacts {
+    /// Online CPUs of the host (what PM2's `instances: max` counts).
+    pub host_cpus: u32,
+    /// CPUs in this process's `sched_getaffinity` mask, when known.
+    pub affinity_cpus: Option<u32>,
+    /// The smallest CFS quota along the cgroup path and its ancestors.
+    pub quota: Option<CpuQuota>,
+    /// The narrowest cpuset along the cgroup path and its ancestors.
+    pub cpuset: Option<CpusetLimit>,
+}
+
+/// A memory limit in bytes and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemoryLimit {
+    pub bytes: u64,
+    pub source: LimitSource,
+}
+
+/// Everything known about memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemoryFacts {
+    /// `MemTotal` of the host, when readable.
+    pub host_bytes: Option<u64>,
+    /// The smallest hard limit (`memory.max`, `memory.limit_in_bytes`).
+    pub limit: Option<MemoryLimit>,
+    /// The smallest throttling limit (`memory.high`, cgroup v2 only).
+    pub high: Option<MemoryLimit>,
+}
+
+/// Which cgroup layout the machine has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupLayout {
+    /// Only cgroup v1 controllers.
+    V1,
+    /// Only the unified cgroup2 hierarchy.
+    V2,
+    /// v1 controllers beside a cgroup2 mount (systemd's "hybrid" layout).
+    Hybrid,
+    /// No cgroup filesystem found.
+    None,
+}
+
+/// The resource facts the plan reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limits {
+    pub cgroup: CgroupLayout,
+    pub cpu: CpuFacts,
+    pub memory: MemoryFacts,
+}
+
+/// The platform the process runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlatformKind {
+    Kubernetes,
+    FlyIo,
+    Ecs,
+    CloudRun,
+    Knative,
+    Heroku,
+    Render,
+    Railway,
+    AzureContainerApps,
+    Nomad,
+    Swarm,
+    /// A container with no orchestrator signal (`docker run` on a host).
+    Container,
+    /// A systemd service on a host.
+    Systemd,
+    /// A virtual machine (the CPU reports a hypervisor).
+    Vps,
+    BareMetal,
+}
+
+impl PlatformKind {
+    /// Every kind, in the order `COREFIT_PLATFORM` documents them.
+    pub const ALL: [PlatformKind; 15] = [
+        PlatformKind::Kubernetes,
+        PlatformKind::FlyIo,
+        PlatformKind::Ecs,
+        PlatformKind::CloudRun,
+        PlatformKind::Knative,
+        PlatformKind::Heroku,
+        PlatformKind::Render,
+        PlatformKind::Railway,
+        PlatformKind::AzureContainerApps,
+        PlatformKind::Nomad,
+        PlatformKind::Swarm,
+        PlatformKind::Container,
+        PlatformKind::Systemd,
+        PlatformKind::Vps,
+        PlatformKind::BareMetal,
+    ];
+
+    /// The identifier used in `COREFIT_PLATFORM`, `--platform` and JSON.
+    pub fn id(self) -> &'static str {
+        match self {
+            PlatformKind::Kubernetes => "kubernetes",
+            PlatformKind::FlyIo => "fly-io",
+            PlatformKind::Ecs => "ecs",
+            PlatformKind::CloudRun => "cloud-run",
+            PlatformKind::Knative => "knative",
+            PlatformKind::Heroku => "heroku",
+            PlatformKind::Render => "render",
+            PlatformKind::Railway => "railway",
+            PlatformKind::AzureContainerApps => "azure-container-apps",
+            PlatformKind::Nomad => "nomad",
+            PlatformKind::Swarm => "swarm",
+            PlatformKind::Container => "container",
+            PlatformKind::Systemd => "systemd",
+            PlatformKind::Vps => "vps",
+            PlatformKind::BareMetal => "bare-metal",
+        }
+    }
+
+    /// A name for people.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            PlatformKind::Kubernetes => "Kubernetes",
+            PlatformKind::FlyIo => "Fly.io",
+            PlatformKind::Ecs => "AWS ECS",
+            PlatformKind::CloudRun => "Cloud Run",
+            PlatformKind::Knative => "Knative",
+            PlatformKind::Heroku => "Heroku",
+            PlatformKind::Render => "Render",
+            PlatformKind::Railway => "Railway",
+            PlatformKind::AzureContainerApps => "Azure Container Apps",
+            PlatformKind::Nomad => "Nomad",
+            PlatformKind::Swarm => "Docker Swarm",
+            PlatformKind::Container => "a plain container",
+            PlatformKind::Systemd => "systemd",
+            PlatformKind::Vps => "a VPS",
+            PlatformKind::BareMetal => "bare metal",
+        }
+    }
+
+    /// Parses an identifier (case-insensitive; `_` and `-` are the same).
+    pub fn from_id(s: &str) -> Option<PlatformKind> {
+        let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
+        let wanted = match wanted.as_str() {
+            "k8s" => "kubernetes",
+            "fly" | "flyio" => "fly-io",
+            "fargate" => "ecs",
+            "cloudrun" => "cloud-run",
+            "aca" => "azure-container-apps",
+            "docker" => "container",
+            "baremetal" | "metal" => "bare-metal",
+            other => other,
+        }
+        .to_owned();
+        PlatformKind::ALL.into_iter().find(|k| k.id() == wanted)
+    }
+
+    /// Orchestrated platforms add instances themselves: the baseline there is
+    /// one process per instance (horizontal scaling).
+    pub fn orchestrated(self) -> bool {
+        !matches!(
+            self,
+            PlatformKind::Container
+                | PlatformKind::Systemd
+                | PlatformKind::Vps
+                | PlatformKind::BareMetal
+        )
+    }
+}
+
+/// A size a platform publishes in its environment (`RENDER_CPU_COUNT`...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hint<T> {
+    pub value: T,
+    /// The variable it came from.
+    pub variable: String,
+}
+
+/// The detected platform, why it was detected, and the sizes it publishes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Platform {
+    pub kind: PlatformKind,
+    /// Why: "KUBERNETES_SERVICE_HOST is set", "/.dockerenv exists"...
+    pub evidence: String,
+    pub cpu_hint: Option<Hint<f64>>,
+    pub memory_hint: Option<Hint<u64>>,
+}
+
+impl Platform {
+    /// A platform with no published sizes.
+    pub fn new(kind: PlatformKind, evidence: impl Into<String>) -> Platform {
+        Platform {
+            kind,
+            evidence: evidence.into(),
+            cpu_hint: None,
+            memory_hint: None,
+        }
+    }
+}

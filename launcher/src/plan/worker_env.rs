@@ -1,0 +1,129 @@
+//! The environment each worker gets, computed from the decision.
+//!
+//! Common to all workers: `COREFIT_MODE`, `COREFIT_WORKERS`,
+//! `WEB_CONCURRENCY=1` in cluster mode (so an app that forks on its own
+//! does not multiply the count), a Node heap ceiling appended to the user's
+//! `NODE_OPTIONS` when memory is limited (unless the user set
+//! `--max-old-space-size` already), and `GOMAXPROCS` (unless set).
+//! Per worker: `COREFIT_WORKER_ID` and `NODE_APP_INSTANCE` (0..N-1, as PM2).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::decide::{whole_cpus, Mode};
+use super::overrides::Overrides;
+
+/// Share of a worker's memory budget given to V8's old space; the rest is
+/// left for buffers, code, stacks and native memory.
+pub const NODE_HEAP_SHARE_PERCENT: u64 = 75;
+
+/// The smallest heap ceiling corefit will set, in MiB.
+pub const NODE_HEAP_FLOOR_MIB: u64 = 32;
+
+/// The environment the plan hands to workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerEnv {
+    /// Variables every worker gets.
+    pub common: BTreeMap<String, String>,
+    /// The Node heap ceiling set, in MiB, if any.
+    pub node_max_old_space_mib: Option<u64>,
+}
+
+impl WorkerEnv {
+    /// The full set for worker `id` (0-based).
+    pub fn for_worker(&self, id: u32) -> BTreeMap<String, String> {
+        let mut env = self.common.clone();
+        env.insert("COREFIT_WORKER_ID".to_owned(), id.to_string());
+        env.insert("NODE_APP_INSTANCE".to_owned(), id.to_string());
+        env
+    }
+}
+
+/// Computes the worker environment. `memory_share` is each worker's share
+/// of a *limited* memory (None when only the host's size is known).
+pub fn worker_env(
+    mode: Mode,
+    workers: u32,
+    cpus: f64,
+    memory_share: Option<u64>,
+    overrides: &Overrides,
+) -> WorkerEnv {
+    let mut common = BTreeMap::new();
+    common.insert("COREFIT_MODE".to_owned(), mode.as_str().to_owned());
+    common.insert("COREFIT_WORKERS".to_owned(), workers.to_string());
+    if mode == Mode::Cluster {
+        common.insert("WEB_CONCURRENCY".to_owned(), "1".to_owned());
+    }
+
+    let user_node_options = overrides.node_options.clone().unwrap_or_default();
+    let user_set_heap = user_node_options.contains("--max-old-space-size");
+    let node_max_old_space_mib = match memory_share {
+        Some(share) if !user_set_heap => {
+            Some((share / (1024 * 1024) * NODE_HEAP_SHARE_PERCENT / 100).max(NODE_HEAP_FLOOR_MIB))
+        }
+        _ => None,
+    };
+    if let Some(mib) = node_max_old_space_mib {
+        let flag = format!("--max-old-space-size={mib}");
+        let value = if user_node_options.trim().is_empty() {
+            flag
+        } else {
+            format!("{} {flag}", user_node_options.trim())
+        };
+        common.insert("NODE_OPTIONS".to_owned(), value);
+    }
+
+    if overrides.gomaxprocs.is_none() {
+        let per_worker = whole_cpus(cpus / workers.max(1) as f64);
+        common.insert("GOMAXPROCS".to_owned(), per_worker.to_string());
+    }
+    WorkerEnv {
+        common,
+        node_max_old_space_mib,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_is_appended_to_user_node_options() {
+        let o = Overrides {
+            node_options: Some("--enable-source-maps".into()),
+            ..Default::default()
+        };
+        let env = worker_env(Mode::Cluster, 2, 2.0, Some(512 * 1024 * 1024), &o);
+        assert_eq!(
+            env.common["NODE_OPTIONS"],
+            "--enable-source-maps --max-old-space-size=384"
+        );
+        assert_eq!(env.common["WEB_CONCURRENCY"], "1");
+        assert_eq!(env.common["GOMAXPROCS"], "1");
+        let w1 = env.for_worker(1);
+        assert_eq!(w1["COREFIT_WORKER_ID"], "1");
+        assert_eq!(w1["NODE_APP_INSTANCE"], "1");
+    }
+
+    #[test]
+    fn user_heap_and_gomaxprocs_win() {
+        let o = Overrides {
+            node_options: Some("--max-old-space-size=100".into()),
+            gomaxprocs: Some("7".into()),
+            ..Default::default()
+        };
+        let env = worker_env(Mode::Single, 1, 4.0, Some(1 << 30), &o);
+        assert!(!env.common.contains_key("NODE_OPTIONS"));
+        assert!(!env.common.contains_key("GOMAXPROCS"));
+        assert!(!env.common.contains_key("WEB_CONCURRENCY"));
+        assert_eq!(env.node_max_old_space_mib, None);
+    }
+
+    #[test]
+    fn no_heap_ceiling_without_a_memory_limit() {
+        let env = worker_env(Mode::Single, 1, 1.5, None, &Overrides::default());
+        assert!(!env.common.contains_key("NODE_OPTIONS"));
+        assert_eq!(env.common["GOMAXPROCS"], "1");
+    }
+}

@@ -1,0 +1,95 @@
+//! Probes: thin code that only reads. Every probe takes a root path, so
+//! tests point it at fixture trees (`tests/fixtures/<case>/proc/...`).
+//!
+//! - [`parse`]: values in cgroup and proc files (pure).
+//! - [`mountinfo`]: `/proc/self/mountinfo` and `/proc/self/cgroup` (pure).
+//! - [`cgroup`]: limits along the cgroup path and its ancestors.
+//! - [`host`]: online CPUs, `MemTotal`, hypervisor flag, affinity.
+//! - [`platform`]: platform signals and published sizes.
+
+pub mod cgroup;
+pub mod host;
+pub mod mountinfo;
+pub mod parse;
+pub mod platform;
+
+use std::path::Path;
+
+use crate::plan::facts::{CpuFacts, Limits, MemoryFacts};
+
+/// Things worth telling the user that did not stop the probe.
+pub type Warnings = Vec<String>;
+
+/// The two values only a live process can know; tests supply them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveFacts {
+    /// CPUs in the affinity mask (`sched_getaffinity`).
+    pub affinity_cpus: Option<u32>,
+    /// Online CPUs by sysconf, used when sysfs has no `cpu/online`.
+    pub sysconf_cpus: u32,
+}
+
+impl LiveFacts {
+    /// Asks the kernel.
+    pub fn read() -> LiveFacts {
+        LiveFacts {
+            affinity_cpus: host::affinity_cpus(),
+            sysconf_cpus: host::sysconf_cpus(),
+        }
+    }
+}
+
+/// Reads every resource fact under `root`.
+pub fn limits(root: &Path, live: LiveFacts, warnings: &mut Warnings) -> Limits {
+    let mountinfo_path = cgroup::join(root, "/proc/self/mountinfo");
+    let cgroup_path = cgroup::join(root, "/proc/self/cgroup");
+    let (mounts, bad_mounts) = match std::fs::read_to_string(&mountinfo_path) {
+        Ok(t) => mountinfo::cgroup_mounts(&t),
+        Err(e) => {
+            warnings.push(format!(
+                "cannot read {}: {e}; no cgroup limits will be found",
+                mountinfo_path.display()
+            ));
+            (Vec::new(), 0)
+        }
+    };
+    if bad_mounts > 0 {
+        warnings.push(format!(
+            "skipped {bad_mounts} malformed line(s) in {}",
+            mountinfo_path.display()
+        ));
+    }
+    let (members, bad_members) = match std::fs::read_to_string(&cgroup_path) {
+        Ok(t) => mountinfo::memberships(&t),
+        Err(e) => {
+            if !mounts.is_empty() {
+                warnings.push(format!(
+                    "cannot read {}: {e}; reading cgroup mount points only",
+                    cgroup_path.display()
+                ));
+            }
+            (Vec::new(), 0)
+        }
+    };
+    if bad_members > 0 {
+        warnings.push(format!(
+            "skipped {bad_members} malformed line(s) in {}",
+            cgroup_path.display()
+        ));
+    }
+    let cg = cgroup::read_limits(root, &mounts, &members, warnings);
+    Limits {
+        cgroup: cgroup::layout(&mounts),
+        cpu: CpuFacts {
+            host_cpus: host::online_cpus(root, live.sysconf_cpus, warnings),
+            affinity_cpus: live.affinity_cpus,
+            quota: cg.quota,
+            cpuset: cg.cpuset,
+        },
+        memory: MemoryFacts {
+            host_bytes: host::mem_total(root, warnings),
+            limit: cg.memory_max,
+            high: cg.memory_high,
+        },
+    }
+}

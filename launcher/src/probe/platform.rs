@@ -1,0 +1,405 @@
+//! Which platform the process runs on, from environment variables and a
+//! few marker files, and the sizes some platforms publish.
+//!
+//! Specific platforms are checked before generic ones: Knative and Azure
+//! Container Apps run on Kubernetes and also set `KUBERNETES_SERVICE_HOST`.
+//! Docker Swarm sets no signal at all, so it is only ever explicit
+//! (`COREFIT_PLATFORM=swarm`).
+
+use std::path::Path;
+
+use thiserror::Error;
+
+use super::cgroup::join;
+use super::Warnings;
+use crate::plan::facts::{Hint, Platform, PlatformKind};
+use crate::plan::Env;
+
+/// An explicit platform name that is not known.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid {source_name}={value:?}: expected one of {known}")]
+pub struct PlatformError {
+    pub source_name: String,
+    pub value: String,
+    pub known: String,
+}
+
+/// Marker files, checked under a root so tests can use fixture trees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MarkerFiles {
+    pub dockerenv: bool,
+    pub containerenv: bool,
+    pub service_account: bool,
+    /// Whether the CPU reports a hypervisor, when known.
+    pub virtualized: Option<bool>,
+}
+
+impl MarkerFiles {
+    /// Looks for the markers under `root`.
+    pub fn probe(root: &Path) -> MarkerFiles {
+        MarkerFiles {
+            dockerenv: join(root, "/.dockerenv").exists(),
+            containerenv: join(root, "/run/.containerenv").exists(),
+            service_account: join(root, "/var/run/secrets/kubernetes.io/serviceaccount").is_dir(),
+            virtualized: super::host::virtualized(root),
+        }
+    }
+}
+
+/// Detects the platform. `explicit` is the `--platform` flag.
+pub fn detect(
+    explicit: Option<&str>,
+    env: &Env,
+    files: &MarkerFiles,
+    warnings: &mut Warnings,
+) -> Result<Platform, PlatformError> {
+    let set = |name: &str| env.get(name).is_some_and(|v| !v.trim().is_empty());
+    let from_env = env
+        .get("COREFIT_PLATFORM")
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty());
+    let chosen = match (explicit, from_env) {
+        (Some(v), _) => Some(("--platform", v)),
+        (None, Some(v)) => Some(("COREFIT_PLATFORM", v)),
+        (None, None) => None,
+    };
+    let mut platform = if let Some((src, value)) = chosen {
+        let kind = PlatformKind::from_id(value).ok_or_else(|| PlatformError {
+            source_name: src.to_owned(),
+            value: value.to_owned(),
+            known: PlatformKind::ALL.map(|k| k.id()).join(", "),
+        })?;
+        Platform::new(kind, format!("{src}={value}"))
+    } else {
+        let first_set =
+            |names: &[&str]| names.iter().find(|n| set(n)).map(|n| format!("{n} is set"));
+        let candidates: [(PlatformKind, Option<String>); 12] = [
+            (
+                PlatformKind::FlyIo,
+                first_set(&["FLY_APP_NAME", "FLY_MACHINE_ID", "FLY_ALLOC_ID"]),
+            ),
+            (
+                PlatformKind::Ecs,
+                first_set(&[
+                    "ECS_CONTAINER_METADATA_URI_V4",
+                    "ECS_CONTAINER_METADATA_URI",
+                ])
+                .or_else(|| {
+                    env.get("AWS_EXECUTION_ENV")
+                        .filter(|v| v.starts_with("AWS_ECS"))
+                        .map(|v| format!("AWS_EXECUTION_ENV={v}"))
+                }),
+            ),
+            (
+                PlatformKind::CloudRun,
+                (set("K_SERVICE") && !set("KUBERNETES_SERVICE_HOST"))
+                    .then(|| "K_SERVICE is set".to_owned()),
+            ),
+            (
+                PlatformKind::Knative,
+                (set("K_SERVICE") && set("KUBERNETES_SERVICE_HOST"))
+                    .then(|| "K_SERVICE and KUBERNETES_SERVICE_HOST are set".to_owned()),
+            ),
+            (PlatformKind::Heroku, first_set(&["DYNO"])),
+            (
+                PlatformKind::Render,
+                first_set(&["RENDER", "RENDER_SERVICE_ID"]),
+            ),
+            (
+                PlatformKind::Railway,
+                first_set(&[
+                    "RAILWAY_SERVICE_ID",
+                    "RAILWAY_ENVIRONMENT_ID",
+                    "RAILWAY_PROJECT_ID",
+                ]),
+            ),
+            (
+                PlatformKind::AzureContainerApps,
+                first_set(&["CONTAINER_APP_NAME"]),
+            ),
+            (PlatformKind::Nomad, first_set(&["NOMAD_ALLOC_ID"])),
+            (
+                PlatformKind::Kubernetes,
+                first_set(&["KUBERNETES_SERVICE_HOST"]).or_else(|| {
+                    files
+                        .service_account
+                        .then(|| "a Kubernetes service-account token is mounted".to_owned())
+                }),
+            ),
+            (
+                PlatformKind::Container,
+                files
+                    .dockerenv
+                    .then(|| "/.dockerenv exists".to_owned())
+                    .or_else(|| {
+                        files
+                            .containerenv
+                            .then(|| "/run/.containerenv exists".to_owned())
+                    }),
+            ),
+            (
+                PlatformKind::Systemd,
+                first_set(&["INVOCATION_ID"]).map(|e| format!("{e}: a systemd service")),
+            ),
+        ];
+        match candidates
+            .into_iter()
+            .find_map(|(k, why)| why.map(|w| (k, w)))
+        {
+            Some((kind, why)) => Platform::new(kind, why),
+            None => match files.virtualized {
+                Some(false) => Platform::new(
+                    PlatformKind::BareMetal,
+                    "no platform signal; the CPU reports no hypervisor",
+                ),
+                Some(true) => Platform::new(
+                    PlatformKind::Vps,
+                    "no platform signal; the CPU reports a hypervisor",
+                ),
+                None => Platform::new(PlatformKind::Vps, "no platform signal"),
+            },
+        }
+    };
+    platform.cpu_hint = cpu_hint(platform.kind, env, warnings);
+    platform.memory_hint = memory_hint(platform.kind, env, warnings);
+    Ok(platform)
+}
+
+fn cpu_hint(kind: PlatformKind, env: &Env, warnings: &mut Warnings) -> Option<Hint<f64>> {
+    let var = match kind {
+        PlatformKind::Render => "RENDER_CPU_COUNT",
+        PlatformKind::Nomad => "NOMAD_CPU_CORES",
+        _ => return None,
+    };
+    let raw = env.get(var)?;
+    let value = if kind == PlatformKind::Nomad {
+        // NOMAD_CPU_CORES is the reserved core list, e.g. "0-1" or "3".
+        crate::probe::parse::cpu_list(raw)
+            .map(|n| n as f64)
+            .map_err(|e| e.to_string())
+    } else {
+        raw.trim()
+            .parse::<f64>()
+            .map_err(|_| "not a number".to_owned())
+            .and_then(|v| {
+                if v.is_finite() && v > 0.0 && v <= 1e6 {
+                    Ok(v)
+                } else {
+                    Err("out of range".to_owned())
+                }
+            })
+    };
+    match value {
+        Ok(v) => Some(Hint {
+            value: v,
+            variable: var.to_owned(),
+        }),
+        Err(e) => {
+            warnings.push(format!("ignoring {var}={raw:?}: {e}"));
+            None
+        }
+    }
+}
+
+fn memory_hint(kind: PlatformKind, env: &Env, warnings: &mut Warnings) -> Option<Hint<u64>> {
+    let var = match kind {
+        PlatformKind::FlyIo => "FLY_VM_MEMORY_MB",
+        PlatformKind::Nomad => "NOMAD_MEMORY_LIMIT",
+        _ => return None,
+    };
+    let raw = env.get(var)?;
+    match raw.trim().parse::<u64>() {
+        Ok(mb) if mb > 0 && mb <= (1 << 40) => Some(Hint {
+            value: mb * 1024 * 1024,
+            variable: var.to_owned(),
+        }),
+        _ => {
+            warnings.push(format!(
+                "ignoring {var}={raw:?}: expected a positive number of MiB"
+            ));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn kind(pairs: &[(&str, &str)], files: MarkerFiles) -> PlatformKind {
+        detect(None, &env(pairs), &files, &mut Warnings::new())
+            .unwrap()
+            .kind
+    }
+
+    #[test]
+    fn signals() {
+        let none = MarkerFiles::default();
+        assert_eq!(
+            kind(&[("KUBERNETES_SERVICE_HOST", "10.96.0.1")], none),
+            PlatformKind::Kubernetes
+        );
+        assert_eq!(kind(&[("FLY_APP_NAME", "a")], none), PlatformKind::FlyIo);
+        assert_eq!(
+            kind(&[("ECS_CONTAINER_METADATA_URI_V4", "http://x")], none),
+            PlatformKind::Ecs
+        );
+        assert_eq!(
+            kind(&[("AWS_EXECUTION_ENV", "AWS_ECS_FARGATE")], none),
+            PlatformKind::Ecs
+        );
+        assert_eq!(kind(&[("K_SERVICE", "s")], none), PlatformKind::CloudRun);
+        assert_eq!(
+            kind(
+                &[("K_SERVICE", "s"), ("KUBERNETES_SERVICE_HOST", "h")],
+                none
+            ),
+            PlatformKind::Knative
+        );
+        assert_eq!(kind(&[("DYNO", "web.1")], none), PlatformKind::Heroku);
+        assert_eq!(kind(&[("RENDER", "true")], none), PlatformKind::Render);
+        assert_eq!(
+            kind(&[("RAILWAY_SERVICE_ID", "x")], none),
+            PlatformKind::Railway
+        );
+        assert_eq!(
+            kind(
+                &[
+                    ("CONTAINER_APP_NAME", "x"),
+                    ("KUBERNETES_SERVICE_HOST", "h")
+                ],
+                none
+            ),
+            PlatformKind::AzureContainerApps
+        );
+        assert_eq!(kind(&[("NOMAD_ALLOC_ID", "x")], none), PlatformKind::Nomad);
+        assert_eq!(kind(&[("INVOCATION_ID", "x")], none), PlatformKind::Systemd);
+        assert_eq!(
+            kind(
+                &[],
+                MarkerFiles {
+                    dockerenv: true,
+                    ..none
+                }
+            ),
+            PlatformKind::Container
+        );
+        assert_eq!(
+            kind(
+                &[],
+                MarkerFiles {
+                    containerenv: true,
+                    ..none
+                }
+            ),
+            PlatformKind::Container
+        );
+        assert_eq!(
+            kind(
+                &[],
+                MarkerFiles {
+                    service_account: true,
+                    ..none
+                }
+            ),
+            PlatformKind::Kubernetes
+        );
+        assert_eq!(
+            kind(
+                &[],
+                MarkerFiles {
+                    virtualized: Some(false),
+                    ..none
+                }
+            ),
+            PlatformKind::BareMetal
+        );
+        assert_eq!(
+            kind(
+                &[],
+                MarkerFiles {
+                    virtualized: Some(true),
+                    ..none
+                }
+            ),
+            PlatformKind::Vps
+        );
+        assert_eq!(
+            kind(&[("COREFIT_PLATFORM", "swarm"), ("DYNO", "x")], none),
+            PlatformKind::Swarm
+        );
+    }
+
+    #[test]
+    fn explicit_flag_beats_env_and_bad_names_are_errors() {
+        let e = env(&[("COREFIT_PLATFORM", "heroku")]);
+        let p = detect(
+            Some("k8s"),
+            &e,
+            &MarkerFiles::default(),
+            &mut Warnings::new(),
+        )
+        .unwrap();
+        assert_eq!(p.kind, PlatformKind::Kubernetes);
+        let err = detect(
+            None,
+            &env(&[("COREFIT_PLATFORM", "mainframe")]),
+            &MarkerFiles::default(),
+            &mut Warnings::new(),
+        )
+        .unwrap_err();
+        assert_eq!(err.source_name, "COREFIT_PLATFORM");
+        assert!(err.to_string().contains("kubernetes"));
+    }
+
+    #[test]
+    fn published_sizes() {
+        let mut w = Warnings::new();
+        let p = detect(
+            None,
+            &env(&[("RENDER", "true"), ("RENDER_CPU_COUNT", "2")]),
+            &MarkerFiles::default(),
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(p.cpu_hint.unwrap().value, 2.0);
+        let p = detect(
+            None,
+            &env(&[
+                ("NOMAD_ALLOC_ID", "x"),
+                ("NOMAD_CPU_CORES", "0-3"),
+                ("NOMAD_MEMORY_LIMIT", "1024"),
+            ]),
+            &MarkerFiles::default(),
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(p.cpu_hint.unwrap().value, 4.0);
+        assert_eq!(p.memory_hint.unwrap().value, 1 << 30);
+        let p = detect(
+            None,
+            &env(&[("FLY_APP_NAME", "a"), ("FLY_VM_MEMORY_MB", "256")]),
+            &MarkerFiles::default(),
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(p.memory_hint.unwrap().value, 256 << 20);
+        assert!(w.is_empty());
+        let p = detect(
+            None,
+            &env(&[("FLY_APP_NAME", "a"), ("FLY_VM_MEMORY_MB", "-1")]),
+            &MarkerFiles::default(),
+            &mut w,
+        )
+        .unwrap();
+        assert!(p.memory_hint.is_none());
+        assert!(w[0].contains("FLY_VM_MEMORY_MB"));
+    }
+}
