@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# A real Kubernetes 1.20.2 control plane on 127.0.0.1 for the operator tests:
+# etcd, kube-apiserver, kube-controller-manager and kube-scheduler.
+#
+#   eval "$(tests/k8s/control-plane.sh start)"   # exports COREFIT_TEST_KUBECONFIG
+#   tests/k8s/control-plane.sh status
+#   tests/k8s/control-plane.sh stop
+#
+# `start` is idempotent: when the control plane it started is still up and
+# ready, it prints the same exports again. Only the export lines go to
+# stdout; progress and errors go to stderr. Every process it starts has its
+# PID recorded in the state directory, and `stop` kills exactly those PIDs
+# (after checking each still runs the binary it started), then removes the
+# state directory. Nothing listens anywhere but 127.0.0.1.
+#
+# Binaries come from tests/k8s/build-k8s.sh (cached under
+# ~/.cache/corefit/k8s-1.20.2) and Debian's etcd-server package.
+set -euo pipefail
+
+K8S_VERSION=1.20.2
+CACHE="${COREFIT_CACHE:-$HOME/.cache/corefit}"
+BIN="${COREFIT_K8S_BIN:-$CACHE/k8s-$K8S_VERSION}"
+STATE="${COREFIT_K8S_STATE:-${TMPDIR:-/tmp}/corefit-k8s-$(id -u)}"
+READY_DEADLINE="${COREFIT_K8S_READY_DEADLINE:-90}"
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+
+log() { echo "control-plane: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# A TCP port on 127.0.0.1 nobody listens on (and we have not handed out).
+free_port() {
+  local p tries=0
+  while :; do
+    p=$(( 20000 + RANDOM % 30000 ))
+    tries=$((tries + 1))
+    [ "$tries" -gt 200 ] && die "no free port found on 127.0.0.1"
+    grep -qx "$p" "$STATE/ports" 2>/dev/null && continue
+    if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+      echo "$p" >> "$STATE/ports"
+      echo "$p"
+      return
+    fi
+  done
+}
+
+# Is PID alive and still the binary we started?
+ours() {
+  local name=$1 pidf="$STATE/$1.pid" pid
+  [ -f "$pidf" ] || return 1
+  pid=$(cat "$pidf")
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$name" || return 1
+  echo "$pid"
+}
+
+exports() {
+  echo "export COREFIT_TEST_KUBECONFIG=$STATE/kubeconfig"
+  echo "export COREFIT_TEST_K8S_LOGS=$STATE/logs"
+}
+
+readyz() {
+  local server token
+  server=$(cat "$STATE/server")
+  token=$(cat "$STATE/token")
+  curl -sk --max-time 2 -H "Authorization: Bearer $token" "$server/readyz" 2>/dev/null | grep -qx ok
+}
+
+wait_for() { # description deadline-seconds command...
+  local what=$1 deadline=$(( SECONDS + $2 )); shift 2
+  until "$@"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "$what not ready after $((deadline - SECONDS + $#))s; last log lines:"
+      tail -n 20 "$STATE/logs/"*.log >&2 || true
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+spawn() { # name binary args...
+  local name=$1; shift
+  nohup "$@" </dev/null >"$STATE/logs/$name.log" 2>&1 &
+  echo $! > "$STATE/$name.pid"
+}
+
+all_up() {
+  local c
+  for c in "${COMPONENTS[@]}"; do ours "$c" >/dev/null || return 1; done
+  readyz
+}
+
+do_stop() {
+  local c pid deadline
+  [ -d "$STATE" ] || { log "nothing to stop ($STATE absent)"; return 0; }
+  for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    if pid=$(ours "$c"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      deadline=$(( SECONDS + 15 ))
+      while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+      if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+      log "stopped $c (pid $pid)"
+    fi
+  done
+  rm -rf "$STATE"
+}
+
+do_start() {
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b missing: run tests/k8s/build-k8s.sh first"
+  done
+  command -v etcd >/dev/null || die "etcd missing: run tests/k8s/build-k8s.sh (installs etcd-server)"
+  command -v openssl >/dev/null || die "openssl missing: apt-get install openssl"
+  command -v curl >/dev/null || die "curl missing: apt-get install curl"
+
+  if [ -d "$STATE" ] && all_up; then
+    log "already running ($STATE)"
+    exports
+    return 0
+  fi
+  [ -d "$STATE" ] && { log "stale state in $STATE: stopping it first"; do_stop; }
+
+  mkdir -p "$STATE/logs" "$STATE/etcd" "$STATE/certs"
+  chmod 700 "$STATE"
+  : > "$STATE/ports"
+  local etcd_port peer_port api_port token
+  etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
+  token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  echo "$token" > "$STATE/token"
+  echo "$token,admin,admin,system:masters" > "$STATE/tokens.csv"
+  echo "https://127.0.0.1:$api_port" > "$STATE/server"
+  openssl genrsa -out "$STATE/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$STATE/sa.key" -pubout -out "$STATE/sa.pub" 2>/dev/null
+
+  cat > "$STATE/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: corefit-test
+  cluster:
+    server: https://127.0.0.1:$api_port
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: corefit-test
+  context:
+    cluster: corefit-test
+    user: admin
+    namespace: default
+current-context: corefit-test
+EOF
+  chmod 600 "$STATE/kubeconfig"
+
+  log "starting etcd on 127.0.0.1:$etcd_port"
+  spawn etcd etcd --name default --data-dir "$STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "default=http://127.0.0.1:$peer_port" \
+    --listen-metrics-urls "" --unsafe-no-fsync
+  etcd_ok() { curl -s --max-time 2 "http://127.0.0.1:$etcd_port/health" 2>/dev/null | grep -q '"health":"true"'; }
+  wait_for etcd 30 etcd_ok || { do_stop; exit 1; }
+
+  log "starting kube-apiserver on 127.0.0.1:$api_port"
+  spawn kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+    --secure-port="$api_port" --insecure-port=0 \
+    --cert-dir="$STATE/certs" \
+    --token-auth-file="$STATE/tokens.csv" \
+    --authorization-mode=RBAC \
+    --service-account-key-file="$STATE/sa.pub" \
+    --service-account-signing-key-file="$STATE/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --enable-priority-and-fairness=false \
+    --max-requests-inflight=1000 --max-mutating-requests-inflight=500
+  wait_for kube-apiserver "$READY_DEADLINE" readyz || { do_stop; exit 1; }
+
+  log "starting kube-controller-manager and kube-scheduler"
+  spawn kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig="$STATE/kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port=0 --port=0 \
+    --service-account-private-key-file="$STATE/sa.key" \
+    --use-service-account-credentials=false \
+    --kube-api-qps=200 --kube-api-burst=400 \
+    --controllers='*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-cloud-node-lifecycle,-route,-service'
+  spawn kube-scheduler "$BIN/kube-scheduler" \
+    --kubeconfig="$STATE/kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port=0 --port=0 \
+    --kube-api-qps=200 --kube-api-burst=400
+  sleep 0.5
+  for c in kube-controller-manager kube-scheduler; do
+    ours "$c" >/dev/null || { log "$c exited:"; tail -n 20 "$STATE/logs/$c.log" >&2; do_stop; exit 1; }
+  done
+  # The default ServiceAccount must exist before pods can be admitted.
+  sa_ok() {
+    curl -sk --max-time 2 -H "Authorization: Bearer $token" \
+      "https://127.0.0.1:$api_port/api/v1/namespaces/default/serviceaccounts/default" 2>/dev/null \
+      | grep -q '"name": "default"'
+  }
+  wait_for "default ServiceAccount" 60 sa_ok || { do_stop; exit 1; }
+  log "ready: kubeconfig $STATE/kubeconfig"
+  exports
+}
+
+case "${1:-}" in
+  start) do_start ;;
+  stop) do_stop ;;
+  status)
+    if [ -d "$STATE" ] && all_up; then log "running"; exports; else log "not running"; exit 1; fi ;;
+  env) exports ;;
+  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+esac
