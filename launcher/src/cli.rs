@@ -30,10 +30,10 @@ pub struct PlanArgs {
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
     /// Worker count, or "auto" [env: COREFIT_WORKERS, CLUSTER_WORKERS, WEB_CONCURRENCY]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub workers: Option<String>,
     /// Upper bound on workers [env: COREFIT_MAX_WORKERS, MAX_WORKERS]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub max_workers: Option<String>,
     /// Memory budget per worker, e.g. 512Mi (a plain number is MiB) [env: COREFIT_MEMORY_PER_WORKER]
     #[arg(long, value_name = "SIZE")]

@@ -80,7 +80,8 @@ pub struct Plan {
     pub platform: PlatformKind,
     /// The fraction is kept: 1.5 CPUs is a fact worth reporting.
     pub effective_cpus: Bound<f64>,
-    /// True when something other than the host's size bounds the CPUs.
+    /// True when a CPU limit was set (a quota, a published size, or a
+    /// cpuset or affinity mask narrower than the host).
     pub cpu_limited: bool,
     /// The memory the instance may use, when known.
     pub memory: Option<Bound<u64>>,
@@ -329,6 +330,9 @@ fn effective_cpus(limits: &Limits, platform: &Platform) -> (Bound<f64>, bool) {
     if let Some(h) = &platform.cpu_hint {
         consider(h.value, format!("{}={}", h.variable, h.value));
     }
+    // A quota or a published size is a limit someone set, even when it is
+    // above the host's size: more CPUs must never mean fewer workers.
+    let limited = limited || cpu.quota.is_some() || platform.cpu_hint.is_some();
     (best, limited)
 }
 

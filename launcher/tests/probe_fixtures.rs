@@ -1,0 +1,294 @@
+//! The probes against fixture trees: one per cgroup layout the launcher
+//! must read right, plus every file made empty, non-numeric, negative and
+//! overflowing.
+
+mod support;
+
+use corefit::plan::facts::{CgroupLayout, CgroupVersion};
+use support::{copy_fixture, fixture, probe};
+
+const MIB: u64 = 1024 * 1024;
+
+#[test]
+fn v2_leaf_quota() {
+    let (l, w) = probe(&fixture("cgroup-v2-leaf"));
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(l.cgroup, CgroupLayout::V2);
+    let q = l.cpu.quota.unwrap();
+    assert_eq!((q.quota_us, q.period_us), (200000, 100000));
+    assert_eq!(q.cpus(), 2.0);
+    assert_eq!(q.source.cgroup, CgroupVersion::V2);
+    assert!(
+        q.source.file.ends_with("kubepods/pod1/ctr/cpu.max"),
+        "{}",
+        q.source.file
+    );
+    assert_eq!(l.memory.limit.unwrap().bytes, 1024 * MIB);
+    assert_eq!(l.memory.high, None);
+    assert_eq!(l.cpu.host_cpus, 8);
+    assert_eq!(l.memory.host_bytes, Some(16384000 * 1024));
+}
+
+#[test]
+fn v2_nested_ancestor_smaller_than_leaf_wins() {
+    let (l, w) = probe(&fixture("cgroup-v2-nested"));
+    assert!(w.is_empty(), "{w:?}");
+    let q = l.cpu.quota.unwrap();
+    assert_eq!(q.cpus(), 1.0, "the pod's 1 CPU bounds the container's 4");
+    assert!(
+        q.source.file.ends_with("kubepods/pod1/cpu.max"),
+        "{}",
+        q.source.file
+    );
+    let m = l.memory.limit.unwrap();
+    assert_eq!(m.bytes, 1024 * MIB);
+    assert!(m.source.file.ends_with("kubepods/pod1/memory.max"));
+    assert_eq!(l.memory.high.unwrap().bytes, 768 * MIB);
+}
+
+#[test]
+fn v2_max_means_no_limit() {
+    let (l, w) = probe(&fixture("cgroup-v2-max"));
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(l.cpu.quota, None);
+    assert_eq!(l.memory.limit, None);
+}
+
+#[test]
+fn v2_fractional_quota_is_kept() {
+    let (l, _) = probe(&fixture("cgroup-v2-fractional"));
+    assert_eq!(l.cpu.quota.unwrap().cpus(), 1.5);
+}
+
+#[test]
+fn v2_cpuset_narrower_than_quota() {
+    let (l, w) = probe(&fixture("cgroup-v2-cpuset"));
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(l.cpu.quota.as_ref().unwrap().cpus(), 3.0);
+    let s = l.cpu.cpuset.unwrap();
+    assert_eq!((s.cpus, s.list.as_str()), (1, "2"));
+}
+
+#[test]
+fn v1_cpu_cpuacct_comounted() {
+    let (l, w) = probe(&fixture("cgroup-v1-comounted"));
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(l.cgroup, CgroupLayout::V1);
+    let q = l.cpu.quota.unwrap();
+    assert_eq!((q.quota_us, q.period_us), (150000, 100000));
+    assert_eq!(q.source.cgroup, CgroupVersion::V1);
+    assert!(
+        q.source
+            .file
+            .ends_with("cpu,cpuacct/docker/abc/cpu.cfs_quota_us"),
+        "{}",
+        q.source.file
+    );
+    assert_eq!(l.memory.limit.unwrap().bytes, 768 * MIB);
+    assert_eq!(l.cpu.cpuset.unwrap().cpus, 8);
+}
+
+#[test]
+fn v1_nested_path_with_namespaced_root() {
+    let (l, w) = probe(&fixture("cgroup-v1-namespaced"));
+    assert!(w.is_empty(), "{w:?}");
+    let q = l.cpu.quota.unwrap();
+    assert_eq!(q.cpus(), 2.5, "the mounted root's 2.5 bounds the child's 3");
+    // The mount root is the container's cgroup: its files sit at the mount point.
+    assert!(
+        q.source
+            .file
+            .ends_with("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us"),
+        "{}",
+        q.source.file
+    );
+    let m = l.memory.limit.unwrap();
+    assert_eq!(
+        m.bytes,
+        512 * MIB,
+        "the child is unlimited; the mounted root's 512 MiB wins"
+    );
+}
+
+#[test]
+fn hybrid_reads_v1_controllers_not_the_empty_unified_mount() {
+    let (l, w) = probe(&fixture("cgroup-hybrid"));
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(l.cgroup, CgroupLayout::Hybrid);
+    let q = l.cpu.quota.unwrap();
+    assert_eq!(q.cpus(), 0.5);
+    assert_eq!(q.source.cgroup, CgroupVersion::V1);
+    // v1 memory is a page-rounded 2^63: unlimited; the unified decoy is not read.
+    assert_eq!(l.memory.limit, None);
+    assert_eq!(l.cpu.cpuset.unwrap().cpus, 2);
+}
+
+/// A fixture file, what each garbage value should leave, and a check.
+struct Case {
+    fixture: &'static str,
+    file: &'static str,
+}
+
+const GARBAGE: [(&str, &str); 4] = [
+    ("empty", ""),
+    ("non-numeric", "abc"),
+    ("negative", "-5"),
+    ("overflowing", "99999999999999999999999"),
+];
+
+#[test]
+fn garbage_cpu_files_are_ignored_with_a_warning_naming_the_file() {
+    let cases = [
+        Case {
+            fixture: "cgroup-v2-leaf",
+            file: "sys/fs/cgroup/kubepods/pod1/ctr/cpu.max",
+        },
+        Case {
+            fixture: "cgroup-v1-comounted",
+            file: "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us",
+        },
+        Case {
+            fixture: "cgroup-v1-comounted",
+            file: "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us",
+        },
+    ];
+    for case in cases {
+        for (what, value) in GARBAGE {
+            let dir = copy_fixture(case.fixture);
+            std::fs::write(dir.path().join(case.file), value).unwrap();
+            let (l, w) = probe(dir.path());
+            assert_eq!(
+                l.cpu.quota, None,
+                "{} {what}: the garbage quota must not be used",
+                case.file
+            );
+            assert!(
+                w.iter().any(|m| m.contains(case.file)),
+                "{} {what}: expected a warning naming the file, got {w:?}",
+                case.file
+            );
+        }
+    }
+}
+
+#[test]
+fn garbage_memory_files_are_ignored_with_a_warning_naming_the_file() {
+    let cases = [
+        Case {
+            fixture: "cgroup-v2-leaf",
+            file: "sys/fs/cgroup/kubepods/pod1/ctr/memory.max",
+        },
+        Case {
+            fixture: "cgroup-v1-comounted",
+            file: "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
+        },
+    ];
+    for case in cases {
+        for (what, value) in GARBAGE {
+            let dir = copy_fixture(case.fixture);
+            std::fs::write(dir.path().join(case.file), value).unwrap();
+            let (l, w) = probe(dir.path());
+            assert_eq!(l.memory.limit, None, "{} {what}", case.file);
+            assert!(
+                w.iter().any(|m| m.contains(case.file)),
+                "{} {what}: {w:?}",
+                case.file
+            );
+        }
+    }
+    // memory.high too, beside a valid memory.max that must survive.
+    for (what, value) in GARBAGE {
+        let dir = copy_fixture("cgroup-v2-nested");
+        let file = "sys/fs/cgroup/kubepods/pod1/ctr/memory.high";
+        std::fs::write(dir.path().join(file), value).unwrap();
+        let (l, w) = probe(dir.path());
+        assert_eq!(l.memory.high, None, "{what}");
+        assert_eq!(l.memory.limit.unwrap().bytes, 1024 * MIB, "{what}");
+        assert!(w.iter().any(|m| m.contains(file)), "{what}: {w:?}");
+    }
+}
+
+#[test]
+fn garbage_cpusets_are_ignored() {
+    for (fixture, file) in [
+        (
+            "cgroup-v2-cpuset",
+            "sys/fs/cgroup/pinned/cpuset.cpus.effective",
+        ),
+        (
+            "cgroup-v1-comounted",
+            "sys/fs/cgroup/cpuset/docker/abc/cpuset.cpus",
+        ),
+    ] {
+        for (what, value) in GARBAGE {
+            let dir = copy_fixture(fixture);
+            std::fs::write(dir.path().join(file), value).unwrap();
+            let (l, w) = probe(dir.path());
+            if value.is_empty() {
+                // An empty cpuset file means "inherit" in cgroup v2: no limit, no warning.
+                assert!(!w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
+            } else {
+                assert!(w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
+            }
+            // The parent's cpuset (v1: 0-7) or none (v2) remains.
+            assert!(
+                l.cpu.cpuset.as_ref().is_none_or(|s| s.cpus == 8),
+                "{file} {what}: {:?}",
+                l.cpu.cpuset
+            );
+        }
+    }
+}
+
+#[test]
+fn garbage_proc_files_degrade_to_host_facts_with_warnings() {
+    for (what, value) in GARBAGE {
+        let dir = copy_fixture("cgroup-v2-leaf");
+        std::fs::write(dir.path().join("proc/meminfo"), value).unwrap();
+        std::fs::write(dir.path().join("sys/devices/system/cpu/online"), value).unwrap();
+        let (l, w) = probe(dir.path());
+        assert_eq!(l.memory.host_bytes, None, "{what}");
+        assert!(
+            w.iter().any(|m| m.contains("proc/meminfo")),
+            "{what}: {w:?}"
+        );
+        assert_eq!(
+            l.cpu.host_cpus,
+            support::FIXTURE_LIVE.sysconf_cpus,
+            "{what}: falls back to sysconf"
+        );
+        // The cgroup limits are still read.
+        assert_eq!(l.cpu.quota.unwrap().cpus(), 2.0);
+    }
+}
+
+#[test]
+fn garbage_mountinfo_and_cgroup_membership() {
+    let dir = copy_fixture("cgroup-v1-comounted");
+    std::fs::write(
+        dir.path().join("proc/self/mountinfo"),
+        "garbage\n\0\0\n1 2 3 4\n",
+    )
+    .unwrap();
+    let (l, w) = probe(dir.path());
+    assert_eq!(l.cgroup, CgroupLayout::None);
+    assert_eq!(l.cpu.quota, None);
+    assert!(
+        w.iter()
+            .any(|m| m.contains("malformed") && m.contains("mountinfo")),
+        "{w:?}"
+    );
+
+    let dir = copy_fixture("cgroup-v1-comounted");
+    std::fs::write(dir.path().join("proc/self/cgroup"), "nonsense\n").unwrap();
+    let (l, w) = probe(dir.path());
+    // Without a membership line the mount points are read (here: unlimited roots).
+    assert_eq!(l.cpu.quota, None);
+    assert!(w.iter().any(|m| m.contains("no cpu line")), "{w:?}");
+
+    let dir = copy_fixture("cgroup-v2-leaf");
+    std::fs::remove_file(dir.path().join("proc/self/mountinfo")).unwrap();
+    let (l, w) = probe(dir.path());
+    assert_eq!(l.cgroup, CgroupLayout::None);
+    assert!(w.iter().any(|m| m.contains("mountinfo")), "{w:?}");
+}
