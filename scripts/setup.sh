@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything corefit's tests, sample app and benchmarks need on a
+# fresh Debian 12 machine (run as root). Idempotent: a warm machine pays a
+# few seconds. Slow builds are cached outside the repo (~/.cache/corefit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+APT=(wrk curl ca-certificates procps iproute2 python3-venv)
+command -v node >/dev/null 2>&1 || APT+=(nodejs)
+command -v npm >/dev/null 2>&1 || APT+=(npm)
+missing=()
+for p in "${APT[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: apt-get install ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Rust formatting and lints are part of the test command.
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+# Kubernetes 1.20.2 control-plane binaries (built once, cached) and etcd.
+tests/k8s/build-k8s.sh
+
+echo "setup: ok"
