@@ -6,12 +6,14 @@
 //! - [`cgroup`]: limits along the cgroup path and its ancestors.
 //! - [`host`]: online CPUs, `MemTotal`, hypervisor flag, affinity.
 //! - [`platform`]: platform signals and published sizes.
+//! - [`procstat`]: per-process state, CPU time and RSS from `/proc/<pid>/stat`.
 
 pub mod cgroup;
 pub mod host;
 pub mod mountinfo;
 pub mod parse;
 pub mod platform;
+pub mod procstat;
 
 use std::path::Path;
 
