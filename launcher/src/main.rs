@@ -1,31 +1,45 @@
-//! The `corefit` binary: parses the command line and runs a subcommand.
-//! Exit codes: 0 success, 2 invalid input (a flag, variable or value named
-//! in the message).
+//! The `corefit` binary: parses the command line and runs a subcommand or
+//! the supervisor.
+//!
+//! Exit codes: `corefit plan`: 0 success, 2 invalid input (a flag, variable
+//! or value named in the message). `corefit -- CMD`: as tini — the single
+//! worker's own code, 128+N when a signal N killed it, 127 when CMD does not
+//! exist, 126 when it cannot be executed; in cluster mode 0 after a clean
+//! stop, non-zero when a worker hit the respawn limit or had to be killed.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use corefit::cli::{Cli, Command, PlanCommand};
+use corefit::cli::{Cli, Command, PlanArgs, PlanCommand, RunArgs};
 use corefit::decision::{decide, process_env};
+use corefit::explain::Report;
 use corefit::probe::LiveFacts;
+use corefit::supervise::{self, handoff};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Plan(cmd) => run_plan(&cmd),
+        Some(Command::Plan(cmd)) => run_plan(&cmd),
+        Some(Command::ExecWorker(args)) => {
+            ExitCode::from(handoff::exec_with_socket(args.listen_fd, &args.cmd))
+        }
+        None => run_supervised(&cli.plan, &cli.run, cli.cmd),
     }
 }
 
-fn run_plan(cmd: &PlanCommand) -> ExitCode {
+fn decide_from(args: &PlanArgs) -> anyhow::Result<Report> {
     let env = process_env();
-    let args = &cmd.plan;
-    match decide(
+    Ok(decide(
         &args.flag_values(),
         args.platform.as_deref(),
         &env,
         &args.probe_root,
         LiveFacts::read(),
-    ) {
+    )?)
+}
+
+fn run_plan(cmd: &PlanCommand) -> ExitCode {
+    match decide_from(&cmd.plan) {
         Ok(report) => {
             if cmd.json {
                 println!("{}", report.to_json());
@@ -39,4 +53,22 @@ fn run_plan(cmd: &PlanCommand) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_supervised(plan_args: &PlanArgs, run_args: &RunArgs, cmd: Vec<String>) -> ExitCode {
+    if cmd.is_empty() {
+        eprintln!(
+            "corefit: nothing to run: give the command after `--`, e.g. `corefit -- node server.js` (or see `corefit plan`)"
+        );
+        return ExitCode::from(2);
+    }
+    let report = match decide_from(plan_args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("corefit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = run_args.config(cmd);
+    ExitCode::from(supervise::run(&config, &report.decision))
 }

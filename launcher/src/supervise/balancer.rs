@@ -1,0 +1,130 @@
+//! Which worker gets the next proxied connection: the routed worker with
+//! the fewest open connections, ties broken round-robin.
+
+use std::net::SocketAddr;
+
+/// A worker the proxy may connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// Connections open to it now.
+    pub active: usize,
+}
+
+/// The routing table, indexed by worker id.
+#[derive(Debug, Default)]
+pub struct Balancer {
+    slots: Vec<Option<Backend>>,
+    cursor: usize,
+}
+
+impl Balancer {
+    pub fn new(workers: usize) -> Balancer {
+        Balancer {
+            slots: vec![None; workers],
+            cursor: 0,
+        }
+    }
+
+    /// Starts routing to worker `id` at `addr`.
+    pub fn route(&mut self, id: usize, addr: SocketAddr) {
+        if id >= self.slots.len() {
+            self.slots.resize(id + 1, None);
+        }
+        self.slots[id] = Some(Backend { addr, active: 0 });
+    }
+
+    /// Stops routing to worker `id` (its open connections keep going).
+    pub fn unroute(&mut self, id: usize) {
+        if let Some(slot) = self.slots.get_mut(id) {
+            *slot = None;
+        }
+    }
+
+    /// Picks a worker and counts the connection against it.
+    pub fn pick(&mut self, exclude: Option<usize>) -> Option<(usize, SocketAddr)> {
+        let n = self.slots.len();
+        let mut best: Option<(usize, usize)> = None;
+        for step in 0..n {
+            let id = (self.cursor + step) % n;
+            if Some(id) == exclude {
+                continue;
+            }
+            if let Some(b) = &self.slots[id] {
+                if best.is_none_or(|(_, active)| b.active < active) {
+                    best = Some((id, b.active));
+                }
+            }
+        }
+        let (id, _) = best?;
+        self.cursor = (id + 1) % n.max(1);
+        let backend = self.slots[id].as_mut()?;
+        backend.active += 1;
+        Some((id, backend.addr))
+    }
+
+    /// A connection to worker `id` at `addr` ended.
+    pub fn release(&mut self, id: usize, addr: SocketAddr) {
+        if let Some(Some(b)) = self.slots.get_mut(id) {
+            if b.addr == addr {
+                b.active = b.active.saturating_sub(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn round_robin_when_loads_are_equal() {
+        let mut b = Balancer::new(3);
+        for id in 0..3 {
+            b.route(id, addr(9000 + id as u16));
+        }
+        let picks: Vec<usize> = (0..6)
+            .map(|_| {
+                let (id, a) = b.pick(None).unwrap();
+                b.release(id, a);
+                id
+            })
+            .collect();
+        assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn least_connections_wins() {
+        let mut b = Balancer::new(2);
+        b.route(0, addr(1));
+        b.route(1, addr(2));
+        assert_eq!(b.pick(None).unwrap().0, 0);
+        assert_eq!(b.pick(None).unwrap().0, 1);
+        assert_eq!(b.pick(None).unwrap().0, 0);
+        // 0 has 2 open, 1 has 1: 1 gets the next.
+        assert_eq!(b.pick(None).unwrap().0, 1);
+        b.release(1, addr(2));
+        b.release(1, addr(2));
+        assert_eq!(b.pick(None).unwrap().0, 1);
+    }
+
+    #[test]
+    fn only_routed_workers_and_stale_releases_ignored() {
+        let mut b = Balancer::new(2);
+        assert_eq!(b.pick(None), None);
+        b.route(1, addr(2));
+        assert_eq!(b.pick(None), Some((1, addr(2))));
+        assert_eq!(b.pick(Some(1)), None);
+        // A replacement on a new port starts at 0; the old connection's
+        // release does not touch it.
+        b.unroute(1);
+        b.route(1, addr(3));
+        b.release(1, addr(2));
+        assert_eq!(b.pick(None), Some((1, addr(3))));
+        b.release(7, addr(3));
+    }
+}

@@ -1,0 +1,174 @@
+//! The typed settings of a run, and the parsers clap uses for them.
+//!
+//! Every value that comes from a flag or a variable is validated here, so a
+//! bad value is an error naming what was wrong, never a panic.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use thiserror::Error;
+
+/// How N workers share one public port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SocketStrategy {
+    /// corefit listens on PORT and balances TCP connections over workers
+    /// listening on private loopback ports (works with every app).
+    Proxy,
+    /// corefit binds PORT once and hands the socket to every worker as fd 3
+    /// (systemd socket activation: LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES).
+    Shared,
+    /// Every worker binds PORT itself with SO_REUSEPORT.
+    Reuseport,
+    /// Every worker gets its own PORT: base + worker id.
+    None,
+}
+
+impl SocketStrategy {
+    /// The name users type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SocketStrategy::Proxy => "proxy",
+            SocketStrategy::Shared => "shared",
+            SocketStrategy::Reuseport => "reuseport",
+            SocketStrategy::None => "none",
+        }
+    }
+}
+
+/// How corefit writes its own log lines (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `corefit: message`.
+    Text,
+    /// One JSON object a line: `{"ts":..,"level":..,"msg":..}`.
+    Json,
+}
+
+/// When an exited worker is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestartPolicy {
+    /// `never` with one worker (corefit exits with its code, as tini does,
+    /// and the platform restarts the container); `always` in cluster mode.
+    Auto,
+    /// Restart every worker that exits while corefit is not stopping.
+    Always,
+    /// Never restart: the first worker to exit ends the run.
+    Never,
+}
+
+/// How corefit learns that a worker is ready for traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadyCheck {
+    /// `port` for `proxy` and `none`; `none` for `shared` and `reuseport`,
+    /// where the public port cannot tell one worker from another.
+    Auto,
+    /// The worker's own port accepts a TCP connection.
+    Port,
+    /// The worker sends `READY=1` to `NOTIFY_SOCKET` (sd_notify).
+    Notify,
+    /// Ready as soon as it is started.
+    None,
+}
+
+/// Everything the supervisor needs, typed.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Program and arguments.
+    pub command: Vec<String>,
+    pub socket: SocketStrategy,
+    /// Address the public socket binds (proxy, shared).
+    pub host: IpAddr,
+    /// The public port.
+    pub port: u16,
+    pub grace: Duration,
+    pub respawn_limit: u32,
+    pub min_uptime: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub restart: RestartPolicy,
+    pub ready: ReadyCheck,
+    pub ready_timeout: Duration,
+    pub log_prefix: bool,
+    pub log_format: LogFormat,
+}
+
+/// A value clap could not turn into a setting.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("invalid duration {0:?}: expected a number with ms, s or m (e.g. 25s, 500ms); a plain number is seconds")]
+    Duration(String),
+    #[error("duration {0:?} is too long (at most 24h)")]
+    DurationTooLong(String),
+}
+
+/// Parses `25s`, `500ms`, `2m`, `1.5s` or `25` (seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
+    let t = text.trim();
+    let bad = || ConfigError::Duration(text.to_owned());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "" | "s" | "sec" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        _ => return Err(bad()),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(bad());
+    }
+    if seconds > 86_400.0 {
+        return Err(ConfigError::DurationTooLong(text.to_owned()));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Human form of a duration for log lines: `250ms`, `1.5s`.
+pub fn human_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        let s = d.as_secs_f64();
+        if (s - s.round()).abs() < 0.05 {
+            format!("{}s", s.round() as u64)
+        } else {
+            format!("{s:.1}s")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("25s"), Ok(Duration::from_secs(25)));
+        assert_eq!(parse_duration("25"), Ok(Duration::from_secs(25)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn bad_durations_are_errors_not_panics() {
+        for bad in ["", "abc", "-3s", "5h", "1e9", "..s", "NaN"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
+        }
+        assert_eq!(
+            parse_duration("100000s"),
+            Err(ConfigError::DurationTooLong("100000s".into()))
+        );
+    }
+
+    #[test]
+    fn durations_print_compactly() {
+        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(human_duration(Duration::from_secs(25)), "25s");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5s");
+    }
+}

@@ -1,0 +1,56 @@
+//! The `shared` strategy's last step, run in the worker's own process by
+//! the hidden `corefit __exec-worker` subcommand: put the inherited socket
+//! on fd 3, set `LISTEN_PID` to this process's pid, and exec the real
+//! command. exec keeps the pid, so the app sees `LISTEN_PID == getpid()`
+//! as the systemd socket-activation protocol requires (gunicorn, uvicorn
+//! `--fd 3`, Node's `listen({fd: 3})` and Rust's `listenfd` all check it).
+
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::unistd::{close, dup2, getpid};
+
+use super::exit::{EXIT_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
+
+/// The first socket of the protocol is always fd 3.
+pub const LISTEN_FDS_START: RawFd = 3;
+
+/// The name given in `LISTEN_FDNAMES`.
+pub const FD_NAME: &str = "corefit";
+
+/// Moves `inherited` to fd 3 and execs `command`; returns only on failure,
+/// with the exit code to use (127 not found, 126 not executable).
+pub fn exec_with_socket(inherited: RawFd, command: &[String]) -> u8 {
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("corefit: __exec-worker: no command given");
+        return EXIT_FAILURE;
+    };
+    if let Err(e) = move_to_fd3(inherited) {
+        eprintln!("corefit: cannot put the shared socket (fd {inherited}) on fd 3: {e}");
+        return EXIT_FAILURE;
+    }
+    let err = Command::new(program)
+        .args(args)
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_PID", getpid().to_string())
+        .env("LISTEN_FDNAMES", FD_NAME)
+        .exec();
+    eprintln!("corefit: cannot execute {program:?}: {err}");
+    match err.kind() {
+        std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+        _ => EXIT_NOT_EXECUTABLE,
+    }
+}
+
+fn move_to_fd3(inherited: RawFd) -> nix::Result<()> {
+    if inherited == LISTEN_FDS_START {
+        // Already there: make sure it survives exec.
+        fcntl(LISTEN_FDS_START, FcntlArg::F_SETFD(FdFlag::empty()))?;
+        return Ok(());
+    }
+    // dup2 clears close-on-exec on the new descriptor.
+    dup2(inherited, LISTEN_FDS_START)?;
+    close(inherited)
+}

@@ -1,0 +1,34 @@
+//! Supervision: running the plan's workers the way tini, gunicorn and PM2's
+//! cluster mode do.
+//!
+//! - [`config`]: the typed settings of a run and their parsers.
+//! - [`machine`]: the rules, as a pure state machine (`handle(now, Event) -> Vec<Action>`).
+//! - [`backoff`]: restart delays.
+//! - [`runtime`]: the one loop that feeds events and performs actions.
+//! - [`spawn`]: starting a worker in its own process group.
+//! - [`handoff`]: `shared` mode's fd-3 handoff inside the worker (`__exec-worker`).
+//! - [`reaper`]: `waitpid(-1, WNOHANG)` until empty; child subreaper.
+//! - [`signals`]: the signals handled and forwarded.
+//! - [`sockets`]: the public listener, the shared socket, private ports.
+//! - [`proxy`] and [`balancer`]: the `proxy` strategy (least connections).
+//! - [`readiness`]: port probes and `NOTIFY_SOCKET`.
+//! - [`logs`]: corefit's own log lines and the workers' output.
+//! - [`exit`]: exit reasons and codes (tini's), and the 127/126 pre-check.
+
+pub mod backoff;
+pub mod balancer;
+pub mod config;
+pub mod exit;
+pub mod handoff;
+pub mod logs;
+pub mod machine;
+pub mod proxy;
+pub mod readiness;
+pub mod reaper;
+pub mod runtime;
+pub mod signals;
+pub mod sockets;
+pub mod spawn;
+
+pub use config::{LogFormat, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
+pub use runtime::run;

@@ -1,0 +1,101 @@
+//! The `proxy` socket strategy: corefit accepts on the public port and
+//! copies bytes between each client connection and one worker's private
+//! loopback port. No per-request work: it never parses HTTP.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use super::balancer::Balancer;
+use super::logs::Logger;
+
+/// The routing table and the open-connection count, shared with the
+/// accept loop.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    table: Arc<Mutex<Balancer>>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Routes {
+    pub fn new(workers: usize) -> Routes {
+        Routes {
+            table: Arc::new(Mutex::new(Balancer::new(workers))),
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn route(&self, id: usize, addr: SocketAddr) {
+        self.with(|b| b.route(id, addr));
+    }
+
+    pub fn unroute(&self, id: usize) {
+        self.with(|b| b.unroute(id));
+    }
+
+    /// Client connections still being copied.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Balancer) -> T) -> T {
+        // A poisoned lock only means another task panicked mid-update; the
+        // table is still usable.
+        let mut guard = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+}
+
+/// Accepts until aborted (dropping the listener stops accepting).
+pub fn serve(listener: TcpListener, routes: Routes, logger: Logger) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let (client, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: report, back off a little, go on.
+                    logger.warn(&format!("proxy: accept failed: {e}"));
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let routes = routes.clone();
+            routes.open.fetch_add(1, Ordering::AcqRel);
+            tokio::spawn(async move {
+                relay(client, peer, &routes, logger).await;
+                routes.open.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    })
+}
+
+/// Connects the client to a worker (trying a second worker if the first
+/// refuses) and copies both ways until both sides are done.
+async fn relay(mut client: TcpStream, peer: SocketAddr, routes: &Routes, logger: Logger) {
+    let _ = client.set_nodelay(true);
+    let mut tried = None;
+    for _ in 0..2 {
+        let Some((id, addr)) = routes.with(|b| b.pick(tried)) else {
+            logger.warn(&format!(
+                "proxy: no worker ready for connection from {peer}; closing it"
+            ));
+            return;
+        };
+        match TcpStream::connect(addr).await {
+            Ok(mut upstream) => {
+                let _ = upstream.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                routes.with(|b| b.release(id, addr));
+                return;
+            }
+            Err(e) => {
+                routes.with(|b| b.release(id, addr));
+                logger.warn(&format!("proxy: worker {id} at {addr} refused: {e}"));
+                tried = Some(id);
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The one loop with side effects: it feeds the [`Supervisor`] events
+//! (signals, reaped children, readiness, timers) and performs its actions
+//! (spawn, signal a group, route, stop accepting, log, exit).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::{getpid, Pid};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::backoff::Backoff;
+use super::config::{human_duration, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
+use super::exit::{resolve_command, EXIT_FAILURE};
+use super::logs::{prefix, pump_lines, Logger, Stream};
+use super::machine::{Action, Event, Policy, Supervisor, WorkerId};
+use super::proxy::{self, Routes};
+use super::readiness::{probe_port, NotifySocket};
+use super::reaper::{become_reaper, reap_all, ReaperRole};
+use super::signals;
+use super::sockets::{free_loopback_port, listen, SharedSocket};
+use super::spawn::{spawn, SpawnSpec};
+use crate::plan::{Mode, Plan};
+
+/// Longest wait for proxied connections and log pipes to finish after the
+/// last worker is gone.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// Runs `cfg.command` as the plan says until the run ends; returns the exit
+/// code.
+pub fn run(cfg: &RunConfig, plan: &Plan) -> u8 {
+    let logger = Logger {
+        format: cfg.log_format,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            logger.error(&format!("cannot start the event loop: {e}"));
+            return EXIT_FAILURE;
+        }
+    };
+    rt.block_on(async {
+        match Run::prepare(cfg, plan, logger) {
+            Ok(run) => run.go().await,
+            Err(code) => code,
+        }
+    })
+}
+
+/// Per-worker resources owned by the loop.
+#[derive(Debug, Default)]
+struct WorkerIo {
+    /// The worker's own port (proxy: private loopback; none: base + id).
+    port: Option<u16>,
+    readiness: Option<JoinHandle<()>>,
+}
+
+struct Run<'a> {
+    cfg: &'a RunConfig,
+    plan: &'a Plan,
+    logger: Logger,
+    program: PathBuf,
+    strategy: SocketStrategy,
+    ready: ReadyCheck,
+    supervisor: Supervisor,
+    signals: mpsc::UnboundedReceiver<Signal>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    routes: Option<Routes>,
+    accept_loop: Option<JoinHandle<()>>,
+    shared: Option<SharedSocket>,
+    notify_dir: Option<tempfile::TempDir>,
+    notify_seq: u64,
+    io: Vec<WorkerIo>,
+    pumps: Vec<JoinHandle<()>>,
+}
+
+impl<'a> Run<'a> {
+    /// Checks the command, becomes the reaper, installs signal handlers
+    /// and opens the sockets. Errors are logged; the `Err` is the exit code.
+    fn prepare(cfg: &'a RunConfig, plan: &'a Plan, logger: Logger) -> Result<Run<'a>, u8> {
+        let workers = plan.workers.max(1);
+        let fail = |msg: String, code: u8| {
+            logger.error(&msg);
+            code
+        };
+        let program = resolve_command(
+            cfg.command.first().map(String::as_str).unwrap_or(""),
+            std::env::var("PATH").ok().as_deref(),
+        )
+        .map_err(|e| fail(e.to_string(), e.exit_code()))?;
+
+        let strategy = if workers == 1 && cfg.socket == SocketStrategy::Proxy {
+            SocketStrategy::None
+        } else {
+            cfg.socket
+        };
+        let ready = match cfg.ready {
+            ReadyCheck::Auto => match strategy {
+                SocketStrategy::Proxy => ReadyCheck::Port,
+                SocketStrategy::None if workers > 1 => ReadyCheck::Port,
+                _ => ReadyCheck::None,
+            },
+            other => other,
+        };
+        let restart = match cfg.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::Never => false,
+            RestartPolicy::Auto => plan.mode == Mode::Cluster || workers > 1,
+        };
+        if strategy == SocketStrategy::None && u32::from(cfg.port) + workers - 1 > 65535 {
+            return Err(fail(
+                format!("PORT {} + {workers} workers runs past port 65535", cfg.port),
+                2,
+            ));
+        }
+
+        match become_reaper() {
+            ReaperRole::Unavailable(why) => logger.warn(&format!(
+                "cannot become child subreaper ({why}); orphans of workers will not be reaped by corefit"
+            )),
+            ReaperRole::Init | ReaperRole::Subreaper => {}
+        }
+        let signals = signals::listen()
+            .map_err(|e| fail(format!("cannot install signal handlers: {e}"), EXIT_FAILURE))?;
+
+        let public = SocketAddr::new(cfg.host, cfg.port);
+        let mut routes = None;
+        let mut accept_loop = None;
+        let mut shared = None;
+        match strategy {
+            SocketStrategy::Proxy => {
+                let listener = listen(public).map_err(|e| fail(e.to_string(), EXIT_FAILURE))?;
+                let r = Routes::new(workers as usize);
+                accept_loop = Some(proxy::serve(listener, r.clone(), logger));
+                routes = Some(r);
+            }
+            SocketStrategy::Shared => {
+                shared = Some(
+                    SharedSocket::bind(public).map_err(|e| fail(e.to_string(), EXIT_FAILURE))?,
+                );
+            }
+            SocketStrategy::Reuseport | SocketStrategy::None => {}
+        }
+        let notify_dir = if ready == ReadyCheck::Notify {
+            Some(
+                tempfile::Builder::new()
+                    .prefix(&format!("corefit-{}-", getpid()))
+                    .tempdir()
+                    .map_err(|e| {
+                        fail(
+                            format!("cannot create a directory for NOTIFY_SOCKET: {e}"),
+                            EXIT_FAILURE,
+                        )
+                    })?,
+            )
+        } else {
+            None
+        };
+
+        let policy = Policy {
+            workers,
+            restart,
+            respawn_limit: cfg.respawn_limit,
+            min_uptime: cfg.min_uptime,
+            backoff: Backoff {
+                initial: cfg.backoff_initial,
+                max: cfg.backoff_max,
+            },
+            grace: cfg.grace,
+            ready_timeout: (ready != ReadyCheck::None).then_some(cfg.ready_timeout),
+        };
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let run = Run {
+            cfg,
+            plan,
+            logger,
+            program,
+            strategy,
+            ready,
+            supervisor: Supervisor::new(policy),
+            signals,
+            events_tx,
+            events_rx,
+            routes,
+            accept_loop,
+            shared,
+            notify_dir,
+            notify_seq: 0,
+            io: (0..workers).map(|_| WorkerIo::default()).collect(),
+            pumps: Vec::new(),
+        };
+        run.announce(public, restart);
+        Ok(run)
+    }
+
+    fn announce(&self, public: SocketAddr, restart: bool) {
+        for w in &self.plan.warnings {
+            self.logger.warn(w);
+        }
+        let n = self.io.len();
+        let socket = match self.strategy {
+            SocketStrategy::Proxy => format!("proxy on {public}"),
+            SocketStrategy::Shared => format!("shared socket {public} as fd 3"),
+            SocketStrategy::Reuseport => {
+                format!("each binds port {} with SO_REUSEPORT", public.port())
+            }
+            SocketStrategy::None if n == 1 => format!("PORT={}", public.port()),
+            SocketStrategy::None => {
+                format!("PORT={}..{}", public.port(), public.port() as usize + n - 1)
+            }
+        };
+        let why = self.plan.reasons.last().map(String::as_str).unwrap_or("");
+        self.logger.info(&format!(
+            "{} mode, {n} worker(s) ({socket}; readiness {}; restarts {}; grace {}): {why}",
+            self.plan.mode.as_str(),
+            match self.ready {
+                ReadyCheck::Port => "by port",
+                ReadyCheck::Notify => "by NOTIFY_SOCKET",
+                _ => "at start",
+            },
+            if restart { "on" } else { "off" },
+            human_duration(self.cfg.grace),
+        ));
+    }
+
+    async fn go(mut self) -> u8 {
+        let mut queue = VecDeque::from([Event::Start]);
+        loop {
+            while let Some(event) = queue.pop_front() {
+                let actions = self.supervisor.handle(Instant::now(), event);
+                for action in actions {
+                    if let Action::Exit(code) = action {
+                        self.drain().await;
+                        return code;
+                    }
+                    self.perform(action, &mut queue);
+                }
+            }
+            let deadline = self.supervisor.next_deadline();
+            tokio::select! {
+                Some(sig) = self.signals.recv() => {
+                    if sig == Signal::SIGCHLD {
+                        queue.extend(reap_all().into_iter().map(|(pid, reason)| Event::Exited { pid, reason }));
+                    } else {
+                        queue.push_back(Event::Signal(sig));
+                    }
+                }
+                Some(event) = self.events_rx.recv() => queue.push_back(event),
+                () = sleep_until(deadline) => {
+                    // Reap too, in case a SIGCHLD was coalesced away.
+                    queue.extend(reap_all().into_iter().map(|(pid, reason)| Event::Exited { pid, reason }));
+                    queue.push_back(Event::Tick);
+                }
+            }
+        }
+    }
+
+    fn perform(&mut self, action: Action, queue: &mut VecDeque<Event>) {
+        match action {
+            Action::Spawn { id } => queue.push_back(self.start_worker(id)),
+            Action::SignalGroup { pid, signal } => {
+                // ESRCH: the group is already gone, which is fine.
+                let _ = killpg(Pid::from_raw(pid), signal);
+            }
+            Action::Route { id } => {
+                if let (Some(routes), Some(port)) = (&self.routes, self.io[id as usize].port) {
+                    routes.route(
+                        id as usize,
+                        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+                    );
+                }
+            }
+            Action::Unroute { id } => {
+                if let Some(routes) = &self.routes {
+                    routes.unroute(id as usize);
+                }
+                if let Some(task) = self.io[id as usize].readiness.take() {
+                    task.abort();
+                }
+            }
+            Action::StopAccepting => {
+                if let Some(task) = self.accept_loop.take() {
+                    task.abort();
+                }
+                if let Some(shared) = &mut self.shared {
+                    shared.stop_accepting();
+                }
+            }
+            Action::Log { level, message } => self.logger.log(level, &message),
+            Action::Exit(_) => {}
+        }
+    }
+
+    /// Performs `Spawn`: returns `Spawned` or `SpawnFailed`.
+    fn start_worker(&mut self, id: WorkerId) -> Event {
+        let failed = |message: String, code: u8| Event::SpawnFailed { id, message, code };
+        let mut env = self.plan.worker_env.for_worker(id);
+        let port = match self.strategy {
+            SocketStrategy::Proxy => match free_loopback_port() {
+                Ok(p) => p,
+                Err(e) => return failed(e.to_string(), EXIT_FAILURE),
+            },
+            // Checked in prepare(): cannot overflow.
+            SocketStrategy::None => self.cfg.port + id as u16,
+            SocketStrategy::Shared | SocketStrategy::Reuseport => self.cfg.port,
+        };
+        env.insert("PORT".to_owned(), port.to_string());
+        self.io[id as usize].port = Some(port);
+
+        let notify = match &self.notify_dir {
+            Some(dir) => {
+                self.notify_seq += 1;
+                match NotifySocket::bind(dir.path(), id, self.notify_seq) {
+                    Ok(n) => {
+                        env.insert("NOTIFY_SOCKET".into(), n.path().display().to_string());
+                        Some(n)
+                    }
+                    Err(e) => {
+                        return failed(format!("cannot bind NOTIFY_SOCKET: {e}"), EXIT_FAILURE)
+                    }
+                }
+            }
+            None => None,
+        };
+
+        let workers = self.io.len();
+        let spec = SpawnSpec {
+            program: &self.program,
+            args: self.cfg.command.get(1..).unwrap_or(&[]),
+            env,
+            pipe_output: self.cfg.log_prefix || workers > 1,
+            inherit_stdin: workers == 1,
+            shared_fd: self.shared.as_ref().and_then(SharedSocket::inheritable_fd),
+        };
+        if self.strategy == SocketStrategy::Shared && spec.shared_fd.is_none() {
+            return failed("the shared socket is closed".into(), EXIT_FAILURE);
+        }
+        let started = match spawn(&spec) {
+            Ok(s) => s,
+            Err(e) => return failed(e.to_string(), e.exit_code()),
+        };
+        let pid = started.pid;
+        let pfx = prefix(self.cfg.log_prefix, id);
+        if let Some(out) = started.stdout {
+            self.pump(out.into(), Stream::Stdout, pfx.clone());
+        }
+        if let Some(err) = started.stderr {
+            self.pump(err.into(), Stream::Stderr, pfx);
+        }
+        let task = match (self.ready, notify) {
+            (ReadyCheck::Notify, Some(n)) => Some(n.watch(id, pid, self.events_tx.clone())),
+            (ReadyCheck::Port, _) => Some(probe_port(
+                id,
+                pid,
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+                self.events_tx.clone(),
+            )),
+            _ => None,
+        };
+        if let Some(old) = std::mem::replace(&mut self.io[id as usize].readiness, task) {
+            old.abort();
+        }
+        Event::Spawned { id, pid }
+    }
+
+    fn pump(&mut self, fd: std::os::fd::OwnedFd, stream: Stream, pfx: String) {
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(rx) => {
+                self.pumps.retain(|p| !p.is_finished());
+                self.pumps.push(tokio::spawn(pump_lines(rx, stream, pfx)));
+            }
+            Err(e) => self
+                .logger
+                .warn(&format!("cannot read a worker's output: {e}")),
+        }
+    }
+
+    /// After the last worker: let proxied connections and log pipes finish,
+    /// for at most [`DRAIN_LIMIT`].
+    async fn drain(&mut self) {
+        let until = tokio::time::Instant::now() + DRAIN_LIMIT;
+        if let Some(routes) = &self.routes {
+            while routes.open_connections() > 0 && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        for pump in self.pumps.drain(..) {
+            let _ = tokio::time::timeout_at(until, pump).await;
+        }
+        self.notify_dir = None;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,40 @@
+//! The signals corefit listens for, merged into one stream.
+//!
+//! SIGTERM and SIGINT start a graceful stop; SIGHUP, SIGQUIT, SIGUSR1,
+//! SIGUSR2 and SIGWINCH are forwarded to every worker's process group;
+//! SIGCHLD wakes the reaper. (SIGTTIN / SIGTTOU are left alone: they are
+//! reserved for scaling up and down.)
+
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// Signals that are handled or forwarded.
+pub const HANDLED: [Signal; 8] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCHLD,
+];
+
+/// Installs the handlers (before any worker starts, so no SIGCHLD is
+/// missed) and returns the stream of received signals.
+pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for sig in HANDLED {
+        let mut stream = signal(SignalKind::from_raw(sig as i32))?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(sig).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(rx)
+}
