@@ -1,0 +1,166 @@
+//! Strategy -> decision, through the launcher's own decision matrix
+//! ([`corefit::plan::plan`]). The pod's resources become the plan's facts
+//! (as the sizes a platform publishes), the spec's scaling settings become
+//! its overrides, and the strategy picks who adds capacity:
+//!
+//! ```text
+//! Horizontal  mode forced single: 1 worker per pod, replicas scale
+//! Vertical    floor(pod CPUs) workers per pod, bounded by memory
+//! Auto        the plan's rules (>= 2 whole CPUs -> that many workers,
+//!             else 1); 2 or more workers -> vertical, else horizontal
+//! ```
+
+use corefit::plan::facts::{CgroupLayout, CpuFacts, Hint, Limits, MemoryFacts};
+use corefit::plan::overrides::{ModeChoice, Overrides, Sourced, WorkerChoice};
+use corefit::plan::{plan, Mode, Platform, PlatformKind};
+
+use crate::types::Strategy;
+use crate::validate::Checked;
+
+/// What the operator knows of the cluster, beyond the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// The CPUs of the largest node: a pod never gets more, even when its
+    /// limit says so.
+    pub node_cpus: u32,
+}
+
+impl Default for ClusterInfo {
+    fn default() -> Self {
+        ClusterInfo { node_cpus: 64 }
+    }
+}
+
+/// Who adds capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scaling {
+    Horizontal,
+    Vertical,
+}
+
+impl Scaling {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scaling::Horizontal => "horizontal",
+            Scaling::Vertical => "vertical",
+        }
+    }
+}
+
+/// The decision for one app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub mode: Mode,
+    pub workers: u32,
+    pub scaling: Scaling,
+    pub replicas: i32,
+    /// Every step, in words (the plan's reasons, then the strategy's).
+    pub reasons: Vec<String>,
+}
+
+/// Decides mode, workers per pod and scaling for a checked spec.
+pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
+    let limits = Limits {
+        cgroup: CgroupLayout::V2,
+        cpu: CpuFacts {
+            host_cpus: info.node_cpus.max(1),
+            affinity_cpus: None,
+            quota: None,
+            cpuset: None,
+        },
+        memory: MemoryFacts {
+            host_bytes: None,
+            limit: None,
+            high: None,
+        },
+    };
+    let mut platform = Platform::new(
+        PlatformKind::Kubernetes,
+        "the operator runs this app as a Deployment",
+    );
+    platform.cpu_hint = app.cpu_millis.map(|m| Hint {
+        value: m as f64 / 1000.0,
+        variable: "spec.resources.cpu".to_owned(),
+    });
+    platform.memory_hint = app.memory_bytes.map(|b| Hint {
+        value: b,
+        variable: "spec.resources.memory".to_owned(),
+    });
+
+    let mut overrides = Overrides {
+        memory_per_worker: app
+            .memory_per_worker
+            .map(|b| sourced(b, "spec.scaling.memoryPerWorker")),
+        workers: app.workers.map(|w| sourced(w, "spec.scaling.workers")),
+        ..Overrides::default()
+    };
+    if app.strategy == Strategy::Horizontal {
+        overrides.mode = Some(sourced(ModeChoice::Single, "spec.scaling.strategy=Horizontal"));
+        overrides.workers = None;
+    }
+    if app.strategy == Strategy::Vertical && overrides.workers.is_none() {
+        overrides.workers = Some(sourced(WorkerChoice::Auto, "spec.scaling.strategy=Vertical"));
+    }
+
+    let p = plan(&limits, &platform, &overrides);
+    // The plan's own closing line speaks of a single instance on its
+    // platform; the operator's closing line below replaces it.
+    let mut reasons: Vec<String> = p
+        .reasons
+        .iter()
+        .filter(|r| !r.starts_with("decision: "))
+        .cloned()
+        .collect();
+    reasons.extend(p.warnings.iter().map(|w| format!("warning: {w}")));
+    let scaling = match app.strategy {
+        Strategy::Horizontal => {
+            reasons.push("strategy Horizontal: 1 worker per pod; capacity comes from replicas".to_owned());
+            Scaling::Horizontal
+        }
+        Strategy::Vertical => {
+            reasons.push(format!(
+                "strategy Vertical: {} worker{} per pod from the pod's CPUs and memory",
+                p.workers,
+                if p.workers == 1 { "" } else { "s" }
+            ));
+            Scaling::Vertical
+        }
+        Strategy::Auto if p.workers >= 2 => {
+            reasons.push(format!(
+                "strategy Auto: the pod can use {} workers -> vertical (workers per pod), replicas as asked",
+                p.workers
+            ));
+            Scaling::Vertical
+        }
+        Strategy::Auto => {
+            reasons.push(
+                "strategy Auto: one process per pod -> horizontal (more pods, not more workers)"
+                    .to_owned(),
+            );
+            Scaling::Horizontal
+        }
+    };
+    reasons.push(format!(
+        "decision: {} mode, {} worker{} per pod, {} replica{}, {} scaling",
+        p.mode.as_str(),
+        p.workers,
+        if p.workers == 1 { "" } else { "s" },
+        app.replicas,
+        if app.replicas == 1 { "" } else { "s" },
+        scaling.as_str()
+    ));
+    Decision {
+        mode: p.mode,
+        workers: p.workers,
+        scaling,
+        replicas: app.replicas,
+        reasons,
+    }
+}
+
+fn sourced<T>(value: T, source: &str) -> Sourced<T> {
+    Sourced {
+        value,
+        source: source.to_owned(),
+    }
+}

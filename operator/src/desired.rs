@@ -1,0 +1,267 @@
+//! `desired(&ClusterApp, &ClusterInfo)`: the Deployment and Service an app
+//! should have, computed with no I/O. The reconciler applies them with
+//! server-side apply; tests compare them field by field.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use thiserror::Error;
+
+use crate::decide::{decide, ClusterInfo, Decision};
+use crate::quantity::{canonical_bytes, canonical_cpu};
+use crate::types::{ClusterApp, LauncherMode};
+use crate::validate::{check, SpecError};
+
+/// The field manager for every write the operator makes.
+pub const MANAGER: &str = "corefit-operator";
+/// The label that ties pods to their app.
+pub const APP_LABEL: &str = "corefit.dev/app";
+/// Where an injected launcher lives in the pod.
+const LAUNCHER_DIR: &str = "/corefit/bin";
+
+#[derive(Debug, Error)]
+pub enum DesiredError {
+    #[error("invalid spec: {0}")]
+    Spec(#[from] SpecError),
+    #[error("the ClusterApp has no {0} yet (not read from the API server?)")]
+    Metadata(&'static str),
+}
+
+/// What an app should have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub decision: Decision,
+    pub deployment: Deployment,
+    pub service: Service,
+    /// The pods' label selector as a string, for the scale subresource.
+    pub selector: String,
+}
+
+/// The labels on everything made for `name`.
+pub fn labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), name.to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            MANAGER.to_owned(),
+        ),
+        (APP_LABEL.to_owned(), name.to_owned()),
+    ])
+}
+
+/// Computes the children of `app`.
+pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredError> {
+    let checked = check(&app.spec)?;
+    let decision = decide(&checked, info);
+    let name = app.metadata.name.clone().ok_or(DesiredError::Metadata("name"))?;
+    let namespace = app.namespace().ok_or(DesiredError::Metadata("namespace"))?;
+    let owner = owner_ref(app).ok_or(DesiredError::Metadata("uid"))?;
+    let labels = labels(&name);
+    let selector_labels = BTreeMap::from([(APP_LABEL.to_owned(), name.clone())]);
+    let meta = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(namespace),
+        labels: Some(labels.clone()),
+        owner_references: Some(vec![owner]),
+        ..ObjectMeta::default()
+    };
+
+    let spec = &app.spec;
+    let mut env: Vec<EnvVar> = spec
+        .env
+        .iter()
+        .map(|e| env_var(&e.name, e.value.as_deref().unwrap_or("")))
+        .collect();
+    env.extend([
+        env_var("COREFIT_MODE", decision.mode.as_str()),
+        env_var("COREFIT_WORKERS", &decision.workers.to_string()),
+        env_var("COREFIT_ADMIN_PORT", &checked.admin_port.to_string()),
+        env_var("COREFIT_PLATFORM", "kubernetes"),
+        env_var("PORT", &checked.port.to_string()),
+    ]);
+
+    let resources = {
+        let mut limits = BTreeMap::new();
+        if let Some(m) = checked.cpu_millis {
+            limits.insert("cpu".to_owned(), Quantity(canonical_cpu(m)));
+        }
+        if let (Some(b), Some(raw)) = (
+            checked.memory_bytes,
+            spec.resources.as_ref().and_then(|r| r.memory.as_deref()),
+        ) {
+            limits.insert("memory".to_owned(), Quantity(canonical_bytes(raw, b)));
+        }
+        (!limits.is_empty()).then(|| ResourceRequirements {
+            requests: Some(limits.clone()),
+            limits: Some(limits),
+            ..ResourceRequirements::default()
+        })
+    };
+
+    let (command, init_containers, volumes, mounts) = match spec.launcher.mode {
+        LauncherMode::InImage => (
+            spec.command
+                .as_ref()
+                .filter(|c| !c.is_empty())
+                .map(|c| launcher_command("corefit", c)),
+            None,
+            None,
+            None,
+        ),
+        LauncherMode::InitContainer => {
+            let mount = VolumeMount {
+                name: "corefit-launcher".to_owned(),
+                mount_path: LAUNCHER_DIR.to_owned(),
+                ..VolumeMount::default()
+            };
+            let init = Container {
+                name: "corefit-launcher".to_owned(),
+                image: spec.launcher.image.clone(),
+                command: Some(vec![
+                    "cp".to_owned(),
+                    "/corefit".to_owned(),
+                    format!("{LAUNCHER_DIR}/corefit"),
+                ]),
+                volume_mounts: Some(vec![mount.clone()]),
+                ..Container::default()
+            };
+            let volume = Volume {
+                name: "corefit-launcher".to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            };
+            (
+                Some(launcher_command(
+                    &format!("{LAUNCHER_DIR}/corefit"),
+                    spec.command.as_deref().unwrap_or_default(),
+                )),
+                Some(vec![init]),
+                Some(vec![volume]),
+                Some(vec![mount]),
+            )
+        }
+    };
+
+    let container = Container {
+        name: "app".to_owned(),
+        image: Some(checked.image.clone()),
+        command,
+        args: spec.args.clone().filter(|a| !a.is_empty()),
+        env: Some(env),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: checked.port,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("corefit-admin".to_owned()),
+                container_port: checked.admin_port,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
+        resources,
+        readiness_probe: Some(http_probe(
+            spec.health_check_path.as_deref().unwrap_or("/"),
+            "http",
+        )),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(5),
+            ..http_probe("/health", "corefit-admin")
+        }),
+        volume_mounts: mounts,
+        ..Container::default()
+    };
+
+    let deployment = Deployment {
+        metadata: meta.clone(),
+        spec: DeploymentSpec {
+            replicas: Some(decision.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels.clone()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    init_containers,
+                    volumes,
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    };
+
+    let service = Service {
+        metadata: meta,
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port: checked.port,
+                target_port: Some(IntOrString::String("http".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+
+    Ok(Desired {
+        decision,
+        deployment,
+        service,
+        selector: format!("{APP_LABEL}={name}"),
+    })
+}
+
+fn owner_ref(app: &ClusterApp) -> Option<OwnerReference> {
+    let mut r = app.controller_owner_ref(&())?;
+    r.block_owner_deletion = Some(true);
+    Some(r)
+}
+
+fn env_var(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+fn launcher_command(launcher: &str, app: &[String]) -> Vec<String> {
+    let mut c = vec![launcher.to_owned(), "run".to_owned(), "--".to_owned()];
+    c.extend(app.iter().cloned());
+    c
+}
+
+fn http_probe(path: &str, port: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(port.to_owned()),
+            scheme: Some("HTTP".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        ..Probe::default()
+    }
+}

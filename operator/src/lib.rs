@@ -1,0 +1,58 @@
+//! # corefit-operator
+//!
+//! Reconciles `ClusterApp` (`corefit.dev/v1alpha1`) into a Deployment and a
+//! Service whose pods run the app under the corefit launcher, with the
+//! decision (single or cluster, workers per pod) handed over as
+//! `COREFIT_MODE` / `COREFIT_WORKERS`.
+//!
+//! ## Theory of operation
+//!
+//! ```text
+//!  watch ClusterApp ─┐
+//!  watch Deployment ─┼─▶ Controller ─▶ reconcile(app) ─────────────────────────┐
+//!  watch Service   ──┘   (reflector caches)  │                                 │
+//!                                            ▼ pure, no I/O                    │
+//!            validate::check ─▶ decide::decide ─▶ desired::desired ─▶ status::next_status
+//!                 │              (corefit::plan)        │                      │
+//!                 ▼                                     ▼                      ▼
+//!        Degraded + event,            SSA apply only if the cache      status SSA only
+//!        requeue with backoff         lacks a field (compare)          if it changed
+//! ```
+//!
+//! - [`types`]: the resource and its schema; [`crd`] renders the CRD.
+//! - [`validate`]: what the schema cannot check, as [`validate::SpecError`].
+//! - [`decide`]: strategy -> decision through the launcher's own
+//!   `corefit::plan` (the one decision matrix both crates use).
+//! - [`desired`]: the Deployment and Service an app should have.
+//! - [`status`]: the next status and its conditions.
+//! - [`compare`]: "does the cluster already say this?", to skip writes.
+//! - [`backoff`]: per-object requeue delays for failures.
+//! - [`reconcile`]: the edge that reads caches and writes.
+//! - [`metrics`], [`server`], [`cli`], [`run`]: the process around it.
+//!
+//! Guarantees: nothing is written when nothing changed (children are
+//! compared with the cache, the status with the stored one); every write
+//! uses the field manager `corefit-operator`; the children carry a
+//! controller owner reference, so deleting an app lets the garbage
+//! collector remove them; an invalid spec never stops the operator: it
+//! becomes a `Degraded` condition and one event per distinct problem, and
+//! is retried with a delay that doubles up to 5 minutes.
+//!
+//! Caveats: a hand edit of a field the operator does not set is kept; a
+//! hand edit of a field it sets is undone on the app's next reconcile
+//! (which the edit itself triggers through the watch).
+
+pub mod backoff;
+pub mod cli;
+pub mod compare;
+pub mod crd;
+pub mod decide;
+pub mod desired;
+pub mod metrics;
+pub mod quantity;
+pub mod reconcile;
+pub mod run;
+pub mod server;
+pub mod status;
+pub mod types;
+pub mod validate;
