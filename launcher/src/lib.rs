@@ -56,6 +56,7 @@
 pub mod cli;
 pub mod decision;
 pub mod explain;
+pub mod observe;
 pub mod plan;
 pub mod probe;
 pub mod supervise;

@@ -1,0 +1,124 @@
+//! `GET /metrics`: the snapshot in the OpenMetrics text format, encoded by
+//! `prometheus-client` from a registry built fresh for each scrape (the
+//! supervisor's state is the source of truth; nothing is kept here).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+
+use super::snapshot::ClusterSnapshot;
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(String, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+type FloatCounter = Counter<f64, AtomicU64>;
+
+/// Renders every metric.
+pub fn render(s: &ClusterSnapshot) -> String {
+    let mut registry = Registry::with_prefix("corefit");
+
+    let desired: Gauge = Gauge::default();
+    desired.set(s.desired as i64);
+    registry.register("workers_desired", "Workers wanted now", desired);
+    let ready: Gauge = Gauge::default();
+    ready.set(s.ready() as i64);
+    registry.register("workers_ready", "Workers ready to serve", ready);
+    let active: Gauge = Gauge::default();
+    active.set(s.workers.len() as i64);
+    registry.register(
+        "workers_active",
+        "Worker processes alive or restarting",
+        active,
+    );
+
+    let restarts = Family::<Labels, Counter>::default();
+    for (reason, n) in &s.restarts_by_reason {
+        restarts
+            .get_or_create(&vec![("reason".to_owned(), reason.clone())])
+            .inc_by(*n);
+    }
+    registry.register("worker_restarts", "Worker restarts by reason", restarts);
+
+    let rss = Family::<Labels, Gauge>::default();
+    let cpu = Family::<Labels, FloatCounter>::default();
+    for w in &s.workers {
+        let labels = vec![("worker".to_owned(), w.id.to_string())];
+        rss.get_or_create(&labels)
+            .set(w.rss_bytes.min(i64::MAX as u64) as i64);
+        cpu.get_or_create(&labels).inc_by(w.cpu_seconds.max(0.0));
+    }
+    registry.register_with_unit(
+        "worker_resident_memory",
+        "Resident memory of a worker's process tree",
+        Unit::Bytes,
+        rss,
+    );
+    registry.register_with_unit(
+        "worker_cpu",
+        "CPU time of a worker's process tree",
+        Unit::Seconds,
+        cpu,
+    );
+
+    let info = Info::new(vec![
+        ("mode".to_owned(), s.mode.clone()),
+        ("platform".to_owned(), s.platform.clone()),
+        ("socket".to_owned(), s.socket.clone()),
+    ]);
+    registry.register("plan", "The plan corefit runs", info);
+
+    let cpu_limit: FloatGauge = Gauge::default();
+    cpu_limit.set(s.cpu_limit);
+    registry.register(
+        "cpu_limit_cores",
+        "Effective CPUs detected (cgroup quota, cpuset, affinity, host)",
+        cpu_limit,
+    );
+    if let Some(limit) = s.memory_limit_bytes {
+        let mem: Gauge = Gauge::default();
+        mem.set(limit.min(i64::MAX as u64) as i64);
+        registry.register_with_unit("memory_limit", "Memory limit detected", Unit::Bytes, mem);
+    }
+    let up: FloatGauge = Gauge::default();
+    up.set(s.uptime_seconds);
+    registry.register_with_unit("uptime", "Seconds since corefit started", Unit::Seconds, up);
+
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::snapshot::example;
+
+    #[test]
+    fn renders_every_family() {
+        let text = render(&example());
+        for line in [
+            "corefit_workers_desired 2",
+            "corefit_workers_ready 1",
+            "corefit_workers_active 2",
+            "corefit_worker_restarts_total{reason=\"crash\"} 3",
+            "corefit_worker_resident_memory_bytes{worker=\"0\"} 52428800",
+            "corefit_worker_cpu_seconds_total{worker=\"0\"} 40.25",
+            "corefit_plan_info{mode=\"cluster\",platform=\"kubernetes\",socket=\"proxy\"} 1",
+            "corefit_cpu_limit_cores 2.0",
+            "corefit_memory_limit_bytes 1073741824",
+            "# EOF",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! A point-in-time picture of the cluster: what `/health`, `/metrics` and
+//! `corefit status` show. Plain data, filled in by the supervisor.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerPhase {
+    /// Started, not ready yet.
+    Starting,
+    /// Ready and receiving connections.
+    Ready,
+    /// Being stopped (reload, scale-down, memory ceiling, shutdown).
+    Stopping,
+    /// Waiting to be restarted after a crash.
+    Backoff,
+}
+
+impl WorkerPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerPhase::Starting => "starting",
+            WorkerPhase::Ready => "ready",
+            WorkerPhase::Stopping => "stopping",
+            WorkerPhase::Backoff => "backoff",
+        }
+    }
+}
+
+/// One worker.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerSnapshot {
+    /// 0..N-1, as `COREFIT_WORKER_ID`.
+    pub id: u32,
+    pub pid: Option<u32>,
+    pub phase: WorkerPhase,
+    pub uptime_seconds: f64,
+    /// Restarts of this worker id since corefit started.
+    pub restarts: u32,
+    /// CPU use over the last sampling interval, in percent of one CPU.
+    pub cpu_percent: Option<f64>,
+    /// CPU time of the worker's process tree.
+    pub cpu_seconds: f64,
+    /// Resident memory of the worker's process tree.
+    pub rss_bytes: u64,
+}
+
+/// The whole cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterSnapshot {
+    /// `single` or `cluster`.
+    pub mode: String,
+    pub platform: String,
+    /// The socket strategy.
+    pub socket: String,
+    /// Workers wanted now (after scaling).
+    pub desired: u32,
+    pub workers: Vec<WorkerSnapshot>,
+    /// Effective CPUs the plan saw.
+    pub cpu_limit: f64,
+    /// The memory the plan saw as the container's limit, if limited.
+    pub memory_limit_bytes: Option<u64>,
+    /// Restarts counted by reason (`crash`, `memory`, `unresponsive`, `reload`...).
+    pub restarts_by_reason: BTreeMap<String, u64>,
+    pub reloading: bool,
+    pub uptime_seconds: f64,
+}
+
+impl ClusterSnapshot {
+    /// Workers ready to serve.
+    pub fn ready(&self) -> u32 {
+        self.workers
+            .iter()
+            .filter(|w| w.phase == WorkerPhase::Ready)
+            .count() as u32
+    }
+
+    /// Resident memory of all workers.
+    pub fn memory_used_bytes(&self) -> u64 {
+        self.workers.iter().map(|w| w.rss_bytes).sum()
+    }
+
+    /// Healthy when every desired worker is ready.
+    pub fn healthy(&self) -> bool {
+        self.ready() >= self.desired && self.desired > 0
+    }
+}
+
+/// CPU percent of one CPU between two samples of a tree's CPU seconds.
+pub fn cpu_percent(before: f64, after: f64, elapsed_seconds: f64) -> Option<f64> {
+    if elapsed_seconds <= 0.0 || !elapsed_seconds.is_finite() || after < before {
+        return None;
+    }
+    Some(((after - before) / elapsed_seconds * 100.0 * 10.0).round() / 10.0)
+}
+
+#[cfg(test)]
+pub(crate) fn example() -> ClusterSnapshot {
+    ClusterSnapshot {
+        mode: "cluster".into(),
+        platform: "kubernetes".into(),
+        socket: "proxy".into(),
+        desired: 2,
+        workers: vec![
+            WorkerSnapshot {
+                id: 0,
+                pid: Some(101),
+                phase: WorkerPhase::Ready,
+                uptime_seconds: 3725.0,
+                restarts: 0,
+                cpu_percent: Some(12.5),
+                cpu_seconds: 40.25,
+                rss_bytes: 50 << 20,
+            },
+            WorkerSnapshot {
+                id: 1,
+                pid: Some(102),
+                phase: WorkerPhase::Starting,
+                uptime_seconds: 1.5,
+                restarts: 3,
+                cpu_percent: None,
+                cpu_seconds: 0.5,
+                rss_bytes: 20 << 20,
+            },
+        ],
+        cpu_limit: 2.0,
+        memory_limit_bytes: Some(1 << 30),
+        restarts_by_reason: [("crash".to_owned(), 3)].into_iter().collect(),
+        reloading: false,
+        uptime_seconds: 3800.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_needs_every_desired_worker_ready() {
+        let mut s = example();
+        assert_eq!(s.ready(), 1);
+        assert!(!s.healthy());
+        s.workers[1].phase = WorkerPhase::Ready;
+        assert!(s.healthy());
+        assert_eq!(s.memory_used_bytes(), 70 << 20);
+    }
+
+    #[test]
+    fn cpu_percent_of_one_cpu() {
+        assert_eq!(cpu_percent(1.0, 1.5, 1.0), Some(50.0));
+        assert_eq!(cpu_percent(1.0, 3.0, 1.0), Some(200.0));
+        assert_eq!(cpu_percent(2.0, 1.0, 1.0), None);
+        assert_eq!(cpu_percent(1.0, 2.0, 0.0), None);
+    }
+}

@@ -1,0 +1,84 @@
+//! `corefit status`: a table like `pm2 status`.
+
+use std::fmt::Write as _;
+
+use super::snapshot::ClusterSnapshot;
+use crate::plan::size::human_bytes;
+
+/// Renders the table, with a one-line summary on top.
+pub fn status_table(s: &ClusterSnapshot) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} mode, {} of {} workers ready, socket {}, platform {}{}",
+        s.mode,
+        s.ready(),
+        s.desired,
+        s.socket,
+        s.platform,
+        if s.reloading { ", reloading" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "{:>3}  {:>8}  {:<9} {:>9}  {:>8}  {:>6}  {:>10}",
+        "id", "pid", "state", "uptime", "restarts", "cpu", "memory"
+    );
+    for w in &s.workers {
+        let pid = w.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let cpu = w
+            .cpu_percent
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}%"));
+        let _ = writeln!(
+            out,
+            "{:>3}  {:>8}  {:<9} {:>9}  {:>8}  {:>6}  {:>10}",
+            w.id,
+            pid,
+            w.phase.as_str(),
+            duration(w.uptime_seconds),
+            w.restarts,
+            cpu,
+            human_bytes(w.rss_bytes)
+        );
+    }
+    out
+}
+
+/// `3s`, `4m`, `2h`, `5d`, as pm2 shows uptime.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::snapshot::example;
+
+    #[test]
+    fn renders_like_pm2_status() {
+        let t = status_table(&example());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(
+            lines[0].starts_with("cluster mode, 1 of 2 workers ready"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("101")
+                && lines[2].contains("ready")
+                && lines[2].contains("1h")
+                && lines[2].contains("12.5%")
+                && lines[2].contains("50 MiB"),
+            "{t}"
+        );
+        assert!(
+            lines[3].contains("starting") && lines[3].contains(" 3 ") && lines[3].contains(" - "),
+            "{t}"
+        );
+    }
+}
