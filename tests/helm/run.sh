@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# All chart checks against the real Helm engine and a real control plane:
+#
+#   tests/helm/run.sh [pytest args...]
+#
+# 1. sets up the Helm engine's virtualenv (tests/helm/setup-venv.sh, cached
+#    in ~/.cache/corefit/helm-venv);
+# 2. starts its own Kubernetes 1.20.2 control plane with
+#    tests/k8s/control-plane.sh, in a state directory of its own so that it
+#    never shares (or stops) one that someone else started. To use an
+#    existing one instead, set COREFIT_HELM_KUBECONFIG to its kubeconfig: it
+#    must be fresh for these tests (they install into corefit-system and
+#    finally delete the ClusterApp CRD with `kubectl delete -k deploy/`);
+# 3. runs pytest over tests/helm/ and stops what it started, whatever
+#    happened. Exits with pytest's status.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+log() { echo "tests/helm: $*" >&2; }
+
+command -v kubectl >/dev/null || { log "error: kubectl missing (Debian: apt-get install kubernetes-client)"; exit 1; }
+VENV=$("$HERE/setup-venv.sh")
+
+STARTED=""
+cleanup() {
+  if [ -n "$STARTED" ]; then
+    COREFIT_K8S_STATE="$STARTED" "$ROOT/tests/k8s/control-plane.sh" stop || true
+  fi
+}
+trap cleanup EXIT
+
+if [ -n "${COREFIT_HELM_KUBECONFIG:-}" ]; then
+  [ -f "$COREFIT_HELM_KUBECONFIG" ] || { log "error: COREFIT_HELM_KUBECONFIG=$COREFIT_HELM_KUBECONFIG is not a file"; exit 1; }
+  export COREFIT_TEST_KUBECONFIG="$COREFIT_HELM_KUBECONFIG"
+  log "using the control plane of $COREFIT_TEST_KUBECONFIG"
+else
+  STATE="${TMPDIR:-/tmp}/corefit-helm-k8s-$(id -u)-$$"
+  STARTED="$STATE"
+  exports=$(COREFIT_K8S_STATE="$STATE" "$ROOT/tests/k8s/control-plane.sh" start)
+  eval "$exports"
+fi
+
+cd "$HERE"
+set +e
+"$VENV/bin/python" -m pytest -p no:cacheprovider -ra "$@"
+rc=$?
+set -e
+exit $rc
