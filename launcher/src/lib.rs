@@ -54,6 +54,7 @@
 //! tests in `tests/plan_properties.rs`).
 
 pub mod cli;
+pub mod control;
 pub mod decision;
 pub mod explain;
 pub mod observe;

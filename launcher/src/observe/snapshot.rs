@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a worker is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerPhase {
     /// Started, not ready yet.
@@ -31,7 +31,7 @@ impl WorkerPhase {
 }
 
 /// One worker.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSnapshot {
     /// 0..N-1, as `COREFIT_WORKER_ID`.
     pub id: u32,
@@ -49,7 +49,7 @@ pub struct WorkerSnapshot {
 }
 
 /// The whole cluster.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSnapshot {
     /// `single` or `cluster`.
     pub mode: String,
