@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-APT=(wrk curl ca-certificates procps iproute2 python3-venv)
+APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static)
 command -v node >/dev/null 2>&1 || APT+=(nodejs)
 command -v npm >/dev/null 2>&1 || APT+=(npm)
 missing=()

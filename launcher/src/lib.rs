@@ -57,6 +57,7 @@ pub mod cli;
 pub mod control;
 pub mod decision;
 pub mod explain;
+pub mod inject;
 pub mod observe;
 pub mod plan;
 pub mod probe;

@@ -4,11 +4,13 @@
 //! - [`parse`]: values in cgroup and proc files (pure).
 //! - [`mountinfo`]: `/proc/self/mountinfo` and `/proc/self/cgroup` (pure).
 //! - [`cgroup`]: limits along the cgroup path and its ancestors.
+//! - [`executable`]: what a command really runs (static, dynamic, setuid).
 //! - [`host`]: online CPUs, `MemTotal`, hypervisor flag, affinity.
 //! - [`platform`]: platform signals and published sizes.
 //! - [`procstat`]: per-process state, CPU time and RSS from `/proc/<pid>/stat`.
 
 pub mod cgroup;
+pub mod executable;
 pub mod host;
 pub mod mountinfo;
 pub mod parse;
