@@ -11,7 +11,7 @@
 // on PORT (default 3000).
 //
 // Routes:
-//   GET /          {"pid", "worker", "workers", "mode", "listen"} as JSON
+//   GET /          {"pid", "worker", "workers", "mode", "listen_pid", "listen"} as JSON
 //   GET /hello     "hello\n" (trivial)
 //   GET /cpu       ~2 ms of CPU work (pbkdf2, CPU_ITERATIONS, default 10000)
 //   GET /slow?ms=N answers after N ms (default 2000, at most 60000)
@@ -62,6 +62,7 @@ const server = http.createServer((req, res) => {
         worker: process.env.COREFIT_WORKER_ID ?? null,
         workers: process.env.COREFIT_WORKERS ?? null,
         mode: process.env.COREFIT_MODE ?? null,
+        listen_pid: process.env.LISTEN_PID ?? null,
         listen: socketActivated ? 'fd:3' : listen.reusePort ? 'reuseport' : `port:${port}`,
       });
     case '/hello':
@@ -73,6 +74,7 @@ const server = http.createServer((req, res) => {
     }
     case '/slow': {
       const ms = Math.min(Math.max(Number(url.searchParams.get('ms') || 2000), 0), 60000);
+      console.log(`server.js: pid ${process.pid} slow request ${ms}ms`);
       setTimeout(() => json(res, 200, { pid: process.pid, slept: ms }), ms);
       return undefined;
     }

@@ -1,0 +1,127 @@
+//! A worker killed with SIGKILL is replaced: the replacement gets the same
+//! worker id and requests succeed again within 1 s. (One test per binary
+//! file here, so no other test competes for the CPU while it measures.)
+
+mod supervise_support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use supervise_support::*;
+
+fn replaced_within_a_second(socket: &str) {
+    let port = free_port();
+    let port_s = port.to_string();
+    let server = app("server.js");
+    let mut corefit = Corefit::start(
+        &[
+            "--mode",
+            "cluster",
+            "--workers",
+            "2",
+            "--allow-oversubscribe",
+            "--socket",
+            socket,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+            "--grace-period",
+            "5s",
+            "--",
+            "node",
+            &server,
+        ],
+        &[],
+    );
+    let seen = distinct_workers(port, 2, Duration::from_secs(15));
+    let (&victim, victim_id) = seen
+        .iter()
+        .find(|(_, id)| id.as_str() == "1")
+        .expect("worker 1 answered");
+    let victim_id = victim_id.clone();
+    corefit.descendants();
+
+    kill(Pid::from_raw(victim), Signal::SIGKILL).expect("kill worker 1");
+    let killed_at = Instant::now();
+
+    // Requests succeed again at once (the survivor; a connection the dying
+    // worker had already accepted may fail: SIGKILL gives it no chance to
+    // answer, under any launcher), and within 1 s corefit has started the
+    // replacement with the same worker id and it is serving.
+    let mut failed = 0;
+    let line = wait_for(Duration::from_secs(5), "the replacement's start", || {
+        if whoami(port).is_err() {
+            failed += 1;
+        }
+        corefit
+            .stderr
+            .text()
+            .lines()
+            .find(|l| l.contains("worker 1 started") && l.contains("(restart 1)"))
+            .map(str::to_owned)
+    });
+    let started_after = killed_at.elapsed();
+    assert!(
+        started_after <= Duration::from_secs(1),
+        "{socket}: replacement started {started_after:?} after the kill"
+    );
+    let new_pid: i32 = line
+        .split("pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let environ = std::fs::read(format!("/proc/{new_pid}/environ")).expect("replacement's environ");
+    assert!(
+        environ
+            .split(|&b| b == 0)
+            .any(|kv| kv == format!("COREFIT_WORKER_ID={victim_id}").as_bytes()),
+        "{socket}: replacement {new_pid} has the same COREFIT_WORKER_ID"
+    );
+    // Serving: proxy routes it once its port accepts; with shared the
+    // kernel picks which worker accepts, so only proxy is timed by id.
+    let served = wait_for(
+        Duration::from_secs(5),
+        "the replacement answering",
+        || match whoami(port) {
+            Ok((pid, id)) => (pid == new_pid && id == victim_id).then(|| killed_at.elapsed()),
+            Err(_) => {
+                failed += 1;
+                None
+            }
+        },
+    );
+    let first_ok = wait_for(Duration::from_secs(5), "any answer", || whoami(port).ok());
+    assert!(first_ok.0 > 0);
+    if socket == "proxy" {
+        assert!(
+            served <= Duration::from_secs(1),
+            "{socket}: replacement answered {served:?} after the kill"
+        );
+    }
+    assert!(
+        failed <= 2,
+        "{socket}: {failed} requests failed around the kill"
+    );
+    // From then on every request succeeds.
+    for i in 0..40 {
+        whoami(port).unwrap_or_else(|e| panic!("{socket}: request {i} after the restart: {e}"));
+    }
+    assert!(gone(victim), "the killed worker was reaped");
+    assert_eq!(proc_info(new_pid).map(|p| p.ppid), Some(corefit.pid));
+    corefit.stderr.wait_line(
+        &format!("worker 1 (pid {victim}) was killed by signal 9 (SIGKILL)"),
+        Duration::from_secs(5),
+    );
+    corefit.signal(Signal::SIGTERM);
+    assert_eq!(corefit.wait_exit(Duration::from_secs(10)), 0);
+}
+
+#[test]
+fn sigkilled_worker_is_replaced_with_the_same_id() {
+    for socket in ["proxy", "shared"] {
+        replaced_within_a_second(socket);
+    }
+}
