@@ -114,7 +114,8 @@ mod tests {
     #[test]
     fn static_programs_are_refused_naming_other_strategies() {
         // Debian's busybox-static (installed by scripts/setup.sh) has no program interpreter.
-        let e = check_command("/bin/busybox", None).expect_err("busybox-static is statically linked");
+        let e =
+            check_command("/bin/busybox", None).expect_err("busybox-static is statically linked");
         assert!(matches!(e, InjectError::Static { .. }), "{e}");
         assert!(e.to_string().contains("--socket proxy"), "{e}");
     }
