@@ -11,7 +11,9 @@
 #    existing one instead, set COREFIT_HELM_KUBECONFIG to its kubeconfig: it
 #    must be fresh for these tests (they install into corefit-system and
 #    finally delete the ClusterApp CRD with `kubectl delete -k deploy/`);
-# 3. runs pytest over tests/helm/ and stops what it started, whatever
+# 3. builds the operator binary (cargo, debug profile) unless
+#    COREFIT_OPERATOR_BIN names one already;
+# 4. runs pytest over tests/helm/ and stops what it started, whatever
 #    happened. Exits with pytest's status.
 set -euo pipefail
 
@@ -21,6 +23,13 @@ log() { echo "tests/helm: $*" >&2; }
 
 command -v kubectl >/dev/null || { log "error: kubectl missing (Debian: apt-get install kubernetes-client)"; exit 1; }
 VENV=$("$HERE/setup-venv.sh")
+
+# The real operator binary, run with the chart's ServiceAccount token.
+if [ -z "${COREFIT_OPERATOR_BIN:-}" ]; then
+  log "building corefit-operator"
+  (cd "$ROOT" && cargo build --quiet -p corefit-operator --bin corefit-operator)
+  export COREFIT_OPERATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/corefit-operator"
+fi
 
 STARTED=""
 cleanup() {

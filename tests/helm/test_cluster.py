@@ -10,8 +10,12 @@ upgrade -> uninstall -> deploy/. Each step asserts its own preconditions.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import urllib.request
 
 import helm_python as helm
 import pytest
@@ -285,6 +289,94 @@ def test_07_operator_identity_cannot_delete_a_secret(kube: Kube, operator_identi
         ("DELETE", f"{CA}/namespaces/{APPS_NS}/clusterapps/probe"),
     ]:
         assert operator_identity.status_of(method, path) == 403, f"{method} {path} was not refused"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def test_07b_the_operator_runs_with_its_service_account(kube: Kube, operator_identity: Kube, tmp_path):
+    """The real operator binary with nothing but the chart's ServiceAccount
+    token: its caches sync (list/watch everywhere), it reconciles a
+    ClusterApp into a Deployment, a Service, a status and an event, and no
+    request of it is forbidden."""
+    binary = os.environ.get("COREFIT_OPERATOR_BIN", "")
+    assert binary and os.access(binary, os.X_OK), (
+        "COREFIT_OPERATOR_BIN must name the built corefit-operator binary (tests/helm/run.sh builds it)"
+    )
+    token = kube.service_account_token(NAMESPACE, SA, 3600)
+    kubeconfig = tmp_path / "operator-sa.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "c", "cluster": {"server": kube.server, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": SA, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": SA, "namespace": NAMESPACE}}],
+    }))
+    port = _free_port()
+    log_path = tmp_path / "operator.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "COREFIT_OPERATOR_"))}
+    env.update({
+        "KUBECONFIG": str(kubeconfig),
+        "COREFIT_OPERATOR_METRICS_ADDR": f"127.0.0.1:{port}",
+        "COREFIT_OPERATOR_LOG_FORMAT": "json",
+        "COREFIT_OPERATOR_LOG": "info,kube=info",
+    })
+    app_name = "sa-app"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT)
+    def logs() -> str:
+        return log_path.read_text(errors="replace")
+
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"the operator exited with {proc.returncode}:\n{logs()}")
+            return _http_ok(f"http://127.0.0.1:{port}/readyz")
+
+        until("the operator (as its ServiceAccount) reports ready on /readyz", ready, deadline_s=60)
+        app = {"apiVersion": "corefit.dev/v1alpha1", "kind": "ClusterApp",
+               "metadata": {"name": app_name, "namespace": APPS_NS},
+               "spec": {"image": "example.test/app:1", "port": 8080}}
+        kube.request("POST", f"{CA}/namespaces/{APPS_NS}/clusterapps", app)
+        dep = until("the operator applied the app's Deployment",
+                    lambda: kube.exists(f"/apis/apps/v1/namespaces/{APPS_NS}/deployments/{app_name}")
+                    and kube.get(f"/apis/apps/v1/namespaces/{APPS_NS}/deployments/{app_name}"),
+                    deadline_s=60)
+        assert dep["metadata"]["ownerReferences"][0]["name"] == app_name
+        until("the operator applied the app's Service",
+              lambda: kube.exists(f"/api/v1/namespaces/{APPS_NS}/services/{app_name}"), deadline_s=30)
+        until("the operator wrote the app's status",
+              lambda: kube.get(f"{CA}/namespaces/{APPS_NS}/clusterapps/{app_name}").get("status", {})
+              .get("observedGeneration"), deadline_s=30)
+        until("the operator recorded an event on the app",
+              lambda: [e for e in kube.get(f"/apis/events.k8s.io/v1/namespaces/{APPS_NS}/events")["items"]
+                       if e.get("regarding", {}).get("name") == app_name], deadline_s=30)
+        text = logs()
+        assert "forbidden" not in text.lower(), f"the operator was refused something:\n{text}"
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- operator log (last 40 lines) ---\n" + "\n".join(logs().splitlines()[-40:])) from None
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+                pytest.fail(f"the operator ignored SIGTERM for 30s:\n{log_path.read_text(errors='replace')}")
+        kube.status_of("DELETE", f"{CA}/namespaces/{APPS_NS}/clusterapps/{app_name}")
+    assert proc.returncode == 0, f"operator exit code {proc.returncode}:\n{log_path.read_text(errors='replace')}"
 
 
 def test_08_upgrade_changes_the_release(kube: Kube, kubeconfig: str, release):
