@@ -126,8 +126,22 @@ def test_values_reach_the_manifests():
     assert env["COREFIT_OPERATOR_METRICS_ADDR"] == "0.0.0.0:9100"
     assert c["ports"][0]["containerPort"] == 9100
     assert one(objs, "Service")["spec"]["ports"][0]["port"] == 9200
-    role = one(objs, "Role")
-    assert ["my-lease"] in [r.get("resourceNames") for r in role["rules"]]
+    (election,) = [o for o in objs if o["kind"] == "Role" and o["metadata"]["name"].endswith("-leader-election")]
+    assert ["my-lease"] in [r.get("resourceNames") for r in election["rules"]]
+    assert election["metadata"]["namespace"] == NAMESPACE
+
+
+def test_watching_one_namespace_grants_rights_in_that_namespace_only():
+    everywhere = objects(render())
+    scoped = objects(render({"operator": {"watchNamespace": "apps"}}))
+    kinds = by_kind(scoped)
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds, sorted(kinds)
+    (role,) = [o for o in kinds["Role"] if o["metadata"]["name"] == RELEASE]
+    (binding,) = [o for o in kinds["RoleBinding"] if o["metadata"]["name"] == RELEASE]
+    assert role["metadata"]["namespace"] == "apps" and binding["metadata"]["namespace"] == "apps"
+    assert role["rules"] == one(everywhere, "ClusterRole")["rules"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RELEASE}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
 
 
 def test_rbac_and_service_account_can_be_turned_off():

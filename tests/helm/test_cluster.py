@@ -305,22 +305,22 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def test_07b_the_operator_runs_with_its_service_account(kube: Kube, operator_identity: Kube, tmp_path):
-    """The real operator binary with nothing but the chart's ServiceAccount
-    token: its caches sync (list/watch everywhere), it reconciles a
-    ClusterApp into a Deployment, a Service, a status and an event, and no
-    request of it is forbidden."""
+def run_operator_as(kube: Kube, sa_ns: str, sa_name: str, app_ns: str, tmp_path, extra_env=None) -> None:
+    """Runs the real operator binary with nothing but the ServiceAccount's
+    token: its caches must sync (list/watch), it must reconcile a ClusterApp
+    in `app_ns` into a Deployment, a Service, a status and an event, no
+    request of it may be forbidden, and SIGTERM must stop it with status 0."""
     binary = os.environ.get("COREFIT_OPERATOR_BIN", "")
     assert binary and os.access(binary, os.X_OK), (
         "COREFIT_OPERATOR_BIN must name the built corefit-operator binary (tests/helm/run.sh builds it)"
     )
-    token = kube.service_account_token(NAMESPACE, SA, 3600)
+    token = kube.service_account_token(sa_ns, sa_name, 3600)
     kubeconfig = tmp_path / "operator-sa.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "sa",
         "clusters": [{"name": "c", "cluster": {"server": kube.server, "insecure-skip-tls-verify": True}}],
-        "users": [{"name": SA, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": SA, "namespace": NAMESPACE}}],
+        "users": [{"name": sa_name, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": sa_name, "namespace": sa_ns}}],
     }))
     port = _free_port()
     log_path = tmp_path / "operator.log"
@@ -330,37 +330,38 @@ def test_07b_the_operator_runs_with_its_service_account(kube: Kube, operator_ide
         "COREFIT_OPERATOR_METRICS_ADDR": f"127.0.0.1:{port}",
         "COREFIT_OPERATOR_LOG_FORMAT": "json",
         "COREFIT_OPERATOR_LOG": "info,kube=info",
+        **(extra_env or {}),
     })
     app_name = "sa-app"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT)
+
     def logs() -> str:
         return log_path.read_text(errors="replace")
 
     try:
-
         def ready() -> bool:
             if proc.poll() is not None:
                 pytest.fail(f"the operator exited with {proc.returncode}:\n{logs()}")
             return _http_ok(f"http://127.0.0.1:{port}/readyz")
 
-        until("the operator (as its ServiceAccount) reports ready on /readyz", ready, deadline_s=60)
+        until(f"the operator (as {sa_ns}/{sa_name}) reports ready on /readyz", ready, deadline_s=60)
         app = {"apiVersion": "corefit.dev/v1alpha1", "kind": "ClusterApp",
-               "metadata": {"name": app_name, "namespace": APPS_NS},
+               "metadata": {"name": app_name, "namespace": app_ns},
                "spec": {"image": "example.test/app:1", "port": 8080}}
-        kube.request("POST", f"{CA}/namespaces/{APPS_NS}/clusterapps", app)
+        kube.request("POST", f"{CA}/namespaces/{app_ns}/clusterapps", app)
         dep = until("the operator applied the app's Deployment",
-                    lambda: kube.exists(f"/apis/apps/v1/namespaces/{APPS_NS}/deployments/{app_name}")
-                    and kube.get(f"/apis/apps/v1/namespaces/{APPS_NS}/deployments/{app_name}"),
+                    lambda: kube.exists(f"/apis/apps/v1/namespaces/{app_ns}/deployments/{app_name}")
+                    and kube.get(f"/apis/apps/v1/namespaces/{app_ns}/deployments/{app_name}"),
                     deadline_s=60)
         assert dep["metadata"]["ownerReferences"][0]["name"] == app_name
         until("the operator applied the app's Service",
-              lambda: kube.exists(f"/api/v1/namespaces/{APPS_NS}/services/{app_name}"), deadline_s=30)
+              lambda: kube.exists(f"/api/v1/namespaces/{app_ns}/services/{app_name}"), deadline_s=30)
         until("the operator wrote the app's status",
-              lambda: kube.get(f"{CA}/namespaces/{APPS_NS}/clusterapps/{app_name}").get("status", {})
+              lambda: kube.get(f"{CA}/namespaces/{app_ns}/clusterapps/{app_name}").get("status", {})
               .get("observedGeneration"), deadline_s=30)
         until("the operator recorded an event on the app",
-              lambda: [e for e in kube.get(f"/apis/events.k8s.io/v1/namespaces/{APPS_NS}/events")["items"]
+              lambda: [e for e in kube.get(f"/apis/events.k8s.io/v1/namespaces/{app_ns}/events")["items"]
                        if e.get("regarding", {}).get("name") == app_name], deadline_s=30)
         text = logs()
         assert "forbidden" not in text.lower(), f"the operator was refused something:\n{text}"
@@ -374,9 +375,55 @@ def test_07b_the_operator_runs_with_its_service_account(kube: Kube, operator_ide
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-                pytest.fail(f"the operator ignored SIGTERM for 30s:\n{log_path.read_text(errors='replace')}")
-        kube.status_of("DELETE", f"{CA}/namespaces/{APPS_NS}/clusterapps/{app_name}")
-    assert proc.returncode == 0, f"operator exit code {proc.returncode}:\n{log_path.read_text(errors='replace')}"
+                pytest.fail(f"the operator ignored SIGTERM for 30s:\n{logs()}")
+        kube.status_of("DELETE", f"{CA}/namespaces/{app_ns}/clusterapps/{app_name}")
+    assert proc.returncode == 0, f"operator exit code {proc.returncode}:\n{logs()}"
+
+
+def test_07b_the_operator_runs_with_its_service_account(kube: Kube, operator_identity: Kube, tmp_path):
+    run_operator_as(kube, NAMESPACE, SA, APPS_NS, tmp_path)
+
+
+SCOPED_RELEASE = "scoped"
+SCOPED_NS = "corefit-scoped"
+SCOPED_APPS = "scoped-apps"
+
+
+def test_07c_watching_one_namespace_grants_that_namespace_only(kube: Kube, kubeconfig: str, release, tmp_path):
+    """A second release with operator.watchNamespace: a Role in that
+    namespace instead of a ClusterRole; the operator, run as its
+    ServiceAccount and told to watch that namespace, still does its job."""
+    kube.apply(f"/api/v1/namespaces/{SCOPED_APPS}", {"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": SCOPED_APPS}})
+    values = {"operator": {"watchNamespace": SCOPED_APPS}}
+    sa_name = f"{SCOPED_RELEASE}-corefit-operator"
+    with helm.Config(kubeconfig_path=kubeconfig, namespace=SCOPED_NS) as cfg:
+        cfg.install(str(CHART), SCOPED_RELEASE, values, namespace=SCOPED_NS, create_namespace=True, timeout=120)
+        try:
+            rbac = "/apis/rbac.authorization.k8s.io/v1"
+            assert kube.exists(f"{rbac}/namespaces/{SCOPED_APPS}/roles/{sa_name}")
+            assert kube.exists(f"{rbac}/namespaces/{SCOPED_APPS}/rolebindings/{sa_name}")
+            assert not kube.exists(f"{rbac}/clusterroles/{sa_name}")
+            sa = kube.as_token(kube.service_account_token(SCOPED_NS, sa_name))
+            for verb, group, res, ns, want in [
+                ("list", "corefit.dev", "clusterapps", SCOPED_APPS, True),
+                ("watch", "corefit.dev", "clusterapps", SCOPED_APPS, True),
+                ("create", "apps", "deployments", SCOPED_APPS, True),
+                ("create", "events.k8s.io", "events", SCOPED_APPS, True),
+                ("list", "corefit.dev", "clusterapps", "", False),
+                ("list", "corefit.dev", "clusterapps", APPS_NS, False),
+                ("create", "apps", "deployments", APPS_NS, False),
+                ("patch", "", "services", "default", False),
+                ("get", "", "secrets", SCOPED_APPS, False),
+            ]:
+                allowed, reason = sa.can_i(verb, group, res, ns)
+                assert allowed == want, f"{verb} {group}/{res} in {ns or 'all namespaces'}: allowed={allowed} ({reason})"
+            run_operator_as(kube, SCOPED_NS, sa_name, SCOPED_APPS, tmp_path,
+                            {"COREFIT_OPERATOR_NAMESPACE": SCOPED_APPS})
+        finally:
+            cfg.uninstall(SCOPED_RELEASE, timeout=120)
+    until("the scoped release's Role is gone",
+          lambda: not kube.exists(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SCOPED_APPS}/roles/{sa_name}"))
 
 
 def test_08_upgrade_changes_the_release(kube: Kube, kubeconfig: str, release):
