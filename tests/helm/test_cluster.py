@@ -264,6 +264,24 @@ def test_06_operator_identity_does_the_operators_writes(kube: Kube, operator_ide
     sa.request("PATCH", f"/apis/events.k8s.io/v1/namespaces/{APPS_NS}/events/probe.1",
                {"series": {"count": 2, "lastObservedTime": "2026-01-01T00:00:01.000000Z"}},
                content_type="application/merge-patch+json")
+    # HPA and PDB in whatever version this server serves (1.20: autoscaling/v2beta2,
+    # policy/v1beta1): RBAC rules are per group, so both versions are covered.
+    served = {g["name"]: [v["version"] for v in g["versions"]] for g in kube.get("/apis")["groups"]}
+    hpa_v = next(v for v in ("v2", "v2beta2") if v in served["autoscaling"])
+    pdb_v = next(v for v in ("v1", "v1beta1") if v in served["policy"])
+    hpa = {"apiVersion": f"autoscaling/{hpa_v}", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "probe", "namespace": APPS_NS, "ownerReferences": owner},
+           "spec": {"scaleTargetRef": {"apiVersion": "corefit.dev/v1alpha1", "kind": "ClusterApp", "name": "probe"},
+                    "minReplicas": 2, "maxReplicas": 5,
+                    "metrics": [{"type": "Resource", "resource": {
+                        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}}
+    sa.apply(f"/apis/autoscaling/{hpa_v}/namespaces/{APPS_NS}/horizontalpodautoscalers/probe", hpa, "corefit-operator")
+    pdb = {"apiVersion": f"policy/{pdb_v}", "kind": "PodDisruptionBudget",
+           "metadata": {"name": "probe", "namespace": APPS_NS, "ownerReferences": owner},
+           "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}
+    sa.apply(f"/apis/policy/{pdb_v}/namespaces/{APPS_NS}/poddisruptionbudgets/probe", pdb, "corefit-operator")
+    sa.request("DELETE", f"/apis/autoscaling/{hpa_v}/namespaces/{APPS_NS}/horizontalpodautoscalers/probe")
+    sa.request("DELETE", f"/apis/policy/{pdb_v}/namespaces/{APPS_NS}/poddisruptionbudgets/probe")
     lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
              "metadata": {"name": LEASE, "namespace": NAMESPACE},
              "spec": {"holderIdentity": "corefit-operator-0", "leaseDurationSeconds": 15}}
