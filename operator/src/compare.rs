@@ -38,7 +38,10 @@ mod tests {
     fn defaults_on_the_server_are_ignored() {
         let observed = json!({"spec": {"replicas": 2, "clusterIP": "10.96.0.1",
             "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}});
-        assert!(contains(&observed, &json!({"spec": {"replicas": 2, "ports": [{"port": 80}]}})));
+        assert!(contains(
+            &observed,
+            &json!({"spec": {"replicas": 2, "ports": [{"port": 80}]}})
+        ));
         assert!(contains(&observed, &json!({"spec": {"extra": {}}})));
     }
 
@@ -46,7 +49,10 @@ mod tests {
     fn changes_are_seen() {
         let observed = json!({"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 81}]}});
         assert!(!contains(&observed, &json!({"spec": {"replicas": 3}})));
-        assert!(!contains(&observed, &json!({"spec": {"ports": [{"port": 80}]}})));
+        assert!(!contains(
+            &observed,
+            &json!({"spec": {"ports": [{"port": 80}]}})
+        ));
         assert!(!contains(&observed, &json!({"spec": {"image": "x"}})));
         assert!(!contains(&json!(null), &json!({"spec": {"replicas": 1}})));
     }

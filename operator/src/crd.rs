@@ -68,7 +68,10 @@ mod tests {
         let scale = sub.scale.as_ref().expect("scale subresource");
         assert_eq!(scale.spec_replicas_path, ".spec.scaling.replicas");
         assert_eq!(scale.status_replicas_path, ".status.replicas");
-        assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
         let cols: Vec<_> = v
             .additional_printer_columns
             .iter()

@@ -95,11 +95,17 @@ pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
         ..Overrides::default()
     };
     if app.strategy == Strategy::Horizontal {
-        overrides.mode = Some(sourced(ModeChoice::Single, "spec.scaling.strategy=Horizontal"));
+        overrides.mode = Some(sourced(
+            ModeChoice::Single,
+            "spec.scaling.strategy=Horizontal",
+        ));
         overrides.workers = None;
     }
     if app.strategy == Strategy::Vertical && overrides.workers.is_none() {
-        overrides.workers = Some(sourced(WorkerChoice::Auto, "spec.scaling.strategy=Vertical"));
+        overrides.workers = Some(sourced(
+            WorkerChoice::Auto,
+            "spec.scaling.strategy=Vertical",
+        ));
     }
 
     let p = plan(&limits, &platform, &overrides);
@@ -114,7 +120,9 @@ pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
     reasons.extend(p.warnings.iter().map(|w| format!("warning: {w}")));
     let scaling = match app.strategy {
         Strategy::Horizontal => {
-            reasons.push("strategy Horizontal: 1 worker per pod; capacity comes from replicas".to_owned());
+            reasons.push(
+                "strategy Horizontal: 1 worker per pod; capacity comes from replicas".to_owned(),
+            );
             Scaling::Horizontal
         }
         Strategy::Vertical => {

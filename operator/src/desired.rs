@@ -62,7 +62,11 @@ pub fn labels(name: &str) -> BTreeMap<String, String> {
 pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredError> {
     let checked = check(&app.spec)?;
     let decision = decide(&checked, info);
-    let name = app.metadata.name.clone().ok_or(DesiredError::Metadata("name"))?;
+    let name = app
+        .metadata
+        .name
+        .clone()
+        .ok_or(DesiredError::Metadata("name"))?;
     let namespace = app.namespace().ok_or(DesiredError::Metadata("namespace"))?;
     let owner = owner_ref(app).ok_or(DesiredError::Metadata("uid"))?;
     let labels = labels(&name);
@@ -248,7 +252,7 @@ fn env_var(name: &str, value: &str) -> EnvVar {
 }
 
 fn launcher_command(launcher: &str, app: &[String]) -> Vec<String> {
-    let mut c = vec![launcher.to_owned(), "run".to_owned(), "--".to_owned()];
+    let mut c = vec![launcher.to_owned(), "--".to_owned()];
     c.extend(app.iter().cloned());
     c
 }

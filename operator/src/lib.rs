@@ -27,6 +27,7 @@
 //! - [`status`]: the next status and its conditions.
 //! - [`compare`]: "does the cluster already say this?", to skip writes.
 //! - [`backoff`]: per-object requeue delays for failures.
+//! - [`events`]: the events it records on transitions.
 //! - [`reconcile`]: the edge that reads caches and writes.
 //! - [`metrics`], [`server`], [`cli`], [`run`]: the process around it.
 //!
@@ -48,6 +49,7 @@ pub mod compare;
 pub mod crd;
 pub mod decide;
 pub mod desired;
+pub mod events;
 pub mod metrics;
 pub mod quantity;
 pub mod reconcile;

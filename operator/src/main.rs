@@ -10,7 +10,9 @@ async fn main() -> anyhow::Result<()> {
     let cfg = Config::from(Cli::parse());
     let filter = EnvFilter::try_from_env("COREFIT_OPERATOR_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => fmt.json().init(),
         LogFormat::Text => fmt.init(),
@@ -23,7 +25,10 @@ async fn main() -> anyhow::Result<()> {
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

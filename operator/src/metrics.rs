@@ -108,7 +108,10 @@ mod tests {
         m.error("MissingImage");
         m.write("Deployment", "apply");
         let text = m.render();
-        assert!(text.contains("corefit_operator_reconciles_total 1"), "{text}");
+        assert!(
+            text.contains("corefit_operator_reconciles_total 1"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"corefit_operator_reconcile_errors_total{reason="MissingImage"} 2"#),
             "{text}"

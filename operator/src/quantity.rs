@@ -97,7 +97,7 @@ pub fn bytes(field: &str, raw: &str) -> Result<u64, QuantityError> {
 /// The form the API server stores a CPU quantity in: whole CPUs as a
 /// number, anything else in millicores (`1.5` -> `1500m`).
 pub fn canonical_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -116,7 +116,7 @@ pub fn canonical_bytes(raw: &str, bytes: u64) -> String {
     };
     let mut n = bytes;
     let mut i = 0;
-    while i + 1 < suffixes.len() && n >= base && n % base == 0 {
+    while i + 1 < suffixes.len() && n >= base && n.is_multiple_of(base) {
         n /= base;
         i += 1;
     }
@@ -137,7 +137,6 @@ mod tests {
         assert_eq!(canonical_bytes("1000M", 1_000_000_000), "1G");
         assert_eq!(canonical_bytes("128974848", 128_974_848), "128974848");
     }
-
 
     #[test]
     fn cpu() {
@@ -177,7 +176,13 @@ mod tests {
                 "{raw}: {e}"
             );
         }
-        assert!(matches!(cpu_millis("c", "0"), Err(QuantityError::Zero { .. })));
-        assert!(matches!(bytes("m", "1000000Ei"), Err(QuantityError::Overflow { .. })));
+        assert!(matches!(
+            cpu_millis("c", "0"),
+            Err(QuantityError::Zero { .. })
+        ));
+        assert!(matches!(
+            bytes("m", "1000000Ei"),
+            Err(QuantityError::Overflow { .. })
+        ));
     }
 }

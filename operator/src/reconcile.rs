@@ -21,7 +21,6 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -33,6 +32,7 @@ use crate::backoff::Backoff;
 use crate::compare::contains;
 use crate::decide::ClusterInfo;
 use crate::desired::{desired, DesiredError, MANAGER};
+use crate::events::{self, Severity};
 use crate::metrics::Metrics;
 use crate::status::{find, next_status, Outcome, DEGRADED};
 use crate::types::{ClusterApp, ClusterAppStatus};
@@ -82,7 +82,6 @@ pub struct Context {
     pub client: Client,
     pub info: ClusterInfo,
     pub metrics: Metrics,
-    pub recorder: Recorder,
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
     /// True once both caches are filled (see [`crate::run`]).
@@ -105,12 +104,10 @@ impl Context {
         services: Store<Service>,
         caches_ready: watch::Receiver<bool>,
     ) -> Self {
-        let recorder = Recorder::new(client.clone(), MANAGER.into());
         Context {
             client,
             info,
             metrics,
-            recorder,
             deployments,
             services,
             caches_ready,
@@ -133,9 +130,7 @@ pub async fn reconcile(app: Arc<ClusterApp>, ctx: Arc<Context>) -> Result<Action
     ctx.metrics.reconciles.inc();
     let start = Instant::now();
     let result = reconcile_inner(&app, &ctx).await;
-    ctx.metrics
-        .duration
-        .observe(start.elapsed().as_secs_f64());
+    ctx.metrics.duration.observe(start.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.backoff().succeed(&ObjectRef::from_obj(app.as_ref()));
     }
@@ -190,7 +185,7 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
             let news = was.is_none_or(|c| c.status != "True" || c.message != message);
             patch_status_if_changed(ctx, app, &next).await?;
             if news {
-                publish(ctx, app, EventType::Warning, "InvalidSpec", message).await;
+                publish(ctx, app, Severity::Warning, "InvalidSpec", message).await;
             }
             return Err(Error::InvalidSpec(e));
         }
@@ -230,7 +225,12 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
     );
     let decision_changed = previous.is_none_or(|p| {
         (&p.mode, &p.workers_per_pod, &p.scaling, &p.replicas)
-            != (&next.mode, &next.workers_per_pod, &next.scaling, &next.replicas)
+            != (
+                &next.mode,
+                &next.workers_per_pod,
+                &next.scaling,
+                &next.replicas,
+            )
     });
     patch_status_if_changed(ctx, app, &next).await?;
     if decision_changed {
@@ -245,7 +245,7 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
             d.scaling.as_str(),
             d.reasons.last().map(String::as_str).unwrap_or_default()
         );
-        publish(ctx, app, EventType::Normal, "DecisionChanged", note).await;
+        publish(ctx, app, Severity::Normal, "DecisionChanged", note).await;
     }
     Ok(Action::await_change())
 }
@@ -271,13 +271,17 @@ where
         }
     }
     ctx.metrics.write(kind, "apply");
-    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&want))
-        .await
-        .map_err(|source| Error::Apply {
-            kind,
-            name: name.to_owned(),
-            source,
-        })
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&want),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind,
+        name: name.to_owned(),
+        source,
+    })
 }
 
 fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
@@ -297,38 +301,36 @@ async fn patch_status_if_changed(
         return Ok(());
     }
     let name = app.name_any();
-    let api = Api::<ClusterApp>::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let api =
+        Api::<ClusterApp>::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
     let body = serde_json::json!({
         "apiVersion": ClusterApp::api_version(&()),
         "kind": ClusterApp::kind(&()),
         "status": next,
     });
     ctx.metrics.write("ClusterAppStatus", "apply");
-    api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(|source| Error::Status { name, source })?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| Error::Status { name, source })?;
     Ok(())
 }
 
 /// Records an event; a failure to record is logged, never fatal.
-async fn publish(ctx: &Context, app: &ClusterApp, type_: EventType, reason: &str, note: String) {
-    let mut note = note;
-    if note.len() > 1000 {
-        let mut cut = 1000;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-    }
-    let ev = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
+async fn publish(ctx: &Context, app: &ClusterApp, severity: Severity, reason: &str, note: String) {
+    let ev = events::event(
+        &app.object_ref(&()),
+        severity,
+        reason,
+        &note,
+        MANAGER,
+        Timestamp::now(),
+    );
     ctx.metrics.write("Event", "create");
-    if let Err(e) = ctx.recorder.publish(&ev, &app.object_ref(&())).await {
+    if let Err(e) = events::publish(&ctx.client, &ev).await {
         ctx.metrics.error("EventFailed");
         tracing::warn!(app = %app.name_any(), "cannot record event {reason}: {e}");
     }

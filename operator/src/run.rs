@@ -40,7 +40,10 @@ where
 
 /// Runs the operator until `shutdown` resolves, then stops reconciling,
 /// lets running reconciles finish, and stops the HTTP server.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let listener = server::bind(cfg.metrics_addr).await?;
@@ -50,15 +53,24 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(server::serve(listener, metrics.clone(), ready.clone(), async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    }));
+    let server = tokio::spawn(server::serve(
+        listener,
+        metrics.clone(),
+        ready.clone(),
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+    ));
 
-    let owned = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
     let (deployments, dep_writer) = reflector::store();
-    let dep_stream = reflector(dep_writer, watcher(api::<Deployment>(&client, ns), owned.clone()))
-        .default_backoff()
-        .touched_objects();
+    let dep_stream = reflector(
+        dep_writer,
+        watcher(api::<Deployment>(&client, ns), owned.clone()),
+    )
+    .default_backoff()
+    .touched_objects();
     let (services, svc_writer) = reflector::store();
     let svc_stream = reflector(svc_writer, watcher(api::<Service>(&client, ns), owned))
         .default_backoff()

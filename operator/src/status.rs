@@ -56,13 +56,19 @@ pub fn next_status(
             let (ready_reason, ready_msg) = if is_ready {
                 (
                     "AllReplicasReady",
-                    format!("{ready}/{want} pods ready, {} workers each", decision.workers),
+                    format!(
+                        "{ready}/{want} pods ready, {} workers each",
+                        decision.workers
+                    ),
                 )
             } else {
                 ("ReplicasNotReady", format!("{ready}/{want} pods ready"))
             };
             let (prog_reason, prog_msg) = if rolled_out {
-                ("RolloutComplete", format!("{want} pods run the current spec"))
+                (
+                    "RolloutComplete",
+                    format!("{want} pods run the current spec"),
+                )
             } else {
                 (
                     "RollingOut",
@@ -99,7 +105,12 @@ pub fn next_status(
                 .find(|c| c.type_ == READY)
                 .cloned()
                 .unwrap_or_else(|| {
-                    cond(READY, false, "InvalidSpec", "the spec is invalid".to_owned())
+                    cond(
+                        READY,
+                        false,
+                        "InvalidSpec",
+                        "the spec is invalid".to_owned(),
+                    )
                 });
             ClusterAppStatus {
                 observed_generation: generation,

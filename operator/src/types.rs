@@ -110,12 +110,16 @@ pub struct PodResources {
     /// CPUs per pod as a Kubernetes quantity (`500m`, `2`, `1.5`). Vertical
     /// scaling runs floor(cpu) workers per pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(
+        pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+    ))]
     pub cpu: Option<String>,
     /// Memory per pod as a Kubernetes quantity (`512Mi`, `2Gi`). Bounds the
     /// workers per pod at floor(memory / memoryPerWorker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(
+        pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+    ))]
     pub memory: Option<String>,
 }
 
@@ -167,7 +171,9 @@ pub struct Scaling {
     /// Memory budget per worker as a quantity (default 512Mi); the workers
     /// per pod never exceed floor(pod memory / this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"))]
+    #[schemars(regex(
+        pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+    ))]
     pub memory_per_worker: Option<String>,
 }
 

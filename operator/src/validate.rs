@@ -45,7 +45,9 @@ pub enum SpecError {
     DuplicateEnv(String),
     #[error("spec.env name {0:?} is not a valid environment variable name")]
     BadEnvName(String),
-    #[error("spec.launcher.mode=InitContainer needs spec.launcher.image (the image holding /corefit)")]
+    #[error(
+        "spec.launcher.mode=InitContainer needs spec.launcher.image (the image holding /corefit)"
+    )]
     InitContainerWithoutImage,
     #[error("spec.launcher.mode=InitContainer needs spec.command: the injected launcher must be told what to run")]
     InitContainerWithoutCommand,
@@ -131,7 +133,9 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
 
     let workers = scaling.workers.as_ref().map(parse_workers).transpose()?;
     match (scaling.strategy, workers) {
-        (Strategy::Vertical, _) if cpu_millis.is_none() => return Err(SpecError::VerticalWithoutCpu),
+        (Strategy::Vertical, _) if cpu_millis.is_none() => {
+            return Err(SpecError::VerticalWithoutCpu)
+        }
         (Strategy::Horizontal, Some(WorkerChoice::Count(n))) if n > 1 => {
             return Err(SpecError::HorizontalWithWorkers(n))
         }
@@ -171,7 +175,12 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
     }
 
     if spec.launcher.mode == LauncherMode::InitContainer {
-        if spec.launcher.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+        if spec
+            .launcher
+            .image
+            .as_deref()
+            .is_none_or(|i| i.trim().is_empty())
+        {
             return Err(SpecError::InitContainerWithoutImage);
         }
         if spec.command.as_ref().is_none_or(|c| c.is_empty()) {
@@ -193,10 +202,12 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
 }
 
 fn parse_workers(w: &Workers) -> Result<WorkerChoice, SpecError> {
-    let bad = || SpecError::BadWorkers(match w {
-        Workers::Count(n) => n.to_string(),
-        Workers::Text(s) => s.clone(),
-    });
+    let bad = || {
+        SpecError::BadWorkers(match w {
+            Workers::Count(n) => n.to_string(),
+            Workers::Text(s) => s.clone(),
+        })
+    };
     let n: i64 = match w {
         Workers::Text(s) if s.trim().eq_ignore_ascii_case("auto") => return Ok(WorkerChoice::Auto),
         Workers::Text(s) => s.trim().parse().map_err(|_| bad())?,
