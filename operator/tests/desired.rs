@@ -1,0 +1,278 @@
+//! The pure core, with no API server: `desired()` on the repository's
+//! examples and on each strategy, `check()` on invalid specs, and
+//! `next_status()` on Deployment states.
+
+use corefit_operator::decide::{ClusterInfo, Scaling};
+use corefit_operator::desired::desired;
+use corefit_operator::status::{next_status, Outcome};
+use corefit_operator::types::{ClusterApp, ClusterAppStatus};
+use corefit_operator::validate::check;
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::json;
+
+fn app(spec: serde_json::Value) -> ClusterApp {
+    serde_json::from_value(json!({
+        "apiVersion": "corefit.dev/v1alpha1", "kind": "ClusterApp",
+        "metadata": {"name": "a", "namespace": "ns", "uid": "u-1", "generation": 3},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn example(file: &str) -> ClusterApp {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(file);
+    let mut a: ClusterApp = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    a.metadata.namespace = Some("ns".into());
+    a.metadata.uid = Some("u-1".into());
+    a
+}
+
+fn env(d: &Deployment, name: &str) -> String {
+    d.spec.template.spec.as_ref().unwrap().containers[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+        .unwrap_or_else(|| panic!("{name} not set"))
+}
+
+#[test]
+fn strategies_choose_workers_and_scaling() {
+    let info = ClusterInfo { node_cpus: 16 };
+    // (spec, mode, workers, scaling)
+    let cases = [
+        // Horizontal: 1 worker whatever the CPUs.
+        (
+            json!({"image": "i", "resources": {"cpu": "8", "memory": "8Gi"}, "scaling": {"strategy": "Horizontal"}}),
+            "single",
+            1,
+            Scaling::Horizontal,
+        ),
+        // Vertical: floor(CPUs)...
+        (
+            json!({"image": "i", "resources": {"cpu": "4.5", "memory": "8Gi"}, "scaling": {"strategy": "Vertical"}}),
+            "cluster",
+            4,
+            Scaling::Vertical,
+        ),
+        // ...bounded by memory (1Gi / 512Mi = 2)...
+        (
+            json!({"image": "i", "resources": {"cpu": "8", "memory": "1Gi"}, "scaling": {"strategy": "Vertical"}}),
+            "cluster",
+            2,
+            Scaling::Vertical,
+        ),
+        // ...and by the node.
+        (
+            json!({"image": "i", "resources": {"cpu": "64", "memory": "64Gi"}, "scaling": {"strategy": "Vertical"}}),
+            "cluster",
+            16,
+            Scaling::Vertical,
+        ),
+        // Auto with no CPU limit: the host's cores are not the pod's.
+        (json!({"image": "i"}), "single", 1, Scaling::Horizontal),
+        // Auto under 2 CPUs: one process, more pods.
+        (
+            json!({"image": "i", "resources": {"cpu": "1500m"}}),
+            "single",
+            1,
+            Scaling::Horizontal,
+        ),
+        // Auto with 3 CPUs: 3 workers, vertical.
+        (
+            json!({"image": "i", "resources": {"cpu": "3", "memory": "4Gi"}}),
+            "cluster",
+            3,
+            Scaling::Vertical,
+        ),
+        // Auto with 4 CPUs but memory for 1 worker at 1Gi each: single.
+        (
+            json!({"image": "i", "resources": {"cpu": "4", "memory": "1Gi"}, "scaling": {"memoryPerWorker": "1Gi"}}),
+            "single",
+            1,
+            Scaling::Horizontal,
+        ),
+        // An explicit count above the CPUs is capped.
+        (
+            json!({"image": "i", "resources": {"cpu": "2"}, "scaling": {"workers": 8}}),
+            "cluster",
+            2,
+            Scaling::Vertical,
+        ),
+        (
+            json!({"image": "i", "resources": {"cpu": "4"}, "scaling": {"workers": "3"}}),
+            "cluster",
+            3,
+            Scaling::Vertical,
+        ),
+    ];
+    for (spec, mode, workers, scaling) in cases {
+        let d = desired(&app(spec.clone()), &info).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        assert_eq!(
+            d.decision.mode.as_str(),
+            mode,
+            "{spec}: {:?}",
+            d.decision.reasons
+        );
+        assert_eq!(
+            d.decision.workers, workers,
+            "{spec}: {:?}",
+            d.decision.reasons
+        );
+        assert_eq!(d.decision.scaling, scaling, "{spec}");
+        assert_eq!(env(&d.deployment, "COREFIT_MODE"), mode);
+        assert_eq!(env(&d.deployment, "COREFIT_WORKERS"), workers.to_string());
+        let last = d.decision.reasons.last().unwrap();
+        assert!(last.starts_with("decision: "), "{last}");
+        assert!(last.contains(scaling.as_str()), "{last}");
+    }
+}
+
+#[test]
+fn examples_have_the_expected_shape() {
+    let info = ClusterInfo::default();
+    let d = desired(&example("api-vertical.yaml"), &info).unwrap();
+    let dep = &d.deployment;
+    assert_eq!(dep.metadata.name.as_deref(), Some("api"));
+    assert_eq!(dep.spec.replicas, Some(2));
+    let or = &dep.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (or.kind.as_str(), or.name.as_str(), or.uid.as_str()),
+        ("ClusterApp", "api", "u-1")
+    );
+    assert_eq!(or.controller, Some(true));
+    let pod = dep.spec.template.spec.as_ref().unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.command.as_ref().unwrap(),
+        &["corefit", "--", "node", "dist/main.js"]
+    );
+    let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!(limits["cpu"].0, "4");
+    assert_eq!(limits["memory"].0, "2Gi");
+    assert_eq!(
+        c.resources.as_ref().unwrap().requests.as_ref(),
+        Some(limits)
+    );
+    assert_eq!(env(dep, "COREFIT_ADMIN_PORT"), "9901");
+    assert_eq!(env(dep, "PORT"), "8080");
+    let probe = c
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(probe.path.as_deref(), Some("/ready"));
+    let live = c
+        .liveness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(live.path.as_deref(), Some("/health"));
+    let svc = d.service.spec.as_ref().unwrap();
+    assert_eq!(svc.ports.as_ref().unwrap()[0].port, 8080);
+    assert_eq!(svc.selector.as_ref().unwrap()["corefit.dev/app"], "api");
+    assert_eq!(d.selector, "corefit.dev/app=api");
+    assert_eq!(
+        dep.spec.selector.match_labels.as_ref(),
+        svc.selector.as_ref(),
+        "the Service selects exactly the Deployment's pods"
+    );
+
+    // Autoscaling without replicas starts at minReplicas.
+    let jobs = desired(&example("worker-auto.yaml"), &info).unwrap();
+    assert_eq!(jobs.deployment.spec.replicas, Some(2));
+    let web = desired(&example("web-horizontal.yaml"), &info).unwrap();
+    assert_eq!(env(&web.deployment, "NODE_ENV"), "production");
+    // Deterministic: the same input gives the same output.
+    assert_eq!(
+        desired(&example("web-horizontal.yaml"), &info).unwrap(),
+        web
+    );
+}
+
+#[test]
+fn invalid_specs_name_their_fields() {
+    for (spec, field) in [
+        (json!({}), "spec.image"),
+        (
+            json!({"image": "i", "resources": {"memory": "100Mi"}, "scaling": {"memoryPerWorker": "200Mi"}}),
+            "spec.scaling.memoryPerWorker=200Mi",
+        ),
+        (
+            json!({"image": "i", "resources": {"cpu": "lots"}}),
+            "spec.resources.cpu",
+        ),
+        (
+            json!({"image": "i", "scaling": {"workers": "many"}}),
+            "spec.scaling.workers",
+        ),
+        (
+            json!({"image": "i", "scaling": {"workers": 5000}}),
+            "spec.scaling.workers",
+        ),
+        (json!({"image": "i", "env": [{"name": "1BAD"}]}), "spec.env"),
+    ] {
+        let a = app(spec.clone());
+        let e = check(&a.spec).unwrap_err();
+        assert!(e.to_string().contains(field), "{spec}: {e}");
+        assert!(desired(&a, &ClusterInfo::default()).is_err());
+    }
+}
+
+#[test]
+fn status_follows_the_deployment_and_keeps_transition_times() {
+    let a = app(json!({"image": "i", "scaling": {"replicas": 2}}));
+    let d = desired(&a, &ClusterInfo::default()).unwrap();
+    let dep =
+        |ready: i32| -> Deployment {
+            let mut dep = d.deployment.clone();
+            dep.metadata.generation = Some(1);
+            dep.status = Some(serde_json::from_value(json!({
+            "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": ready
+        })).unwrap());
+            dep
+        };
+    fn applied<'a>(d: &'a corefit_operator::desired::Desired, dep: &'a Deployment) -> Outcome<'a> {
+        Outcome::Applied {
+            decision: &d.decision,
+            selector: &d.selector,
+            deployment: Some(dep),
+        }
+    }
+    let cond = |s: &ClusterAppStatus, t: &str| {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.clone(), c.last_transition_time.clone().unwrap())
+    };
+    let d1 = dep(1);
+    let s1 = next_status(None, Some(3), applied(&d, &d1), "t1");
+    assert_eq!(s1.ready_replicas, Some(1));
+    assert_eq!(cond(&s1, "Ready"), ("False".into(), "t1".into()));
+    assert_eq!(s1.observed_generation, Some(3));
+    // The same world later: identical status, so no write.
+    assert_eq!(next_status(Some(&s1), Some(3), applied(&d, &d1), "t2"), s1);
+    let d2 = dep(2);
+    let s2 = next_status(Some(&s1), Some(3), applied(&d, &d2), "t3");
+    assert_eq!(cond(&s2, "Ready"), ("True".into(), "t3".into()));
+    assert_eq!(cond(&s2, "Degraded"), ("False".into(), "t1".into()));
+    // An invalid spec: Degraded, and the rest of the status is kept.
+    let s3 = next_status(
+        Some(&s2),
+        Some(4),
+        Outcome::Invalid {
+            reason: "MissingImage",
+            message: "spec.image is missing",
+        },
+        "t4",
+    );
+    assert_eq!(cond(&s3, "Degraded"), ("True".into(), "t4".into()));
+    assert_eq!(cond(&s3, "Ready"), ("True".into(), "t3".into()));
+    assert_eq!(s3.workers_per_pod, s2.workers_per_pod);
+    assert_eq!(s3.observed_generation, Some(4));
+}
