@@ -99,6 +99,8 @@ fn shared_hands_one_socket_to_socket_activated_workers() {
     let env = get(port, "/env", Duration::from_secs(5)).unwrap().json();
     assert_eq!(env["LISTEN_FDS"], "1");
     assert_eq!(env["LISTEN_FDNAMES"], "corefit");
+    // Node/libuv workers take turns accepting from the shared socket.
+    assert_eq!(env["UV_TCP_SINGLE_ACCEPT"], "1");
     stop_cleanly(corefit, &seen.keys().copied().collect::<Vec<_>>());
 }
 

@@ -29,6 +29,9 @@ use crate::plan::{Mode, Plan};
 /// last worker is gone.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
+/// libuv's switch to accept one connection per wake-up (see `start_worker`).
+const SINGLE_ACCEPT: &str = "UV_TCP_SINGLE_ACCEPT";
+
 /// Runs `cfg.command` as the plan says until the run ends; returns the exit
 /// code.
 pub fn run(cfg: &RunConfig, plan: &Plan) -> u8 {
@@ -313,6 +316,12 @@ impl<'a> Run<'a> {
         };
         env.insert("PORT".to_owned(), port.to_string());
         self.io[id as usize].port = Some(port);
+        if self.strategy == SocketStrategy::Shared && std::env::var_os(SINGLE_ACCEPT).is_none() {
+            // libuv (Node) otherwise accepts every pending connection in
+            // one go, so one worker takes nearly all of them off a shared
+            // socket; one at a time spreads them (the user's value wins).
+            env.insert(SINGLE_ACCEPT.to_owned(), "1".to_owned());
+        }
 
         let notify = match &self.notify_dir {
             Some(dir) => {
