@@ -28,8 +28,9 @@ def one(objs: list[dict], kind: str) -> dict:
     return found[0]
 
 
-def test_lints_clean_in_strict_mode():
-    report = helm.lint(CHART, strict=True, namespace=NAMESPACE, kube_version="v1.20.2")
+@pytest.mark.parametrize("kube_version", ["v1.20.2", "v1.33.0"])
+def test_lints_clean_in_strict_mode(kube_version):
+    report = helm.lint(CHART, strict=True, namespace=NAMESPACE, kube_version=kube_version)
     assert report["errors"] == [], report
     bad = [m for m in report["messages"] if m["severity"] >= WARNING]
     assert bad == [], f"lint warnings/errors: {bad}"
