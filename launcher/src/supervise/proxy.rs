@@ -6,11 +6,18 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::balancer::Balancer;
 use super::logs::Logger;
+
+/// How long a client connection waits for a ready worker (at start, or
+/// while every worker is restarting) before it is closed.
+pub const WAIT_FOR_WORKER: Duration = Duration::from_secs(10);
 
 /// The routing table and the open-connection count, shared with the
 /// accept loop.
@@ -18,6 +25,8 @@ use super::logs::Logger;
 pub struct Routes {
     table: Arc<Mutex<Balancer>>,
     open: Arc<AtomicUsize>,
+    /// Woken whenever a worker is routed.
+    routed: Arc<Notify>,
 }
 
 impl Routes {
@@ -25,11 +34,29 @@ impl Routes {
         Routes {
             table: Arc::new(Mutex::new(Balancer::new(workers))),
             open: Arc::new(AtomicUsize::new(0)),
+            routed: Arc::new(Notify::new()),
         }
     }
 
     pub fn route(&self, id: usize, addr: SocketAddr) {
         self.with(|b| b.route(id, addr));
+        self.routed.notify_waiters();
+    }
+
+    /// Picks a worker, waiting up to [`WAIT_FOR_WORKER`] for one to be
+    /// routed when none is.
+    async fn pick_or_wait(&self, exclude: Option<usize>) -> Option<(usize, SocketAddr)> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_WORKER;
+        loop {
+            // Register before looking, so a route() in between is not missed.
+            let notified = self.routed.notified();
+            if let Some(pick) = self.with(|b| b.pick(exclude)) {
+                return Some(pick);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
     }
 
     pub fn unroute(&self, id: usize) {
@@ -78,9 +105,10 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, routes: &Routes, logger:
     let _ = client.set_nodelay(true);
     let mut tried = None;
     for _ in 0..2 {
-        let Some((id, addr)) = routes.with(|b| b.pick(tried)) else {
+        let Some((id, addr)) = routes.pick_or_wait(tried).await else {
             logger.warn(&format!(
-                "proxy: no worker ready for connection from {peer}; closing it"
+                "proxy: no worker ready within {}s for the connection from {peer}; closing it",
+                WAIT_FOR_WORKER.as_secs()
             ));
             return;
         };
