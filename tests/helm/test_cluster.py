@@ -323,7 +323,21 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def run_operator_as(kube: Kube, sa_ns: str, sa_name: str, app_ns: str, tmp_path, extra_env=None) -> None:
+def chart_env(values: dict, release_name: str, namespace: str, pod_name: str) -> dict[str, str]:
+    """The operator container's environment from the rendered chart."""
+    dep = next(o for o in objects(render(values, name=release_name, namespace=namespace)) if o["kind"] == "Deployment")
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    fields = {"metadata.name": pod_name, "metadata.namespace": namespace}
+    env = {}
+    for e in container["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
+
+
+def run_operator_as(kube: Kube, sa_ns: str, sa_name: str, app_ns: str, tmp_path, values=None, release_name=RELEASE) -> None:
     """Runs the real operator binary with nothing but the ServiceAccount's
     token: its caches must sync (list/watch), it must reconcile a ClusterApp
     in `app_ns` into a Deployment, a Service, a status and an event, no
@@ -342,13 +356,14 @@ def run_operator_as(kube: Kube, sa_ns: str, sa_name: str, app_ns: str, tmp_path,
     }))
     port = _free_port()
     log_path = tmp_path / "operator.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "COREFIT_OPERATOR_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "COREFIT_OPERATOR_", "POD_"))}
+    # The environment the chart gives the operator container, as the kubelet
+    # would resolve it; only the listen address moves to 127.0.0.1.
+    env.update(chart_env(values or {}, release_name, sa_ns, pod_name=f"{release_name}-test-0"))
     env.update({
         "KUBECONFIG": str(kubeconfig),
         "COREFIT_OPERATOR_METRICS_ADDR": f"127.0.0.1:{port}",
-        "COREFIT_OPERATOR_LOG_FORMAT": "json",
         "COREFIT_OPERATOR_LOG": "info,kube=info",
-        **(extra_env or {}),
     })
     app_name = "sa-app"
     with open(log_path, "wb") as log:
@@ -436,8 +451,7 @@ def test_07c_watching_one_namespace_grants_that_namespace_only(kube: Kube, kubec
             ]:
                 allowed, reason = sa.can_i(verb, group, res, ns)
                 assert allowed == want, f"{verb} {group}/{res} in {ns or 'all namespaces'}: allowed={allowed} ({reason})"
-            run_operator_as(kube, SCOPED_NS, sa_name, SCOPED_APPS, tmp_path,
-                            {"COREFIT_OPERATOR_NAMESPACE": SCOPED_APPS})
+            run_operator_as(kube, SCOPED_NS, sa_name, SCOPED_APPS, tmp_path, values, SCOPED_RELEASE)
         finally:
             cfg.uninstall(SCOPED_RELEASE, timeout=120)
     until("the scoped release's Role is gone",
