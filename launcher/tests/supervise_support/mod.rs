@@ -147,26 +147,41 @@ pub fn distinct_workers(port: u16, n: usize, limit: Duration) -> BTreeMap<i32, S
 
 /// Output captured from a stream, line by line, also echoed for debugging.
 #[derive(Debug, Clone, Default)]
-pub struct Captured(Arc<Mutex<String>>);
+pub struct Captured {
+    text: Arc<Mutex<String>>,
+    /// Set when the stream reached EOF.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Captured {
     fn spawn_reader(stream: impl Read + Send + 'static, tag: &'static str) -> Captured {
         let c = Captured::default();
-        let inner = c.0.clone();
+        let inner = c.text.clone();
+        let closed = c.closed.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { return };
+                let Ok(line) = line else { break };
                 eprintln!("  [{tag}] {line}");
                 let mut s = inner.lock().unwrap_or_else(|p| p.into_inner());
                 s.push_str(&line);
                 s.push('\n');
             }
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         c
     }
 
+    /// Waits (bounded) until the stream is closed, so `text()` is complete.
+    pub fn wait_closed(&self, limit: Duration) {
+        wait_for(limit, "the output stream to close", || {
+            self.closed
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then_some(())
+        });
+    }
+
     pub fn text(&self) -> String {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.text.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn contains(&self, needle: &str) -> bool {
@@ -246,10 +261,12 @@ impl Corefit {
         self.status
     }
 
-    /// Waits for corefit to exit; returns its exit code (panics when a
-    /// signal killed it).
+    /// Waits for corefit to exit and for its output to be read to the end;
+    /// returns its exit code (panics when a signal killed it).
     pub fn wait_exit(&mut self, limit: Duration) -> i32 {
         let status = wait_for(limit, "corefit to exit", || self.try_status());
+        self.stdout.wait_closed(Duration::from_secs(5));
+        self.stderr.wait_closed(Duration::from_secs(5));
         status
             .code()
             .unwrap_or_else(|| panic!("corefit was killed by a signal: {status:?}"))
