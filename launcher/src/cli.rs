@@ -2,14 +2,12 @@
 //! strings and validated by `plan::overrides`, so a bad flag and a bad
 //! variable get the same message naming their source.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::plan::FlagValues;
-use crate::supervise::config::parse_duration;
+use crate::supervise::config::{ConfigError, Setting};
 use crate::supervise::{LogFormat, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
 
 /// corefit: run an app with as many processes as the container really has CPUs for.
@@ -55,74 +53,98 @@ pub struct ExecWorkerArgs {
     pub cmd: Vec<String>,
 }
 
-/// How the workers are run (also settable by environment).
-#[derive(Debug, Clone, Args)]
+/// How the workers are run (also settable by environment). Values are
+/// taken as strings and validated by [`RunArgs::config`], so a bad value
+/// only matters when corefit runs a command (`corefit plan` ignores them)
+/// and the error names the flag and the variable.
+#[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
-    /// How workers share the public port
-    #[arg(long, value_enum, env = "COREFIT_SOCKET", default_value = "proxy")]
-    pub socket: SocketStrategy,
-    /// The public port (proxy and shared bind it; workers get PORT per strategy)
-    #[arg(long, env = "PORT", default_value_t = 3000, value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: u16,
-    /// Address the public socket binds (proxy, shared)
-    #[arg(long, env = "COREFIT_HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
-    /// Time between forwarding SIGTERM and SIGKILL, e.g. 25s
-    #[arg(long, env = "COREFIT_GRACE_PERIOD", default_value = "25s", value_parser = duration)]
-    pub grace_period: Duration,
-    /// Unstable restarts in a row after which corefit gives up and exits non-zero
-    #[arg(long, env = "COREFIT_RESPAWN_LIMIT", default_value_t = 15)]
-    pub respawn_limit: u32,
-    /// A worker up this long (and ready) counts as stable: its backoff resets
-    #[arg(long, env = "COREFIT_MIN_UPTIME", default_value = "1s", value_parser = duration)]
-    pub min_uptime: Duration,
-    /// First restart delay after an unstable exit (doubles each time)
-    #[arg(long, env = "COREFIT_BACKOFF", default_value = "100ms", value_parser = duration)]
-    pub backoff: Duration,
-    /// Longest restart delay
-    #[arg(long, env = "COREFIT_BACKOFF_MAX", default_value = "5s", value_parser = duration)]
-    pub backoff_max: Duration,
-    /// When exited workers are restarted (auto: never with one worker, always in cluster mode)
-    #[arg(long, value_enum, env = "COREFIT_RESTART", default_value = "auto")]
-    pub restart: RestartPolicy,
-    /// How a worker is known to be ready (auto: port for proxy and none, else at start)
-    #[arg(long, value_enum, env = "COREFIT_READY", default_value = "auto")]
-    pub ready: ReadyCheck,
-    /// A worker not ready within this time is killed and restarted
-    #[arg(long, env = "COREFIT_READY_TIMEOUT", default_value = "30s", value_parser = duration)]
-    pub ready_timeout: Duration,
-    /// Prefix each line of worker output with `[worker N] `
-    #[arg(long, env = "COREFIT_LOG_PREFIX")]
+    /// How workers share the public port: proxy, shared, reuseport or none [default: proxy]
+    #[arg(long, env = "COREFIT_SOCKET", value_name = "STRATEGY")]
+    pub socket: Option<String>,
+    /// The public port (proxy and shared bind it; workers get PORT per strategy) [default: 3000]
+    #[arg(long, env = "PORT", value_name = "PORT")]
+    pub port: Option<String>,
+    /// Address the public socket binds (proxy, shared) [default: 0.0.0.0]
+    #[arg(long, env = "COREFIT_HOST", value_name = "IP")]
+    pub host: Option<String>,
+    /// Time between forwarding SIGTERM and SIGKILL [default: 25s]
+    #[arg(long, env = "COREFIT_GRACE_PERIOD", value_name = "DURATION")]
+    pub grace_period: Option<String>,
+    /// Unstable restarts in a row after which corefit gives up and exits non-zero [default: 15]
+    #[arg(long, env = "COREFIT_RESPAWN_LIMIT", value_name = "N")]
+    pub respawn_limit: Option<String>,
+    /// A worker up this long (and ready) counts as stable: its backoff resets [default: 1s]
+    #[arg(long, env = "COREFIT_MIN_UPTIME", value_name = "DURATION")]
+    pub min_uptime: Option<String>,
+    /// First restart delay after an unstable exit, doubling each time [default: 100ms]
+    #[arg(long, env = "COREFIT_BACKOFF", value_name = "DURATION")]
+    pub backoff: Option<String>,
+    /// Longest restart delay [default: 5s]
+    #[arg(long, env = "COREFIT_BACKOFF_MAX", value_name = "DURATION")]
+    pub backoff_max: Option<String>,
+    /// When exited workers restart: auto (never with one worker, always in cluster mode), always, never [default: auto]
+    #[arg(long, env = "COREFIT_RESTART", value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// How a worker is known ready: auto (port for proxy/none, else at start), port, notify, none [default: auto]
+    #[arg(long, env = "COREFIT_READY", value_name = "CHECK")]
+    pub ready: Option<String>,
+    /// A worker not ready within this time is killed and restarted [default: 30s]
+    #[arg(long, env = "COREFIT_READY_TIMEOUT", value_name = "DURATION")]
+    pub ready_timeout: Option<String>,
+    /// Prefix each line of worker output with `[worker N] ` [env: COREFIT_LOG_PREFIX=1]
+    #[arg(long)]
     pub log_prefix: bool,
-    /// Format of corefit's own log lines (stderr)
-    #[arg(long, value_enum, env = "COREFIT_LOG_FORMAT", default_value = "text")]
-    pub log_format: LogFormat,
+    /// Format of corefit's own log lines on stderr: text or json [default: text]
+    #[arg(long, env = "COREFIT_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 impl RunArgs {
-    /// The typed settings for running `command`.
-    pub fn config(&self, command: Vec<String>) -> RunConfig {
-        RunConfig {
-            command,
-            socket: self.socket,
-            host: self.host,
-            port: self.port,
-            grace: self.grace_period,
-            respawn_limit: self.respawn_limit,
-            min_uptime: self.min_uptime,
-            backoff_initial: self.backoff,
-            backoff_max: self.backoff_max.max(self.backoff),
-            restart: self.restart,
-            ready: self.ready,
-            ready_timeout: self.ready_timeout,
-            log_prefix: self.log_prefix,
-            log_format: self.log_format,
+    /// The typed settings for running `command`; `env_log_prefix` is
+    /// `COREFIT_LOG_PREFIX`.
+    pub fn config(
+        &self,
+        command: Vec<String>,
+        env_log_prefix: Option<&str>,
+    ) -> Result<RunConfig, ConfigError> {
+        fn s<'v>(flag: &'static str, var: &'static str, value: &'v Option<String>) -> Setting<'v> {
+            Setting::new(flag, var, value.as_deref())
         }
+        let backoff = s("--backoff", "COREFIT_BACKOFF", &self.backoff).duration("100ms")?;
+        Ok(RunConfig {
+            command,
+            socket: s("--socket", "COREFIT_SOCKET", &self.socket).choice(SocketStrategy::Proxy)?,
+            host: s("--host", "COREFIT_HOST", &self.host).parsed("0.0.0.0", "an IP address")?,
+            port: s("--port", "PORT", &self.port).port(3000)?,
+            grace: s("--grace-period", "COREFIT_GRACE_PERIOD", &self.grace_period)
+                .duration("25s")?,
+            respawn_limit: s(
+                "--respawn-limit",
+                "COREFIT_RESPAWN_LIMIT",
+                &self.respawn_limit,
+            )
+            .parsed("15", "a whole number")?,
+            min_uptime: s("--min-uptime", "COREFIT_MIN_UPTIME", &self.min_uptime).duration("1s")?,
+            backoff_initial: backoff,
+            backoff_max: s("--backoff-max", "COREFIT_BACKOFF_MAX", &self.backoff_max)
+                .duration("5s")?
+                .max(backoff),
+            restart: s("--restart", "COREFIT_RESTART", &self.restart)
+                .choice(RestartPolicy::Auto)?,
+            ready: s("--ready", "COREFIT_READY", &self.ready).choice(ReadyCheck::Auto)?,
+            ready_timeout: s(
+                "--ready-timeout",
+                "COREFIT_READY_TIMEOUT",
+                &self.ready_timeout,
+            )
+            .duration("30s")?,
+            log_prefix: self.log_prefix
+                || Setting::new("--log-prefix", "COREFIT_LOG_PREFIX", env_log_prefix).flag()?,
+            log_format: s("--log-format", "COREFIT_LOG_FORMAT", &self.log_format)
+                .choice(LogFormat::Text)?,
+        })
     }
-}
-
-fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Flags that override the decision (also settable by environment; see
@@ -206,22 +228,49 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.plan.workers.as_deref(), Some("2"));
         assert_eq!(cli.cmd, ["node", "server.js", "--port", "9"]);
-        let cfg = cli.run.config(cli.cmd.clone());
+        let cfg = cli.run.config(cli.cmd.clone(), None).unwrap();
         assert_eq!(cfg.socket, SocketStrategy::Shared);
-        assert_eq!(cfg.grace, Duration::from_secs(3));
+        assert_eq!(cfg.grace, std::time::Duration::from_secs(3));
+    }
+
+    fn run_error(args: &[&str]) -> String {
+        let mut argv = vec!["corefit"];
+        argv.extend_from_slice(args);
+        argv.extend(["--", "x"]);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        cli.run.config(cli.cmd, None).unwrap_err().to_string()
     }
 
     #[test]
-    fn bad_run_values_are_errors_naming_the_flag() {
-        let err = Cli::try_parse_from(["corefit", "--grace-period", "abc", "--", "x"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--grace-period"), "{err}");
-        let err = Cli::try_parse_from(["corefit", "--socket", "udp", "--", "x"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--socket"), "{err}");
-        assert!(Cli::try_parse_from(["corefit", "--port", "0", "--", "x"]).is_err());
+    fn bad_run_values_are_errors_naming_the_flag_and_variable() {
+        let err = run_error(&["--grace-period", "abc"]);
+        assert!(
+            err.contains("--grace-period") && err.contains("COREFIT_GRACE_PERIOD"),
+            "{err}"
+        );
+        assert!(err.contains("\"abc\""), "{err}");
+        let err = run_error(&["--socket", "udp"]);
+        assert!(
+            err.contains("--socket") && err.contains("proxy, shared, reuseport, none"),
+            "{err}"
+        );
+        assert!(run_error(&["--port", "0"]).contains("PORT"));
+        assert!(run_error(&["--port", "70000"]).contains("1-65535"));
+        assert!(run_error(&["--respawn-limit=-1"]).contains("--respawn-limit"));
+        assert!(run_error(&["--host", "localhost:80"]).contains("--host"));
+    }
+
+    #[test]
+    fn defaults_and_env_log_prefix() {
+        let cli = Cli::try_parse_from(["corefit", "--", "x"]).unwrap();
+        let cfg = cli.run.config(cli.cmd.clone(), Some("1")).unwrap();
+        assert!(cfg.log_prefix);
+        assert_eq!(cfg.respawn_limit, 15);
+        assert_eq!(cfg.ready, ReadyCheck::Auto);
+        assert_eq!(cfg.restart, RestartPolicy::Auto);
+        assert_eq!(cfg.log_format, LogFormat::Text);
+        let err = cli.run.config(cli.cmd.clone(), Some("maybe")).unwrap_err();
+        assert!(err.to_string().contains("COREFIT_LOG_PREFIX"));
     }
 
     #[test]

@@ -69,6 +69,12 @@ fn run_supervised(plan_args: &PlanArgs, run_args: &RunArgs, cmd: Vec<String>) ->
             return ExitCode::from(2);
         }
     };
-    let config = run_args.config(cmd);
+    let config = match run_args.config(cmd, std::env::var("COREFIT_LOG_PREFIX").ok().as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("corefit: {e}");
+            return ExitCode::from(2);
+        }
+    };
     ExitCode::from(supervise::run(&config, &report.decision))
 }

@@ -103,4 +103,21 @@ fn bad_flag_values_name_the_flag() {
         .expect("run corefit");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MAX_WORKERS"));
+
+    // Run settings only matter when corefit runs something: the app's own
+    // PORT being odd does not break `corefit plan`.
+    let out = clean_command(&["--", "true"], &[("PORT", "abc")])
+        .output()
+        .expect("run corefit");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--port (or PORT)"));
+    let out = clean_command(&["plan"], &[("PORT", "abc")])
+        .output()
+        .expect("run corefit plan");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
