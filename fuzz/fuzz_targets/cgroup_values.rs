@@ -6,7 +6,9 @@ use corefit::probe::parse;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(Some((q, p))) = parse::cpu_max(s) {
         assert!(q > 0 && p > 0);
     }
