@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 ROUNDS=${1:-7}
 N=${2:-200}
 cargo build --release -q -p corefit
-BIN=$PWD/target/release/corefit
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/corefit
 
 run() { # run CMD...: mean microseconds per start over N starts
   local t0 t1
