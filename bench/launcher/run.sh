@@ -6,7 +6,8 @@
 #   cluster    Node's own `cluster` module, 2 workers (bench/launcher/cluster.js)
 #   pm2        PM2 cluster mode, `pm2-runtime` with instances: max (pmx: false)
 #   proxy      corefit --socket proxy,     2 workers
-#   shared     corefit --socket shared,    2 workers
+#   shared     corefit --socket shared,    2 workers (a SO_REUSEPORT socket each)
+#   shared-one corefit --socket shared --shared-sockets one (one socket for both)
 #   reuseport  corefit --socket reuseport, 2 workers (needs Node >= 22.12)
 #
 # loaded by `wrk -t1 -cC -dD --latency` on 127.0.0.1, configurations
@@ -35,7 +36,7 @@ else
   DURATION=${DURATION:-10}
 fi
 CONNECTIONS=${CONNECTIONS:-32}
-CONFIGS=${CONFIGS:-"single cluster pm2 proxy shared reuseport"}
+CONFIGS=${CONFIGS:-"single cluster pm2 proxy shared shared-one reuseport"}
 ROUTES=${ROUTES:-"cpu hello"}
 CACHE=${COREFIT_BENCH_CACHE:-$HOME/.cache/corefit-bench}
 OUT=${OUT:-$ROOT/target/bench-launcher}
@@ -91,6 +92,7 @@ start_config() {
       "$PM2_RUNTIME" start "$ROOT/bench/launcher/pm2.config.js") ;;
     proxy) cmd=("${CLEAN_ENV[@]}" "$COREFIT" "${corefit_args[@]}" --socket proxy -- node "$APP") ;;
     shared) cmd=("${CLEAN_ENV[@]}" "$COREFIT" "${corefit_args[@]}" --socket shared -- node "$APP") ;;
+    shared-one) cmd=("${CLEAN_ENV[@]}" "$COREFIT" "${corefit_args[@]}" --socket shared --shared-sockets one -- node "$APP") ;;
     reuseport) cmd=("${CLEAN_ENV[@]}" REUSE_PORT=1 "$COREFIT" "${corefit_args[@]}" --socket reuseport -- node "$APP") ;;
     *) die "unknown configuration $name" ;;
   esac
@@ -145,6 +147,7 @@ run_wrk() {
   echo "${rps:-0} ${p99:-0} $(( ${errors:-0} + ${non2xx:-0} ))"
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 RESULTS=$OUT/results.tsv
 printf 'round\tconfig\troute\trps\tp99_ms\terrors\tsupervisor_rss_kib\tsupervisor_hwm_kib\n' >"$RESULTS"
 log "node $NODE_VERSION, wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS round(s), configs: $CONFIGS"
@@ -163,4 +166,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 "$ROOT/bench/launcher/summarize.py" "$RESULTS" "$NODE_VERSION" "wrk -t1 -c$CONNECTIONS -d${DURATION}s" | tee "$OUT/summary.md"
+{
+  python3 "$ROOT/bench/launcher/summarize.py" "$RESULTS" "$NODE_VERSION" "wrk -t1 -c$CONNECTIONS -d${DURATION}s"
+  echo "Machine: $(nproc) CPUs; load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)."
+} | tee "$OUT/summary.md"

@@ -10,13 +10,14 @@ import statistics
 import sys
 from collections import defaultdict
 
-ORDER = ["single", "cluster", "pm2", "proxy", "shared", "reuseport"]
+ORDER = ["single", "cluster", "pm2", "proxy", "shared", "shared-one", "reuseport"]
 LABEL = {
     "single": "single `node`",
     "cluster": "Node `cluster`, 2 workers",
     "pm2": "PM2 `pm2-runtime -i max`",
     "proxy": "corefit proxy, 2 workers",
-    "shared": "corefit shared, 2 workers",
+    "shared": "corefit shared (per-worker sockets), 2 workers",
+    "shared-one": "corefit shared (one socket), 2 workers",
     "reuseport": "corefit reuseport, 2 workers",
 }
 

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::plan::FlagValues;
 use crate::supervise::config::{ConfigError, Setting};
+use crate::supervise::sockets::SharedSockets;
 use crate::supervise::{LogFormat, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
 
 /// corefit: run an app with as many processes as the container really has CPUs for.
@@ -62,6 +63,9 @@ pub struct RunArgs {
     /// How workers share the public port: proxy, shared, reuseport or none [default: proxy]
     #[arg(long, env = "COREFIT_SOCKET", value_name = "STRATEGY")]
     pub socket: Option<String>,
+    /// With --socket shared: one (a single socket, bound once) or per-worker (one SO_REUSEPORT socket per worker, evenly balanced by the kernel) [default: per-worker]
+    #[arg(long, env = "COREFIT_SHARED_SOCKETS", value_name = "HOW")]
+    pub shared_sockets: Option<String>,
     /// The public port (proxy and shared bind it; workers get PORT per strategy) [default: 3000]
     #[arg(long, env = "PORT", value_name = "PORT")]
     pub port: Option<String>,
@@ -143,6 +147,12 @@ impl RunArgs {
                 || Setting::new("--log-prefix", "COREFIT_LOG_PREFIX", env_log_prefix).flag()?,
             log_format: s("--log-format", "COREFIT_LOG_FORMAT", &self.log_format)
                 .choice(LogFormat::Text)?,
+            shared_sockets: s(
+                "--shared-sockets",
+                "COREFIT_SHARED_SOCKETS",
+                &self.shared_sockets,
+            )
+            .choice(SharedSockets::PerWorker)?,
         })
     }
 }

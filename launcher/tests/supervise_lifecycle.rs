@@ -66,13 +66,24 @@ fn always_crashing_command_exits_non_zero_after_the_respawn_limit() {
 
 #[test]
 fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
-    for socket in ["proxy", "shared"] {
+    for (socket, shared_sockets) in [
+        ("proxy", "per-worker"),
+        ("shared", "per-worker"),
+        ("shared", "one"),
+    ] {
         let port = free_port();
         let port_s = port.to_string();
         let server = app("server.js");
         let args = cluster(
             &port_s,
-            &["--socket", socket, "--grace-period", "10s"],
+            &[
+                "--socket",
+                socket,
+                "--shared-sockets",
+                shared_sockets,
+                "--grace-period",
+                "10s",
+            ],
             &["node", &server],
         );
         let mut corefit = start(&args, &[]);

@@ -10,7 +10,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use supervise_support::*;
 
-fn replaced_within_a_second(socket: &str) {
+fn replaced_within_a_second(socket: &str, shared_sockets: &str) {
     let port = free_port();
     let port_s = port.to_string();
     let server = app("server.js");
@@ -29,6 +29,8 @@ fn replaced_within_a_second(socket: &str) {
             &port_s,
             "--grace-period",
             "5s",
+            "--shared-sockets",
+            shared_sockets,
             "--",
             "node",
             &server,
@@ -121,7 +123,11 @@ fn replaced_within_a_second(socket: &str) {
 
 #[test]
 fn sigkilled_worker_is_replaced_with_the_same_id() {
-    for socket in ["proxy", "shared"] {
-        replaced_within_a_second(socket);
+    for (socket, shared_sockets) in [
+        ("proxy", "per-worker"),
+        ("shared", "per-worker"),
+        ("shared", "one"),
+    ] {
+        replaced_within_a_second(socket, shared_sockets);
     }
 }

@@ -79,12 +79,40 @@ fn proxy_spreads_connections_over_distinct_workers() {
     stop_cleanly(corefit, &seen.keys().copied().collect::<Vec<_>>());
 }
 
-#[test]
-fn shared_hands_one_socket_to_socket_activated_workers() {
+/// Inodes of the TCP sockets listening on 127.0.0.1:`port`.
+fn listening_inodes(port: u16) -> BTreeSet<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| f[9].parse().ok())?
+        })
+        .collect()
+}
+
+/// Socket inodes open in process `pid`.
+fn socket_inodes(pid: i32) -> BTreeSet<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.ok()?.path()).ok()?;
+            let link = link.to_str()?;
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+fn shared_mode(kind: &str) {
     let port = free_port().to_string();
     let server = app("server.js");
     let mut args = cluster_args(&port, "shared", "2");
-    args.extend(["--", "node", &server]);
+    args.extend(["--shared-sockets", kind, "--", "node", &server]);
     let mut corefit = Corefit::start(&args, &[]);
     let port: u16 = port.parse().unwrap();
     let seen = distinct_workers(port, 2, STARTUP);
@@ -99,9 +127,46 @@ fn shared_hands_one_socket_to_socket_activated_workers() {
     let env = get(port, "/env", Duration::from_secs(5)).unwrap().json();
     assert_eq!(env["LISTEN_FDS"], "1");
     assert_eq!(env["LISTEN_FDNAMES"], "corefit");
-    // Node/libuv workers take turns accepting from the shared socket.
-    assert_eq!(env["UV_TCP_SINGLE_ACCEPT"], "1");
+    // `one`: one listening socket, in both workers. `per-worker`: one each,
+    // and no worker holds another's.
+    let listening = listening_inodes(port);
+    let held: Vec<BTreeSet<u64>> = seen
+        .keys()
+        .map(|pid| {
+            socket_inodes(*pid)
+                .intersection(&listening)
+                .copied()
+                .collect()
+        })
+        .collect();
+    for h in &held {
+        assert_eq!(
+            h.len(),
+            1,
+            "{kind}: each worker holds one listening socket: {held:?}"
+        );
+    }
+    match kind {
+        "one" => {
+            assert_eq!(listening.len(), 1, "{kind}: {listening:?}");
+            assert_eq!(held[0], held[1]);
+        }
+        _ => {
+            assert_eq!(listening.len(), 2, "{kind}: {listening:?}");
+            assert_ne!(held[0], held[1]);
+        }
+    }
     stop_cleanly(corefit, &seen.keys().copied().collect::<Vec<_>>());
+}
+
+#[test]
+fn shared_hands_one_socket_to_socket_activated_workers() {
+    shared_mode("one");
+}
+
+#[test]
+fn shared_per_worker_sockets_are_not_leaked_between_workers() {
+    shared_mode("per-worker");
 }
 
 #[test]

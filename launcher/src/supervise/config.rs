@@ -91,6 +91,8 @@ pub struct RunConfig {
     pub ready_timeout: Duration,
     pub log_prefix: bool,
     pub log_format: LogFormat,
+    /// `shared`: one socket, or one SO_REUSEPORT socket per worker.
+    pub shared_sockets: super::sockets::SharedSockets,
 }
 
 /// A value that cannot be a setting.

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -21,16 +22,14 @@ use super::proxy::{self, Routes};
 use super::readiness::{probe_port, NotifySocket};
 use super::reaper::{become_reaper, reap_all, ReaperRole};
 use super::signals;
-use super::sockets::{free_loopback_port, listen, SharedSocket};
+use super::sockets::SharedSockets;
+use super::sockets::{free_loopback_port, listen, with_inheritable, SharedSocket};
 use super::spawn::{spawn, SpawnSpec};
 use crate::plan::{Mode, Plan};
 
 /// Longest wait for proxied connections and log pipes to finish after the
 /// last worker is gone.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
-
-/// libuv's switch to accept one connection per wake-up (see `start_worker`).
-const SINGLE_ACCEPT: &str = "UV_TCP_SINGLE_ACCEPT";
 
 /// Runs `cfg.command` as the plan says until the run ends; returns the exit
 /// code.
@@ -146,7 +145,8 @@ impl<'a> Run<'a> {
             }
             SocketStrategy::Shared => {
                 shared = Some(
-                    SharedSocket::bind(public).map_err(|e| fail(e.to_string(), EXIT_FAILURE))?,
+                    SharedSocket::bind(public, cfg.shared_sockets, workers as usize)
+                        .map_err(|e| fail(e.to_string(), EXIT_FAILURE))?,
                 );
             }
             SocketStrategy::Reuseport | SocketStrategy::None => {}
@@ -210,7 +210,13 @@ impl<'a> Run<'a> {
         let n = self.io.len();
         let socket = match self.strategy {
             SocketStrategy::Proxy => format!("proxy on {public}"),
-            SocketStrategy::Shared => format!("shared socket {public} as fd 3"),
+            SocketStrategy::Shared => format!(
+                "{} on {public} as fd 3",
+                match self.cfg.shared_sockets {
+                    SharedSockets::One => "one shared socket",
+                    SharedSockets::PerWorker => "a SO_REUSEPORT socket per worker",
+                }
+            ),
             SocketStrategy::Reuseport => {
                 format!("each binds port {} with SO_REUSEPORT", public.port())
             }
@@ -284,6 +290,9 @@ impl<'a> Run<'a> {
                 if let Some(routes) = &self.routes {
                     routes.unroute(id as usize);
                 }
+                if let Some(shared) = &mut self.shared {
+                    shared.worker_exited(id as usize);
+                }
                 if let Some(task) = self.io[id as usize].readiness.take() {
                     task.abort();
                 }
@@ -316,12 +325,6 @@ impl<'a> Run<'a> {
         };
         env.insert("PORT".to_owned(), port.to_string());
         self.io[id as usize].port = Some(port);
-        if self.strategy == SocketStrategy::Shared && std::env::var_os(SINGLE_ACCEPT).is_none() {
-            // libuv (Node) otherwise accepts every pending connection in
-            // one go, so one worker takes nearly all of them off a shared
-            // socket; one at a time spreads them (the user's value wins).
-            env.insert(SINGLE_ACCEPT.to_owned(), "1".to_owned());
-        }
 
         let notify = match &self.notify_dir {
             Some(dir) => {
@@ -340,18 +343,29 @@ impl<'a> Run<'a> {
         };
 
         let workers = self.io.len();
+        let shared_fd = match &mut self.shared {
+            Some(shared) => match shared.socket_for(id as usize) {
+                Ok(listener) => Some(listener.as_raw_fd()),
+                Err(e) => return failed(e.to_string(), EXIT_FAILURE),
+            },
+            None => None,
+        };
         let spec = SpawnSpec {
             program: &self.program,
             args: self.cfg.command.get(1..).unwrap_or(&[]),
             env,
             pipe_output: self.cfg.log_prefix || workers > 1,
             inherit_stdin: workers == 1,
-            shared_fd: self.shared.as_ref().and_then(SharedSocket::inheritable_fd),
+            shared_fd,
         };
-        if self.strategy == SocketStrategy::Shared && spec.shared_fd.is_none() {
-            return failed("the shared socket is closed".into(), EXIT_FAILURE);
-        }
-        let started = match spawn(&spec) {
+        let spawned = match shared_fd {
+            Some(fd) => match with_inheritable(&fd, || spawn(&spec)) {
+                Ok(r) => r,
+                Err(e) => return failed(e.to_string(), EXIT_FAILURE),
+            },
+            None => spawn(&spec),
+        };
+        let started = match spawned {
             Ok(s) => s,
             Err(e) => return failed(e.to_string(), e.exit_code()),
         };
