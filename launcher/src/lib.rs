@@ -25,19 +25,19 @@
 //! 3. [`plan::plan`] applies the decision matrix and records every reason.
 //! 4. [`explain`] renders the inputs, the decision and the reasons as text
 //!    or as one JSON document (see `docs/plan-json.md`).
-//!
 //! 5. [`supervise`] runs the plan (`corefit [flags] -- CMD ARGS...`): a
 //!    pure state machine (`supervise::machine`) decides, one event loop
 //!    (`supervise::runtime`) acts. Each worker runs in its own process
 //!    group with the plan's environment and a `PORT` chosen by the socket
 //!    strategy (`proxy`: corefit balances connections over private loopback
-//!    ports; `shared`: one socket handed over as fd 3 with `LISTEN_PID` set
-//!    to the worker's own pid; `reuseport`; `none`). corefit reaps every
-//!    child (`waitpid(-1)` until empty, as tini; subreaper when not PID 1),
-//!    forwards signals to the groups, restarts crashed workers with
-//!    exponential backoff up to a respawn limit, and on SIGTERM/SIGINT stops
-//!    accepting, forwards, waits the grace period, then SIGKILLs. Exit codes
-//!    are tini's (own code, 128+N, 127, 126).
+//!    ports; `shared`: corefit binds and hands the listening socket over as
+//!    fd 3 with `LISTEN_PID` set to the worker's own pid, one SO_REUSEPORT
+//!    socket per worker by default or one for all; `reuseport`; `none`).
+//!    corefit reaps every child (`waitpid(-1)` until empty, as tini;
+//!    subreaper when not PID 1), forwards signals to the groups, restarts
+//!    crashed workers with exponential backoff up to a respawn limit, and
+//!    on SIGTERM/SIGINT stops accepting, forwards, waits the grace period,
+//!    then SIGKILLs. Exit codes are tini's (own code, 128+N, 127, 126).
 //!
 //! ```text
 //!  signals, SIGCHLD (reap), readiness, timers
