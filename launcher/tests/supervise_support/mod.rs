@@ -232,7 +232,38 @@ pub fn clean_command(args: &[&str], extra: &[(&str, &str)]) -> Command {
 impl Corefit {
     /// Starts `corefit ARGS` with a clean environment plus `extra`.
     pub fn start(args: &[&str], extra: &[(&str, &str)]) -> Corefit {
-        let mut child = clean_command(args, extra).spawn().expect("start corefit");
+        Corefit::spawned(clean_command(args, extra))
+    }
+
+    /// Starts `WRAPPER... corefit ARGS` (e.g. `unshare --pid --fork`); `pid`
+    /// is then the wrapper's, see [`Corefit::inner_pid`].
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], extra: &[(&str, &str)]) -> Corefit {
+        let inner = clean_command(args, extra);
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(COREFIT)
+            .args(args)
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Corefit::spawned(cmd)
+    }
+
+    /// The corefit process under a wrapper (the wrapper's only child).
+    pub fn inner_pid(&self) -> i32 {
+        let me = self.pid;
+        wait_for(Duration::from_secs(5), "corefit under its wrapper", || {
+            all_procs()
+                .into_iter()
+                .find(|p| p.ppid == me)
+                .map(|p| p.pid)
+        })
+    }
+
+    fn spawned(mut cmd: Command) -> Corefit {
+        let mut child = cmd.spawn().expect("start corefit");
         let stdout = Captured::spawn_reader(child.stdout.take().expect("stdout"), "out");
         let stderr = Captured::spawn_reader(child.stderr.take().expect("stderr"), "err");
         Corefit {
