@@ -13,6 +13,7 @@
 //! Failures go through [`error_policy`]: counted by reason, requeued with a
 //! per-object [`Backoff`] that a success resets.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,8 @@ pub struct Context {
     /// True once both caches are filled (see [`crate::run`]).
     pub caches_ready: watch::Receiver<bool>,
     pub backoff: Mutex<Backoff<ObjectRef<ClusterApp>>>,
+    /// The last status written per object uid.
+    written: Mutex<HashMap<String, ClusterAppStatus>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -115,7 +118,12 @@ impl Context {
                 Duration::from_secs(2),
                 Duration::from_secs(300),
             )),
+            written: Mutex::default(),
         }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, ClusterAppStatus>> {
+        self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff<ObjectRef<ClusterApp>>> {
@@ -165,7 +173,16 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
         .map_err(|_| Error::CacheGone("Deployment/Service"))?;
     let name = app.name_any();
     let ns = app.namespace().unwrap_or_default();
-    let previous = app.status.as_ref();
+    // The cache can lag behind our own status write; what we wrote last
+    // for this generation of this object is the better "previous", so a
+    // quick second reconcile neither repeats the event nor the write.
+    let remembered = app.uid().and_then(|uid| {
+        ctx.written()
+            .get(&uid)
+            .filter(|s| s.observed_generation == app.metadata.generation)
+            .cloned()
+    });
+    let previous = remembered.as_ref().or(app.status.as_ref());
     let now = Timestamp::now().to_string();
 
     let want = match desired(app, &ctx.info) {
@@ -183,7 +200,7 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
             );
             let was = find(previous, DEGRADED);
             let news = was.is_none_or(|c| c.status != "True" || c.message != message);
-            patch_status_if_changed(ctx, app, &next).await?;
+            patch_status_if_changed(ctx, app, previous, &next).await?;
             if news {
                 publish(ctx, app, Severity::Warning, "InvalidSpec", message).await;
             }
@@ -232,7 +249,7 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
                 &next.replicas,
             )
     });
-    patch_status_if_changed(ctx, app, &next).await?;
+    patch_status_if_changed(ctx, app, previous, &next).await?;
     if decision_changed {
         let d = &want.decision;
         let note = format!(
@@ -295,9 +312,10 @@ fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
 async fn patch_status_if_changed(
     ctx: &Context,
     app: &ClusterApp,
+    previous: Option<&ClusterAppStatus>,
     next: &ClusterAppStatus,
 ) -> Result<(), Error> {
-    if app.status.as_ref() == Some(next) {
+    if previous == Some(next) {
         return Ok(());
     }
     let name = app.name_any();

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use thiserror::Error;
 use tokio::sync::watch;
 
@@ -72,7 +72,9 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
     let (services, svc_writer) = reflector::store();
-    let svc_stream = reflector(svc_writer, watcher(api::<Service>(&client, ns), owned))
+    let svc_stream = watcher(api::<Service>(&client, ns), owned)
+        .modify(|s| s.managed_fields_mut().clear())
+        .reflect(svc_writer)
         .default_backoff()
         .touched_objects();
 

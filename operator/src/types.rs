@@ -152,7 +152,11 @@ impl Strategy {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Scaling {
-    /// `Auto`, `Horizontal` or `Vertical`.
+    /// `Auto` (default): the launcher's rules decide; a pod given 2 or more
+    /// whole CPUs runs floor(CPUs) workers (bounded by memory), otherwise 1
+    /// process per pod; the status says why. `Horizontal`: 1 worker per
+    /// pod, capacity from replicas. `Vertical`: floor(pod CPUs) workers per
+    /// pod, bounded by memory (needs `resources.cpu`).
     #[serde(default)]
     pub strategy: Strategy,
     /// Pods wanted (the scale subresource and `kubectl scale` set this).

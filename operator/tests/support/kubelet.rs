@@ -36,8 +36,8 @@ pub async fn register_node(client: &Client) -> anyhow::Result<()> {
     let now = Timestamp::now().to_string();
     let status = json!({
         "status": {
-            "capacity": {"cpu": "256", "memory": "1Ti", "pods": "5000"},
-            "allocatable": {"cpu": "256", "memory": "1Ti", "pods": "5000"},
+            "capacity": {"cpu": "100000", "memory": "1000Ti", "pods": "100000"},
+            "allocatable": {"cpu": "100000", "memory": "1000Ti", "pods": "100000"},
             "conditions": [{
                 "type": "Ready", "status": "True", "reason": "KubeletReady",
                 "message": "corefit test kubelet", "lastHeartbeatTime": now,
