@@ -83,6 +83,8 @@ pub struct Context {
     pub client: Client,
     pub info: ClusterInfo,
     pub metrics: Metrics,
+    /// The controller's own cache of apps (to forget deleted ones).
+    pub apps: Store<ClusterApp>,
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
     /// True once both caches are filled (see [`crate::run`]).
@@ -103,6 +105,7 @@ impl Context {
         client: Client,
         info: ClusterInfo,
         metrics: Metrics,
+        apps: Store<ClusterApp>,
         deployments: Store<Deployment>,
         services: Store<Service>,
         caches_ready: watch::Receiver<bool>,
@@ -111,6 +114,7 @@ impl Context {
             client,
             info,
             metrics,
+            apps,
             deployments,
             services,
             caches_ready,

@@ -95,15 +95,16 @@ pub async fn run(
             }
         });
     }
+    let controller = Controller::new(api::<ClusterApp>(&client, ns), watcher::Config::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         cfg.info.clone(),
         metrics.clone(),
+        controller.store(),
         deployments,
         services,
         caches_rx,
     ));
-    let controller = Controller::new(api::<ClusterApp>(&client, ns), watcher::Config::default());
     let mut ctl_stop = stop_rx;
     tokio::spawn(async move {
         shutdown.await;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -75,7 +75,13 @@ pub fn run(client: Client, namespace: &str) -> JoinHandle<()> {
         loop {
             if let Ok(list) = pods.list(&lp).await {
                 for pod in list.items {
-                    if !is_ready(&pod) && pod.metadata.deletion_timestamp.is_none() {
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        // The containers "stopped": finish the deletion,
+                        // as a kubelet does.
+                        let _ = pods
+                            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+                            .await;
+                    } else if !is_ready(&pod) {
                         let _ = mark_ready(&pods, &pod).await;
                     }
                 }
