@@ -6,7 +6,7 @@
 # 1. sets up the Helm engine's virtualenv (tests/helm/setup-venv.sh, cached
 #    in ~/.cache/corefit/helm-venv);
 # 2. starts its own Kubernetes 1.20.2 control plane with
-#    tests/k8s/control-plane.sh, in a state directory of its own so that it
+#    tests/k8s/control-plane.sh (binaries from tests/k8s/build-k8s.sh, cached), in a state directory of its own so that it
 #    never shares (or stops) one that someone else started. To use an
 #    existing one instead, set COREFIT_HELM_KUBECONFIG to its kubeconfig: it
 #    must be fresh for these tests (they install into corefit-system and
@@ -44,6 +44,7 @@ if [ -n "${COREFIT_HELM_KUBECONFIG:-}" ]; then
   export COREFIT_TEST_KUBECONFIG="$COREFIT_HELM_KUBECONFIG"
   log "using the control plane of $COREFIT_TEST_KUBECONFIG"
 else
+  "$ROOT/tests/k8s/build-k8s.sh" >&2   # cached after the first machine-wide build
   STATE="${TMPDIR:-/tmp}/corefit-helm-k8s-$(id -u)-$$"
   STARTED="$STATE"
   exports=$(COREFIT_K8S_STATE="$STATE" "$ROOT/tests/k8s/control-plane.sh" start)
