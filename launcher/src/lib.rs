@@ -53,6 +53,7 @@
 //! unless told to, and never yields fewer workers when CPUs grow (property
 //! tests in `tests/plan_properties.rs`).
 
+pub mod admin;
 pub mod cli;
 pub mod control;
 pub mod decision;

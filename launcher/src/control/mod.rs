@@ -5,6 +5,7 @@
 pub mod client;
 pub mod protocol;
 pub mod scale;
+pub mod server;
 
 pub use protocol::{parse_request, Request, Response};
 pub use scale::{ScaleCap, ScaleTarget};
