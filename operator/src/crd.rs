@@ -57,6 +57,37 @@ pub fn crd_yaml() -> Result<String, CrdError> {
 mod tests {
     use super::*;
 
+    /// Every property of the schema has a description (what `kubectl
+    /// explain` prints), except the standard metadata.
+    #[test]
+    fn every_field_is_documented() {
+        fn walk(path: &str, v: &Value, missing: &mut Vec<String>) {
+            if let Some(props) = v.get("properties").and_then(Value::as_object) {
+                for (name, p) in props {
+                    let here = format!("{path}.{name}");
+                    if name == "metadata" || name == "apiVersion" || name == "kind" {
+                        continue;
+                    }
+                    if p.get("description")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        missing.push(here.clone());
+                    }
+                    walk(&here, p, missing);
+                }
+            }
+            if let Some(items) = v.get("items") {
+                walk(&format!("{path}[]"), items, missing);
+            }
+        }
+        let crd = serde_json::to_value(crd().unwrap()).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut missing = Vec::new();
+        walk("", schema, &mut missing);
+        assert!(missing.is_empty(), "undocumented fields: {missing:?}");
+    }
+
     #[test]
     fn no_nullable_left_and_subresources_present() {
         let yaml = crd_yaml().unwrap();

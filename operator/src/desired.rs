@@ -19,7 +19,7 @@ use thiserror::Error;
 use crate::decide::{decide, ClusterInfo, Decision};
 use crate::quantity::{canonical_bytes, canonical_cpu};
 use crate::types::{ClusterApp, LauncherMode};
-use crate::validate::{check, SpecError};
+use crate::validate::{check, check_name, SpecError};
 
 /// The field manager for every write the operator makes.
 pub const MANAGER: &str = "corefit-operator";
@@ -67,6 +67,7 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
         .name
         .clone()
         .ok_or(DesiredError::Metadata("name"))?;
+    check_name(&name)?;
     let namespace = app.namespace().ok_or(DesiredError::Metadata("namespace"))?;
     let owner = owner_ref(app).ok_or(DesiredError::Metadata("uid"))?;
     let labels = labels(&name);

@@ -143,8 +143,20 @@ pub async fn reconcile(app: Arc<ClusterApp>, ctx: Arc<Context>) -> Result<Action
     let start = Instant::now();
     let result = reconcile_inner(&app, &ctx).await;
     ctx.metrics.duration.observe(start.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.backoff().succeed(&ObjectRef::from_obj(app.as_ref()));
+    match &result {
+        Ok(_) => ctx.backoff().succeed(&ObjectRef::from_obj(app.as_ref())),
+        // Invalid specs have their own event (once per problem).
+        Err(Error::InvalidSpec(_)) => {}
+        Err(e) => {
+            publish(
+                &ctx,
+                &app,
+                Severity::Warning,
+                e.metric_label(),
+                e.to_string(),
+            )
+            .await
+        }
     }
     result
 }

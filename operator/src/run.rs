@@ -47,7 +47,9 @@ pub async fn run(
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let listener = server::bind(cfg.metrics_addr).await?;
-    tracing::info!(addr = %listener.local_addr().map_err(|e| RunError::Server(ServerError::Serve(e)))?, "serving /metrics /healthz /readyz");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics /healthz /readyz");
+    }
     let client = Client::try_default().await.map_err(RunError::Client)?;
     let ns = cfg.namespace.as_deref();
 

@@ -45,6 +45,8 @@ pub enum SpecError {
     DuplicateEnv(String),
     #[error("spec.env name {0:?} is not a valid environment variable name")]
     BadEnvName(String),
+    #[error("metadata.name={0:?} cannot name a Service: it must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters)")]
+    BadName(String),
     #[error(
         "spec.launcher.mode=InitContainer needs spec.launcher.image (the image holding /corefit)"
     )]
@@ -69,6 +71,7 @@ impl SpecError {
             SpecError::ReservedEnv(_) => "ReservedEnv",
             SpecError::DuplicateEnv(_) => "DuplicateEnv",
             SpecError::BadEnvName(_) => "BadEnvName",
+            SpecError::BadName(_) => "BadName",
             SpecError::InitContainerWithoutImage => "InitContainerWithoutImage",
             SpecError::InitContainerWithoutCommand => "InitContainerWithoutCommand",
         }
@@ -217,6 +220,23 @@ fn parse_workers(w: &Workers) -> Result<WorkerChoice, SpecError> {
         return Err(bad());
     }
     Ok(WorkerChoice::Count(n as u32))
+}
+
+/// The Service is named after the app, and Service names are DNS-1035
+/// labels (stricter than the DNS-1123 subdomains custom resources allow).
+pub fn check_name(name: &str) -> Result<(), SpecError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::BadName(name.to_owned()))
+    }
 }
 
 /// POSIX-ish: letters, digits, `_`, `.`, `-`, not starting with a digit

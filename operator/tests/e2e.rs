@@ -491,6 +491,69 @@ async fn invalid_specs_become_degraded_with_events_and_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn apply_failures_are_events_metrics_and_retried() {
+    let (client, ns) = setup("failure").await;
+    // A real refusal from the API server: this namespace may hold no Service.
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(client.clone(), &ns);
+    let quota = serde_json::from_value(json!({
+        "metadata": {"name": "no-services"}, "spec": {"hard": {"count/services": "0"}}
+    }))
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    wait_until("quota active", T, || async {
+        quotas
+            .get("no-services")
+            .await
+            .is_ok_and(|q| q.status.and_then(|s| s.hard).is_some())
+    })
+    .await;
+    let op = Operator::start(&ns).await;
+    let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    apps.create(
+        &PostParams::default(),
+        &app("blocked", json!({"image": "b:1"})),
+    )
+    .await
+    .unwrap();
+    wait_until("ApplyFailed event naming the Service", T, || async {
+        events.list(&ListParams::default()).await.is_ok_and(|l| {
+            l.items.iter().any(|e| {
+                e.reason.as_deref() == Some("ApplyFailed")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("Service blocked"))
+            })
+        })
+    })
+    .await;
+    wait_until("ApplyFailed counted", T, || async {
+        op.metric("corefit_operator_reconcile_errors_total{reason=\"ApplyFailed\"}")
+            .await
+            >= 1.0
+    })
+    .await;
+    // Lift the refusal: a retry (after the backoff) converges.
+    quotas
+        .delete("no-services", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until("Service created on retry", T, || async {
+        matches!(svcs.get_opt("blocked").await, Ok(Some(_)))
+    })
+    .await;
+    wait_until("status set after recovery", T, || async {
+        apps.get("blocked")
+            .await
+            .is_ok_and(|a| condition(&a, "Degraded").is_some_and(|c| c.0 == "False"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn restart_and_idle_make_no_writes() {
     let (client, ns) = setup("idle").await;
     kubelet::register_node(&client).await.expect("node");
