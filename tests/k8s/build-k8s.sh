@@ -11,7 +11,8 @@ OUT="$CACHE/k8s-$K8S_VERSION"
 BINS=(kube-apiserver kube-controller-manager kube-scheduler)
 
 need_apt=()
-for p in golang-go etcd-server rsync jq golang-github-modern-go-reflect2-dev dpkg-dev; do
+# curl, openssl and iproute2 (ss) are used by control-plane.sh.
+for p in golang-go etcd-server rsync jq golang-github-modern-go-reflect2-dev dpkg-dev curl openssl iproute2; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 
