@@ -37,13 +37,21 @@ def main():
     routes = sorted({route for _, route in rows}, key=lambda r: (r != "cpu", r))
     configs = [c for c in ORDER if any((c, r) in rows for r in routes)]
     rounds = max((len(v) for v in rows.values()), default=0)
-    print(f"Node {node}; {wrk}; {rounds} round(s), interleaved; median (min-max).\n")
+    print(f"Node {node}; {wrk}; {rounds} round(s), interleaved; median (min-max).")
+    print(
+        "x single: ratio of medians against `single` in this run; best: the best round of each "
+        "(on a shared machine, other load only ever lowers a figure).\n"
+    )
     for route in routes:
         base = [float(r["rps"]) for r in rows.get(("single", route), [])]
         base_med = statistics.median(base) if base else None
         print(f"### /{route}\n")
-        print("| configuration | req/s | x single | p99 ms | errors | supervisor RSS MiB (peak) |")
-        print("|---|---|---|---|---|---|")
+        best_base = max(base) if base else None
+        print(
+            "| configuration | req/s median (min-max) | x single | best req/s | best x single "
+            "| p99 ms median (min-max) | errors | supervisor RSS MiB (peak) |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for c in configs:
             rs = rows.get((c, route), [])
             if not rs:
@@ -58,7 +66,11 @@ def main():
             if rss:
                 mem = f"{statistics.median(float(x) for x in rss) / 1024:.1f} ({max(float(x) for x in hwm) / 1024:.1f})"
             p99_text = f"{statistics.median(p99):.1f} ({min(p99):.1f}-{max(p99):.1f})" if len(p99) > 1 else f"{p99[0]:.1f}"
-            print(f"| {LABEL[c]} | {spread(rps)} | {ratio} | {p99_text} | {errors} | {mem} |")
+            best_ratio = f"{max(rps) / best_base:.2f}" if best_base else "-"
+            print(
+                f"| {LABEL[c]} | {spread(rps)} | {ratio} | {max(rps):.0f} | {best_ratio} "
+                f"| {p99_text} | {errors} | {mem} |"
+            )
         print()
 
 
