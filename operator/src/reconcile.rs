@@ -276,7 +276,13 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
             d.replicas,
             if d.replicas == 1 { "" } else { "s" },
             d.scaling.as_str(),
-            d.reasons.last().map(String::as_str).unwrap_or_default()
+            // The line before the closing "decision:" one says why.
+            d.reasons
+                .iter()
+                .rev()
+                .nth(1)
+                .map(String::as_str)
+                .unwrap_or_default()
         );
         publish(ctx, app, Severity::Normal, "DecisionChanged", note).await;
     }
