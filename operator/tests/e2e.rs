@@ -491,6 +491,57 @@ async fn invalid_specs_become_degraded_with_events_and_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_hpa_drives_replicas_through_the_scale_subresource() {
+    let (client, ns) = setup("hpa").await;
+    let _op = Operator::start(&ns).await;
+    let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    apps.create(
+        &PostParams::default(),
+        &app(
+            "scaled",
+            json!({"image": "s:1", "resources": {"cpu": "500m"}, "scaling": {"replicas": 1}}),
+        ),
+    )
+    .await
+    .unwrap();
+    wait_until("status selector set", T, || async {
+        apps.get("scaled")
+            .await
+            .is_ok_and(|a| a.status.and_then(|s| s.selector).is_some())
+    })
+    .await;
+    // The real HPA controller (kube-controller-manager) reads the scale
+    // subresource and, below minReplicas, sets the replicas through it
+    // (no metrics are needed for that).
+    let hpas: Api<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler> =
+        Api::namespaced(client.clone(), &ns);
+    let hpa = serde_json::from_value(json!({
+        "metadata": {"name": "scaled"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "corefit.dev/v1alpha1", "kind": "ClusterApp", "name": "scaled"},
+            "minReplicas": 3, "maxReplicas": 5, "targetCPUUtilizationPercentage": 80
+        }
+    }))
+    .unwrap();
+    hpas.create(&PostParams::default(), &hpa).await.unwrap();
+    wait_until(
+        "HPA raised the ClusterApp to 3 and the Deployment followed",
+        Duration::from_secs(90),
+        || async {
+            let app_replicas = apps
+                .get("scaled")
+                .await
+                .ok()
+                .and_then(|a| a.spec.scaling.replicas);
+            let dep_replicas = deps.get("scaled").await.ok().and_then(|d| d.spec.replicas);
+            app_replicas == Some(3) && dep_replicas == Some(3)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn apply_failures_are_events_metrics_and_retried() {
     let (client, ns) = setup("failure").await;
     // A real refusal from the API server: this namespace may hold no Service.
