@@ -9,6 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static)
 command -v node >/dev/null 2>&1 || APT+=(nodejs)
 command -v npm >/dev/null 2>&1 || APT+=(npm)
+command -v kubectl >/dev/null 2>&1 || APT+=(kubernetes-client)
 missing=()
 for p in "${APT[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -21,8 +21,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 cargo build --workspace --all-targets --locked
 
-step "launcher tests (unit, real processes, real cgroups)"
-cargo test -p corefit --locked
+step "launcher and preload tests (unit, real processes, real cgroups, real Node/Python apps)"
+cargo test -p corefit -p corefit-preload --locked
+
+step "operator tests (real kube-apiserver 1.20.2 on 127.0.0.1, real operator binary)"
+tests/k8s/run-operator-tests.sh --locked
+
+step "Helm chart and deploy/ (real Helm engine, real kube-apiserver)"
+tests/helm/run.sh
 
 step "done"
 echo "all tests passed in $(( $(date +%s) - started ))s"
