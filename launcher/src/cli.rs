@@ -121,6 +121,7 @@ impl RunArgs {
             socket: s("--socket", "COREFIT_SOCKET", &self.socket).choice(SocketStrategy::Proxy)?,
             host: s("--host", "COREFIT_HOST", &self.host).parsed("0.0.0.0", "an IP address")?,
             port: s("--port", "PORT", &self.port).port(3000)?,
+            port_given: self.port.is_some(),
             grace: s("--grace-period", "COREFIT_GRACE_PERIOD", &self.grace_period)
                 .duration("25s")?,
             respawn_limit: s(

@@ -121,3 +121,25 @@ fn bad_flag_values_name_the_flag() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn single_worker_keeps_the_apps_port_unless_one_is_given() {
+    let (code, err) = run_single(&[
+        "node",
+        "-e",
+        "process.exit(process.env.PORT === undefined ? 0 : 1)",
+    ]);
+    assert_eq!(code, 0, "no PORT given: none set for the app\n{err}");
+    let mut corefit = Corefit::start(
+        &[
+            "--workers",
+            "1",
+            "--",
+            "node",
+            "-e",
+            "process.exit(process.env.PORT === '4321' ? 0 : 1)",
+        ],
+        &[("PORT", "4321")],
+    );
+    assert_eq!(corefit.wait_exit(LIMIT), 0, "PORT passes through");
+}

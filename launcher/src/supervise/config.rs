@@ -81,6 +81,9 @@ pub struct RunConfig {
     pub host: IpAddr,
     /// The public port.
     pub port: u16,
+    /// Whether PORT (or --port) was given; when not, a single worker's
+    /// environment gets no PORT from corefit (the app keeps its default).
+    pub port_given: bool,
     pub grace: Duration,
     pub respawn_limit: u32,
     pub min_uptime: Duration,

@@ -220,6 +220,9 @@ impl<'a> Run<'a> {
             SocketStrategy::Reuseport => {
                 format!("each binds port {} with SO_REUSEPORT", public.port())
             }
+            SocketStrategy::None if n == 1 && !self.cfg.port_given => {
+                "PORT as the app's environment has it".to_owned()
+            }
             SocketStrategy::None if n == 1 => format!("PORT={}", public.port()),
             SocketStrategy::None => {
                 format!("PORT={}..{}", public.port(), public.port() as usize + n - 1)
@@ -313,6 +316,7 @@ impl<'a> Run<'a> {
     /// Performs `Spawn`: returns `Spawned` or `SpawnFailed`.
     fn start_worker(&mut self, id: WorkerId) -> Event {
         let failed = |message: String, code: u8| Event::SpawnFailed { id, message, code };
+        let workers = self.io.len();
         let mut env = self.plan.worker_env.for_worker(id);
         let port = match self.strategy {
             SocketStrategy::Proxy => match free_loopback_port() {
@@ -323,7 +327,12 @@ impl<'a> Run<'a> {
             SocketStrategy::None => self.cfg.port + id as u16,
             SocketStrategy::Shared | SocketStrategy::Reuseport => self.cfg.port,
         };
-        env.insert("PORT".to_owned(), port.to_string());
+        // One worker, no PORT given: leave the app its own default.
+        let pass_through =
+            self.strategy == SocketStrategy::None && workers == 1 && !self.cfg.port_given;
+        if !pass_through {
+            env.insert("PORT".to_owned(), port.to_string());
+        }
         self.io[id as usize].port = Some(port);
 
         let notify = match &self.notify_dir {
@@ -342,7 +351,6 @@ impl<'a> Run<'a> {
             None => None,
         };
 
-        let workers = self.io.len();
         let shared_fd = match &mut self.shared {
             Some(shared) => match shared.socket_for(id as usize) {
                 Ok(listener) => Some(listener.as_raw_fd()),
