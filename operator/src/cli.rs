@@ -39,6 +39,11 @@ pub struct Cli {
     #[arg(long, env = "COREFIT_OPERATOR_NODE_CPUS", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub node_cpus: u32,
+
+    /// The image holding `/corefit`, copied into pods of apps with
+    /// `launcher.mode: InitContainer` that name no `launcher.image`.
+    #[arg(long, env = "COREFIT_OPERATOR_LAUNCHER_IMAGE")]
+    pub launcher_image: Option<String>,
 }
 
 /// The operator's settings.
@@ -57,12 +62,16 @@ impl From<Cli> for Config {
             metrics_addr,
             log_format,
             node_cpus,
+            launcher_image,
         } = cli;
         Config {
             namespace: namespace.filter(|n| !n.trim().is_empty()),
             metrics_addr,
             log_format,
-            info: ClusterInfo { node_cpus },
+            info: ClusterInfo {
+                node_cpus,
+                launcher_image: launcher_image.filter(|i| !i.trim().is_empty()),
+            },
         }
     }
 }

@@ -23,11 +23,17 @@ pub struct ClusterInfo {
     /// The CPUs of the largest node: a pod never gets more, even when its
     /// limit says so.
     pub node_cpus: u32,
+    /// The launcher image for `launcher.mode: InitContainer` apps that name
+    /// none.
+    pub launcher_image: Option<String>,
 }
 
 impl Default for ClusterInfo {
     fn default() -> Self {
-        ClusterInfo { node_cpus: 64 }
+        ClusterInfo {
+            node_cpus: 64,
+            launcher_image: None,
+        }
     }
 }
 

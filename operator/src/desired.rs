@@ -16,6 +16,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use thiserror::Error;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
+use crate::autoscale::{floor_replicas, hpa, pdb, ReplicasOwner};
 use crate::decide::{decide, ClusterInfo, Decision};
 use crate::quantity::{canonical_bytes, canonical_cpu};
 use crate::types::{ClusterApp, LauncherMode};
@@ -42,6 +46,14 @@ pub struct Desired {
     pub decision: Decision,
     pub deployment: Deployment,
     pub service: Service,
+    /// The autoscaler, when the spec asks for one (typed as
+    /// `autoscaling/v2`; see [`crate::autoscale`]).
+    pub hpa: Option<HorizontalPodAutoscaler>,
+    /// The disruption budget, when the app never runs fewer than 2 pods.
+    pub pdb: Option<PodDisruptionBudget>,
+    /// Who sets the Deployment's replicas. With the HPA, the Deployment's
+    /// `spec.replicas` here is only its starting value.
+    pub replicas_owner: ReplicasOwner,
     /// The pods' label selector as a string, for the scale subresource.
     pub selector: String,
 }
@@ -60,7 +72,25 @@ pub fn labels(name: &str) -> BTreeMap<String, String> {
 
 /// Computes the children of `app`.
 pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredError> {
-    let checked = check(&app.spec)?;
+    // The operator's default launcher image stands in for a missing one.
+    let defaulted;
+    let spec = if app.spec.launcher.mode == LauncherMode::InitContainer
+        && app
+            .spec
+            .launcher
+            .image
+            .as_deref()
+            .is_none_or(|i| i.trim().is_empty())
+        && info.launcher_image.is_some()
+    {
+        let mut s = app.spec.clone();
+        s.launcher.image = info.launcher_image.clone();
+        defaulted = s;
+        &defaulted
+    } else {
+        &app.spec
+    };
+    let checked = check(spec)?;
     let decision = decide(&checked, info);
     let name = app
         .metadata
@@ -80,7 +110,6 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
         ..ObjectMeta::default()
     };
 
-    let spec = &app.spec;
     let mut env: Vec<EnvVar> = spec
         .env
         .iter()
@@ -214,6 +243,19 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
         ..Deployment::default()
     };
 
+    let autoscaling = spec.scaling.autoscaling.as_ref();
+    let hpa = autoscaling.map(|a| hpa(&meta, &name, a));
+    let pdb = pdb(
+        &meta,
+        &selector_labels,
+        floor_replicas(decision.replicas, autoscaling),
+    );
+    let replicas_owner = if hpa.is_some() {
+        ReplicasOwner::HorizontalPodAutoscaler
+    } else {
+        ReplicasOwner::ClusterApp
+    };
+
     let service = Service {
         metadata: meta,
         spec: Some(ServiceSpec {
@@ -234,6 +276,9 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
         decision,
         deployment,
         service,
+        hpa,
+        pdb,
+        replicas_owner,
         selector: format!("{APP_LABEL}={name}"),
     })
 }

@@ -43,12 +43,14 @@
 //! hand edit of a field it sets is undone on the app's next reconcile
 //! (which the edit itself triggers through the watch).
 
+pub mod autoscale;
 pub mod backoff;
 pub mod cli;
 pub mod compare;
 pub mod crd;
 pub mod decide;
 pub mod desired;
+pub mod discovery;
 pub mod events;
 pub mod metrics;
 pub mod quantity;

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -29,10 +30,12 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::autoscale::{replicas_plan, ReplicasOwner, ReplicasPlan, HANDOVER_MANAGER};
 use crate::backoff::Backoff;
 use crate::compare::contains;
 use crate::decide::ClusterInfo;
 use crate::desired::{desired, DesiredError, MANAGER};
+use crate::discovery::{self, ApiVersions, DiscoveryError};
 use crate::events::{self, Severity};
 use crate::metrics::Metrics;
 use crate::status::{find, next_status, Outcome, DEGRADED};
@@ -58,6 +61,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("{kind} {name}: {source}")]
+    Optional {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
     #[error("the {0} cache stopped")]
     CacheGone(&'static str),
     #[error("cannot serialize {0}: {1}")]
@@ -72,6 +84,8 @@ impl Error {
             Error::Metadata(_) => "MissingMetadata",
             Error::Apply { .. } => "ApplyFailed",
             Error::Status { .. } => "StatusFailed",
+            Error::Optional { .. } => "ApplyFailed",
+            Error::Discovery(_) => "DiscoveryFailed",
             Error::CacheGone(_) => "CacheGone",
             Error::Serialize(..) => "SerializeFailed",
         }
@@ -92,6 +106,9 @@ pub struct Context {
     pub backoff: Mutex<Backoff<ObjectRef<ClusterApp>>>,
     /// The last status written per object uid.
     written: Mutex<HashMap<String, ClusterAppStatus>>,
+    /// The HPA and PDB versions the cluster serves, once discovered;
+    /// forgotten when a write to either kind fails.
+    versions: Mutex<Option<ApiVersions>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -123,7 +140,23 @@ impl Context {
                 Duration::from_secs(300),
             )),
             written: Mutex::default(),
+            versions: Mutex::default(),
         }
+    }
+
+    async fn api_versions(&self) -> Result<ApiVersions, DiscoveryError> {
+        let cached = *self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let v = discovery::fetch(&self.client).await?;
+        tracing::info!(hpa = v.hpa, pdb = v.pdb, "API discovery");
+        *self.versions.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        Ok(v)
+    }
+
+    fn forget_versions(&self) {
+        *self.versions.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, ClusterAppStatus>> {
@@ -227,14 +260,23 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
 
     let dep_ref = ObjectRef::<Deployment>::new(&name).within(&ns);
     let observed = ctx.deployments.get(&dep_ref);
-    let deployment = apply_if_needed(
-        ctx,
-        &Api::<Deployment>::namespaced(ctx.client.clone(), &ns),
-        observed.as_deref(),
-        &want.deployment,
-        &name,
-    )
-    .await?;
+    let dep_api = Api::<Deployment>::namespaced(ctx.client.clone(), &ns);
+    let autoscaled = want.replicas_owner == ReplicasOwner::HorizontalPodAutoscaler;
+    let mut dep_want = want.deployment.clone();
+    let deployment = match replicas_plan(autoscaled, observed.as_deref(), MANAGER) {
+        ReplicasPlan::Apply => {
+            apply_if_needed(ctx, &dep_api, observed.as_deref(), &dep_want, &name).await?
+        }
+        ReplicasPlan::Omit => {
+            dep_want.spec.replicas = None;
+            apply_if_needed(ctx, &dep_api, observed.as_deref(), &dep_want, &name).await?
+        }
+        ReplicasPlan::HandOver(n) => {
+            dep_want.spec.replicas = None;
+            hand_over_replicas(ctx, &dep_api, &name, n).await?;
+            apply_if_needed(ctx, &dep_api, None, &dep_want, &name).await?
+        }
+    };
     let svc_ref = ObjectRef::<Service>::new(&name).within(&ns);
     let observed = ctx.services.get(&svc_ref);
     apply_if_needed(
@@ -246,6 +288,52 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
     )
     .await?;
 
+    let versions = match ctx.api_versions().await {
+        Ok(v) => v,
+        Err(e) => return Err(e.into()),
+    };
+    let uid = app.uid().unwrap_or_default();
+    let hpa = want
+        .hpa
+        .as_ref()
+        .map(|h| {
+            serde_json::to_value(h).map_err(|e| Error::Serialize("HorizontalPodAutoscaler", e))
+        })
+        .transpose()?;
+    let pdb = want
+        .pdb
+        .as_ref()
+        .map(|p| serde_json::to_value(p).map_err(|e| Error::Serialize("PodDisruptionBudget", e)))
+        .transpose()?;
+    for (version, kind, plural, body) in [
+        (
+            versions.hpa,
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            hpa,
+        ),
+        (
+            versions.pdb,
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            pdb,
+        ),
+    ] {
+        let target = Optional {
+            api_version: version,
+            kind,
+            plural,
+            ns: &ns,
+            name: &name,
+            owner_uid: &uid,
+        };
+        if let Err(e) = sync_optional(ctx, &target, body).await {
+            // Maybe the cluster changed under us: discover again next time.
+            ctx.forget_versions();
+            return Err(e);
+        }
+    }
+
     let next = next_status(
         previous,
         app.metadata.generation,
@@ -253,17 +341,29 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
             decision: &want.decision,
             selector: &want.selector,
             deployment: Some(&deployment),
+            replicas_owner: want.replicas_owner,
         },
         &now,
     );
+    // An HPA moving the replicas is not a decision of ours.
+    let replicas_if_ours = |s: &ClusterAppStatus| {
+        (s.replicas_owner.as_deref() != Some(ReplicasOwner::HorizontalPodAutoscaler.as_str()))
+            .then_some(s.replicas)
+    };
     let decision_changed = previous.is_none_or(|p| {
-        (&p.mode, &p.workers_per_pod, &p.scaling, &p.replicas)
-            != (
-                &next.mode,
-                &next.workers_per_pod,
-                &next.scaling,
-                &next.replicas,
-            )
+        (
+            &p.mode,
+            &p.workers_per_pod,
+            &p.scaling,
+            replicas_if_ours(p),
+            &p.replicas_owner,
+        ) != (
+            &next.mode,
+            &next.workers_per_pod,
+            &next.scaling,
+            replicas_if_ours(&next),
+            &next.replicas_owner,
+        )
     });
     patch_status_if_changed(ctx, app, previous, &next).await?;
     if decision_changed {
@@ -321,6 +421,102 @@ where
         name: name.to_owned(),
         source,
     })
+}
+
+/// Hands `spec.replicas` (at its current value `n`) to
+/// [`HANDOVER_MANAGER`], so the operator can stop applying it without the
+/// apiserver removing it; the HPA then takes it over with its first scale.
+async fn hand_over_replicas(
+    ctx: &Context,
+    api: &Api<Deployment>,
+    name: &str,
+    n: i32,
+) -> Result<(), Error> {
+    let body = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": n},
+    });
+    ctx.metrics.write("Deployment", "handover");
+    api.patch(
+        name,
+        &PatchParams::apply(HANDOVER_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: "Deployment",
+        name: name.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// A child that exists only for some specs (HPA, PDB), in the version
+/// discovery chose.
+struct Optional<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    ns: &'a str,
+    name: &'a str,
+    owner_uid: &'a str,
+}
+
+/// Applies `want` unless the object already holds it; with no `want`,
+/// deletes the object if this app controls it.
+async fn sync_optional(
+    ctx: &Context,
+    t: &Optional<'_>,
+    want: Option<serde_json::Value>,
+) -> Result<(), Error> {
+    let err = |source| Error::Optional {
+        kind: t.kind,
+        name: t.name.to_owned(),
+        source,
+    };
+    let (group, version) = t.api_version.split_once('/').unwrap_or(("", t.api_version));
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, t.kind), t.plural);
+    let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), t.ns, &ar);
+    let have = api.get_opt(t.name).await.map_err(err)?;
+    match (want, have) {
+        (Some(mut want), have) => {
+            want["apiVersion"] = t.api_version.into();
+            want["kind"] = t.kind.into();
+            if let Some(have) = have {
+                let have = serde_json::to_value(&have).map_err(|e| Error::Serialize(t.kind, e))?;
+                if contains(&have, &want) {
+                    return Ok(());
+                }
+            }
+            ctx.metrics.write(t.kind, "apply");
+            api.patch(
+                t.name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&want),
+            )
+            .await
+            .map_err(err)?;
+        }
+        (None, Some(have)) => {
+            let ours = have
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == t.owner_uid && o.controller == Some(true));
+            if ours {
+                ctx.metrics.write(t.kind, "delete");
+                api.delete(t.name, &DeleteParams::default())
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        (None, None) => {}
+    }
+    Ok(())
 }
 
 fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {

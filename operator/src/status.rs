@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 
+use crate::autoscale::ReplicasOwner;
 use crate::decide::Decision;
 use crate::types::{ClusterAppStatus, Condition};
 
@@ -20,6 +21,9 @@ pub enum Outcome<'a> {
         decision: &'a Decision,
         selector: &'a str,
         deployment: Option<&'a Deployment>,
+        /// With the HPA, the pods wanted are the Deployment's, not the
+        /// decision's.
+        replicas_owner: ReplicasOwner,
     },
     /// The spec cannot be turned into children.
     Invalid { reason: &'a str, message: &'a str },
@@ -42,9 +46,15 @@ pub fn next_status(
             decision,
             selector,
             deployment,
+            replicas_owner,
         } => {
             let st = deployment.and_then(|d| d.status.as_ref());
-            let want = decision.replicas;
+            let want = match replicas_owner {
+                ReplicasOwner::ClusterApp => decision.replicas,
+                ReplicasOwner::HorizontalPodAutoscaler => deployment
+                    .and_then(|d| d.spec.replicas)
+                    .unwrap_or(decision.replicas),
+            };
             let ready = st.and_then(|s| s.ready_replicas).unwrap_or(0);
             let updated = st.and_then(|s| s.updated_replicas).unwrap_or(0);
             let total = st.and_then(|s| s.replicas).unwrap_or(0);
@@ -80,6 +90,7 @@ pub fn next_status(
                 mode: Some(decision.mode.as_str().to_owned()),
                 scaling: Some(decision.scaling.as_str().to_owned()),
                 replicas: Some(want),
+                replicas_owner: Some(replicas_owner.as_str().to_owned()),
                 ready_replicas: Some(ready),
                 workers_per_pod: Some(decision.workers as i32),
                 selector: Some(selector.to_owned()),

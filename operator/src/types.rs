@@ -164,8 +164,10 @@ pub struct Scaling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
-    /// Let a HorizontalPodAutoscaler drive `replicas` through the scale
-    /// subresource within these bounds.
+    /// Let a HorizontalPodAutoscaler (made by the operator, in
+    /// `autoscaling/v2` or `v2beta2`, whichever the cluster serves) scale
+    /// the Deployment within these bounds on CPU utilization; `replicas`
+    /// is then ignored and `status.replicasOwner` says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
     /// Worker processes per pod: `auto` (the decision matrix) or a number
@@ -274,6 +276,10 @@ pub struct ClusterAppStatus {
     /// Pods wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
+    /// Who sets the replica count: `ClusterApp` (its `scaling.replicas`)
+    /// or `HorizontalPodAutoscaler` (with `scaling.autoscaling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas_owner: Option<String>,
     /// Pods ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,

@@ -41,7 +41,10 @@ fn env(d: &Deployment, name: &str) -> String {
 
 #[test]
 fn strategies_choose_workers_and_scaling() {
-    let info = ClusterInfo { node_cpus: 16 };
+    let info = ClusterInfo {
+        node_cpus: 16,
+        ..ClusterInfo::default()
+    };
     // (spec, mode, workers, scaling)
     let cases = [
         // Horizontal: 1 worker whatever the CPUs.
@@ -244,6 +247,7 @@ fn status_follows_the_deployment_and_keeps_transition_times() {
             decision: &d.decision,
             selector: &d.selector,
             deployment: Some(dep),
+            replicas_owner: d.replicas_owner,
         }
     }
     let cond = |s: &ClusterAppStatus, t: &str| {
@@ -275,4 +279,97 @@ fn status_follows_the_deployment_and_keeps_transition_times() {
     assert_eq!(cond(&s3, "Ready"), ("True".into(), "t3".into()));
     assert_eq!(s3.workers_per_pod, s2.workers_per_pod);
     assert_eq!(s3.observed_generation, Some(4));
+}
+
+#[test]
+fn launcher_injection_wraps_the_command_and_shares_a_volume() {
+    let cmd = json!(["python", "-m", "app"]);
+    // Without injection: the image's own corefit, no init container.
+    let plain = desired(
+        &app(json!({"image": "py:3", "command": cmd})),
+        &ClusterInfo::default(),
+    )
+    .unwrap();
+    let pod = plain.deployment.spec.template.spec.unwrap();
+    assert!(pod.init_containers.is_none() && pod.volumes.is_none());
+    assert!(pod.containers[0].volume_mounts.is_none());
+    assert_eq!(
+        pod.containers[0].command.as_ref().unwrap(),
+        &["corefit", "--", "python", "-m", "app"]
+    );
+
+    // With injection: the launcher image's /corefit copied into an
+    // emptyDir that the app container mounts at the same path.
+    let spec = json!({"image": "py:3", "command": cmd, "args": ["--port", "8080"],
+                      "launcher": {"mode": "InitContainer", "image": "corefit:0.1"}});
+    let d = desired(&app(spec), &ClusterInfo::default()).unwrap();
+    let pod = d.deployment.spec.template.spec.unwrap();
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.image.as_deref(), Some("corefit:0.1"));
+    assert_eq!(
+        init.command.as_ref().unwrap(),
+        &["cp", "/corefit", "/corefit/bin/corefit"]
+    );
+    let vol = &pod.volumes.as_ref().unwrap()[0];
+    assert!(vol.empty_dir.is_some());
+    for c in [init, &pod.containers[0]] {
+        let m = &c.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (&m.name, m.mount_path.as_str()),
+            (&vol.name, "/corefit/bin")
+        );
+    }
+    let app_c = &pod.containers[0];
+    assert_eq!(
+        app_c.command.as_ref().unwrap(),
+        &["/corefit/bin/corefit", "--", "python", "-m", "app"]
+    );
+    assert_eq!(app_c.args.as_ref().unwrap(), &["--port", "8080"]);
+
+    // No launcher.image: the operator's default stands in; with none
+    // either, the spec is invalid.
+    let spec = json!({"image": "py:3", "command": cmd, "launcher": {"mode": "InitContainer"}});
+    assert!(desired(&app(spec.clone()), &ClusterInfo::default()).is_err());
+    let info = ClusterInfo {
+        launcher_image: Some("registry.example/corefit:0.2".to_owned()),
+        ..ClusterInfo::default()
+    };
+    let d = desired(&app(spec), &info).unwrap();
+    let pod = d.deployment.spec.template.spec.unwrap();
+    assert_eq!(
+        pod.init_containers.unwrap()[0].image.as_deref(),
+        Some("registry.example/corefit:0.2")
+    );
+}
+
+#[test]
+fn autoscaling_and_budget_objects() {
+    use corefit_operator::autoscale::ReplicasOwner;
+    let info = ClusterInfo::default();
+    let one = desired(&app(json!({"image": "i"})), &info).unwrap();
+    assert!(one.hpa.is_none() && one.pdb.is_none());
+    assert_eq!(one.replicas_owner, ReplicasOwner::ClusterApp);
+    let three = desired(
+        &app(json!({"image": "i", "scaling": {"replicas": 3}})),
+        &info,
+    )
+    .unwrap();
+    assert!(three.hpa.is_none());
+    let pdb = three.pdb.unwrap();
+    assert_eq!(pdb.metadata.owner_references.unwrap()[0].uid, "u-1");
+    // worker-auto.yaml: autoscaling 2..6 at 70 %, so an HPA and a budget.
+    let jobs = desired(&example("worker-auto.yaml"), &info).unwrap();
+    assert_eq!(jobs.replicas_owner, ReplicasOwner::HorizontalPodAutoscaler);
+    let hpa = jobs.hpa.unwrap();
+    assert_eq!(hpa.spec.scale_target_ref.name, "jobs");
+    assert_eq!(hpa.spec.scale_target_ref.kind, "Deployment");
+    assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(2), 6));
+    assert!(jobs.pdb.is_some());
+    // Autoscaling from 1: no budget even when replicas says 3.
+    let a = app(
+        json!({"image": "i", "resources": {"cpu": "1"}, "scaling": {"replicas": 3,
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 4}}}),
+    );
+    let d = desired(&a, &info).unwrap();
+    assert!(d.hpa.is_some() && d.pdb.is_none());
 }

@@ -16,6 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use support::*;
@@ -116,12 +117,14 @@ async fn examples_make_deployments_and_services_and_print_columns() {
             Some(name)
         );
         assert_eq!(s.owner_references()[0].uid, owner.uid().unwrap());
-        // Managed by one field manager.
+        // Managed by one field manager (plus, for the autoscaled app, the
+        // one that held spec.replicas while handing it to the HPA).
         let managers: Vec<_> = d
             .managed_fields()
             .iter()
             .filter(|m| m.operation.as_deref() == Some("Apply"))
             .filter_map(|m| m.manager.clone())
+            .filter(|m| m != "corefit-operator-handover")
             .collect();
         assert_eq!(managers, ["corefit-operator"], "{file}");
         let st = wait_for(&format!("status of {name}"), T, || async {
@@ -681,6 +684,9 @@ async fn restart_and_idle_make_no_writes() {
                 .iter()
                 .map(|o| format!("svc/{}@{}", o.name_any(), o.resource_version().unwrap())),
         );
+        // The operator's own events: with no metrics server here, the
+        // real HPA controller records its own warnings about the
+        // autoscaled app, which are no writes of ours.
         v.extend(
             events
                 .list(&lp)
@@ -688,6 +694,9 @@ async fn restart_and_idle_make_no_writes() {
                 .unwrap()
                 .items
                 .iter()
+                .filter(|e| {
+                    e.reporting_controller.as_deref() == Some("corefit.dev/corefit-operator")
+                })
                 .map(|o| format!("event/{}@{}", o.name_any(), o.resource_version().unwrap())),
         );
         v
@@ -733,5 +742,298 @@ async fn restart_and_idle_make_no_writes() {
         metric_sum(&m, "corefit_operator_reconcile_errors_total"),
         0.0,
         "{m}"
+    );
+}
+
+fn dynamic(
+    client: &Client,
+    ns: &str,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    let (group, version) = api_version.split_once('/').unwrap();
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn owns_replicas(d: &Deployment, manager: &str) -> bool {
+    corefit_operator::autoscale::owns_replicas(d, manager)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn autoscaling_and_disruption_budget_follow_the_spec() {
+    let (client, ns) = setup("autoscale").await;
+    let op = Operator::start(&ns).await;
+    let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    // Kubernetes 1.20 serves autoscaling/v2beta2 and policy/v1beta1 only:
+    // discovery must pick those (autoscaling/v2 and policy/v1 are 404 here).
+    let hpas = dynamic(
+        &client,
+        &ns,
+        "autoscaling/v2beta2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+    );
+    let pdbs = dynamic(
+        &client,
+        &ns,
+        "policy/v1beta1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+    );
+    let status = |name: &'static str| {
+        let apps = apps.clone();
+        async move { apps.get(name).await.ok().and_then(|a| a.status) }
+    };
+
+    // 1 replica: no budget, no autoscaler; the ClusterApp owns the count.
+    apps.create(
+        &PostParams::default(),
+        &app(
+            "web",
+            json!({"image": "w:1", "resources": {"cpu": "500m"}, "scaling": {"replicas": 1}}),
+        ),
+    )
+    .await
+    .unwrap();
+    wait_until("replicasOwner ClusterApp", T, || async {
+        status("web")
+            .await
+            .and_then(|s| s.replicas_owner)
+            .as_deref()
+            == Some("ClusterApp")
+    })
+    .await;
+    assert!(pdbs.get_opt("web").await.unwrap().is_none());
+    assert!(hpas.get_opt("web").await.unwrap().is_none());
+
+    // 3 replicas: a budget appears, in the version the cluster serves.
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"scaling": {"replicas": 3}}})),
+    )
+    .await
+    .unwrap();
+    let pdb = wait_for("PodDisruptionBudget (policy/v1beta1)", T, || async {
+        pdbs.get_opt("web").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(pdb.data["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        pdb.data["spec"]["selector"]["matchLabels"]["corefit.dev/app"],
+        "web"
+    );
+    let app_uid = apps.get("web").await.unwrap().uid().unwrap();
+    assert_eq!(
+        pdb.metadata.owner_references.as_ref().unwrap()[0].uid,
+        app_uid
+    );
+    wait_until(
+        "Deployment at 3, replicas applied by the operator",
+        T,
+        || async {
+            deps.get("web")
+                .await
+                .is_ok_and(|d| d.spec.replicas == Some(3) && owns_replicas(&d, "corefit-operator"))
+        },
+    )
+    .await;
+
+    // Autoscaling on: an HPA (autoscaling/v2beta2) on the Deployment; the
+    // operator lets go of spec.replicas without it dropping to 1.
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"scaling": {"autoscaling": {"minReplicas": 2, "maxReplicas": 5, "targetCPUUtilizationPercentage": 60}}}})),
+    )
+    .await
+    .unwrap();
+    let hpa = wait_for(
+        "HorizontalPodAutoscaler (autoscaling/v2beta2)",
+        T,
+        || async { hpas.get_opt("web").await.ok().flatten() },
+    )
+    .await;
+    assert_eq!(
+        hpa.types.as_ref().unwrap().api_version,
+        "autoscaling/v2beta2"
+    );
+    assert_eq!(
+        hpa.data["spec"]["scaleTargetRef"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"})
+    );
+    assert_eq!(
+        (
+            hpa.data["spec"]["minReplicas"].clone(),
+            hpa.data["spec"]["maxReplicas"].clone()
+        ),
+        (json!(2), json!(5))
+    );
+    assert_eq!(
+        hpa.data["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        60
+    );
+    assert_eq!(
+        hpa.metadata.owner_references.as_ref().unwrap()[0].uid,
+        app_uid
+    );
+    wait_until("replicasOwner HorizontalPodAutoscaler", T, || async {
+        status("web")
+            .await
+            .and_then(|s| s.replicas_owner)
+            .as_deref()
+            == Some("HorizontalPodAutoscaler")
+    })
+    .await;
+    let d = deps.get("web").await.unwrap();
+    assert!(
+        !owns_replicas(&d, "corefit-operator"),
+        "{:?}",
+        d.metadata.managed_fields
+    );
+    assert_eq!(d.spec.replicas, Some(3), "the hand-over kept the count");
+
+    // The real HPA controller raises the Deployment to a new minimum of 4
+    // (below minReplicas it needs no metrics); the operator, whose spec
+    // still says 3, leaves it there and reports 4.
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"scaling": {"autoscaling": {"minReplicas": 4}}}})),
+    )
+    .await
+    .unwrap();
+    wait_until(
+        "the HPA controller scaled the Deployment to 4",
+        Duration::from_secs(90),
+        || async {
+            deps.get("web")
+                .await
+                .is_ok_and(|d| d.spec.replicas == Some(4))
+        },
+    )
+    .await;
+    wait_until("status.replicas follows the HPA", T, || async {
+        status("web").await.and_then(|s| s.replicas) == Some(4)
+    })
+    .await;
+    let writes_before = op
+        .metric("corefit_operator_api_writes_total{kind=\"Deployment\",verb=\"apply\"}")
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d = deps.get("web").await.unwrap();
+    assert_eq!(
+        d.spec.replicas,
+        Some(4),
+        "the operator undid the HPA's count"
+    );
+    assert!(!owns_replicas(&d, "corefit-operator"));
+    assert_eq!(
+        op.metric("corefit_operator_api_writes_total{kind=\"Deployment\",verb=\"apply\"}")
+            .await,
+        writes_before,
+        "Deployment writes while the HPA scaled"
+    );
+    assert_eq!(
+        apps.get("web").await.unwrap().spec.scaling.replicas,
+        Some(3)
+    );
+
+    // Autoscaling off, 1 replica: the HPA and the budget go away, the
+    // operator owns the count again.
+    apps.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"scaling": {"autoscaling": null, "replicas": 1}}})),
+    )
+    .await
+    .unwrap();
+    wait_until("HPA and PDB deleted", T, || async {
+        hpas.get_opt("web").await.is_ok_and(|h| h.is_none())
+            && pdbs.get_opt("web").await.is_ok_and(|p| p.is_none())
+    })
+    .await;
+    wait_until(
+        "Deployment back to 1, owned by the ClusterApp",
+        T,
+        || async {
+            deps.get("web")
+                .await
+                .is_ok_and(|d| d.spec.replicas == Some(1) && owns_replicas(&d, "corefit-operator"))
+                && status("web")
+                    .await
+                    .and_then(|s| s.replicas_owner)
+                    .as_deref()
+                    == Some("ClusterApp")
+        },
+    )
+    .await;
+    let m = op.metrics().await;
+    assert_eq!(
+        metric_sum(&m, "corefit_operator_reconcile_errors_total"),
+        0.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn launcher_injection_shapes_the_pod() {
+    let (client, ns) = setup("inject").await;
+    let _op = Operator::start(&ns).await;
+    let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let cmd = json!(["node", "server.js"]);
+    apps.create(
+        &PostParams::default(),
+        &app("plain", json!({"image": "node:22", "command": cmd})),
+    )
+    .await
+    .unwrap();
+    apps.create(
+        &PostParams::default(),
+        &app(
+            "injected",
+            json!({"image": "node:22", "command": cmd,
+                   "launcher": {"mode": "InitContainer", "image": "corefit-launcher:0.1"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let plain = get_deployment(&deps, "plain").await;
+    let pod = plain.spec.template.spec.unwrap();
+    assert!(pod.init_containers.is_none());
+    assert!(pod.volumes.is_none());
+    assert!(pod.containers[0].volume_mounts.is_none());
+    assert_eq!(
+        pod.containers[0].command.as_ref().unwrap(),
+        &["corefit", "--", "node", "server.js"]
+    );
+
+    let injected = get_deployment(&deps, "injected").await;
+    let pod = injected.spec.template.spec.unwrap();
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.image.as_deref(), Some("corefit-launcher:0.1"));
+    assert_eq!(
+        init.command.as_ref().unwrap(),
+        &["cp", "/corefit", "/corefit/bin/corefit"]
+    );
+    let vol = &pod.volumes.as_ref().unwrap()[0];
+    assert!(vol.empty_dir.is_some());
+    let mount = |c: &k8s_openapi::api::core::v1::Container| {
+        let m = &c.volume_mounts.as_ref().unwrap()[0];
+        (m.name.clone(), m.mount_path.clone())
+    };
+    assert_eq!(mount(init), (vol.name.clone(), "/corefit/bin".to_owned()));
+    assert_eq!(
+        mount(&pod.containers[0]),
+        (vol.name.clone(), "/corefit/bin".to_owned())
+    );
+    assert_eq!(
+        pod.containers[0].command.as_ref().unwrap(),
+        &["/corefit/bin/corefit", "--", "node", "server.js"]
     );
 }
