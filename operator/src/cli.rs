@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use clap::{Parser, ValueEnum};
 
 use crate::decide::ClusterInfo;
+use crate::leader::LeaseConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -44,6 +45,34 @@ pub struct Cli {
     /// `launcher.mode: InitContainer` that name no `launcher.image`.
     #[arg(long, env = "COREFIT_OPERATOR_LAUNCHER_IMAGE")]
     pub launcher_image: Option<String>,
+
+    /// Elect one leader among the operator's replicas with a
+    /// coordination.k8s.io/v1 Lease; only the leader reconciles.
+    #[arg(long, env = "COREFIT_OPERATOR_LEADER_ELECTION", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "COREFIT_OPERATOR_LEASE_NAME",
+        default_value = "corefit-operator"
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (the operator's own, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// Seconds a Lease stays valid after its holder's last renewal: a
+    /// leader that dies is replaced within this time.
+    #[arg(long, env = "COREFIT_OPERATOR_LEASE_DURATION", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_duration: u64,
+
+    /// This candidate's identity in the Lease (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }
 
 /// The operator's settings.
@@ -53,6 +82,8 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     pub log_format: LogFormat,
     pub info: ClusterInfo,
+    /// The Lease to campaign for; `None` runs without leader election.
+    pub lease: Option<LeaseConfig>,
 }
 
 impl From<Cli> for Config {
@@ -63,6 +94,11 @@ impl From<Cli> for Config {
             log_format,
             node_cpus,
             launcher_image,
+            leader_election,
+            lease_name,
+            lease_namespace,
+            lease_duration,
+            identity,
         } = cli;
         Config {
             namespace: namespace.filter(|n| !n.trim().is_empty()),
@@ -72,6 +108,14 @@ impl From<Cli> for Config {
                 node_cpus,
                 launcher_image: launcher_image.filter(|i| !i.trim().is_empty()),
             },
+            lease: leader_election.then(|| LeaseConfig {
+                name: lease_name,
+                namespace: lease_namespace,
+                identity: identity
+                    .filter(|i| !i.trim().is_empty())
+                    .unwrap_or_else(|| "corefit-operator".to_owned()),
+                duration_secs: lease_duration,
+            }),
         }
     }
 }
@@ -105,6 +149,36 @@ mod tests {
         assert_eq!(c.metrics_addr, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.info.node_cpus, 8);
+        assert_eq!(c.lease, None);
+    }
+
+    #[test]
+    fn leader_election_flags() {
+        let cli = Cli::try_parse_from([
+            "corefit-operator",
+            "--leader-election",
+            "true",
+            "--lease-name",
+            "l",
+            "--lease-namespace",
+            "ops",
+            "--lease-duration",
+            "9",
+            "--identity",
+            "pod-a",
+        ])
+        .unwrap();
+        assert_eq!(
+            Config::from(cli).lease,
+            Some(LeaseConfig {
+                name: "l".into(),
+                namespace: "ops".into(),
+                identity: "pod-a".into(),
+                duration_secs: 9,
+            })
+        );
+        let e = Cli::try_parse_from(["corefit-operator", "--lease-duration", "1"]).unwrap_err();
+        assert!(e.to_string().contains("--lease-duration"), "{e}");
     }
 
     #[test]

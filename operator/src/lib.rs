@@ -52,6 +52,7 @@ pub mod decide;
 pub mod desired;
 pub mod discovery;
 pub mod events;
+pub mod leader;
 pub mod metrics;
 pub mod quantity;
 pub mod reconcile;

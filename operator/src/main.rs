@@ -7,7 +7,11 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cfg = Config::from(Cli::parse());
+    let mut cli = Cli::parse();
+    if cli.identity.as_deref().is_none_or(|i| i.trim().is_empty()) {
+        cli.identity = hostname();
+    }
+    let cfg = Config::from(cli);
     let filter = EnvFilter::try_from_env("COREFIT_OPERATOR_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     let fmt = tracing_subscriber::fmt()
@@ -20,6 +24,14 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(?cfg, "starting");
     corefit_operator::run::run(cfg, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The host name (a pod's name in Kubernetes), as the default identity.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -8,6 +8,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -30,6 +31,8 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     pub writes: Family<WriteLabels, Counter>,
+    /// 1 while this process reconciles (the leader, or with no election).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -61,8 +64,15 @@ impl Metrics {
             "Writes sent to the API server, by kind and verb",
             writes.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process holds the lease and reconciles",
+            leader.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            leader,
             reconciles,
             errors,
             duration,

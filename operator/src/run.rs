@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::cli::Config;
 use crate::desired::MANAGER;
+use crate::leader::{Election, LeaderError, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile, Context};
 use crate::server::{self, ServerError};
@@ -26,6 +27,10 @@ pub enum RunError {
     Client(#[source] kube::Error),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Leader(#[from] LeaderError),
+    #[error("lost the leader lease")]
+    LostLease,
 }
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -39,7 +44,13 @@ where
 }
 
 /// Runs the operator until `shutdown` resolves, then stops reconciling,
-/// lets running reconciles finish, and stops the HTTP server.
+/// lets running reconciles finish, releases the Lease (with leader
+/// election) and stops the HTTP server.
+///
+/// With leader election, `/readyz` answers 200 for a standby too (it is
+/// healthy and ready to take over; a 503 there would stall every rollout
+/// of a two-replica Deployment), and says `standby` or `leader`; the
+/// `corefit_operator_leader` gauge tells them apart for monitoring.
 pub async fn run(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -51,7 +62,6 @@ pub async fn run(
         tracing::info!(%addr, "serving /metrics /healthz /readyz");
     }
     let client = Client::try_default().await.map_err(RunError::Client)?;
-    let ns = cfg.namespace.as_deref();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
@@ -63,18 +73,107 @@ pub async fn run(
             let _ = server_stop.wait_for(|s| *s).await;
         },
     ));
+    let (server_tx, server_rx) = (stop_tx.clone(), stop_rx.clone());
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
 
+    let result = match &cfg.lease {
+        None => {
+            metrics.leader.set(1);
+            let mut stop = stop_rx;
+            control(&client, &cfg, &metrics, &ready, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+            Ok(())
+        }
+        Some(lease) => lead(&client, &cfg, lease, &metrics, &ready, stop_rx).await,
+    };
+    metrics.leader.set(0);
+    ready.store(false, Ordering::Relaxed);
+    drop(server_rx);
+    let _ = server_tx.send(true);
+    match server.await {
+        Ok(r) => r?,
+        Err(e) => tracing::warn!("HTTP server task ended abnormally: {e}"),
+    }
+    tracing::info!("stopped");
+    result
+}
+
+/// Waits for the Lease, reconciles while holding it; on shutdown releases
+/// it, on losing it stops and fails (the process exits and restarts as a
+/// standby with fresh caches).
+async fn lead(
+    client: &Client,
+    cfg: &Config,
+    lease: &LeaseConfig,
+    metrics: &Metrics,
+    ready: &Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let election = Election::start(client.clone(), lease).await?;
+    tracing::info!(identity = %lease.identity, lease = %lease.name, namespace = %lease.namespace, "standby: waiting for the lease");
+    ready.store(true, Ordering::Relaxed);
+    let mut leading = election.leading();
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {
+            election.release().await;
+            return Ok(());
+        }
+        r = leading.wait_for(|l| *l) => {
+            if r.is_err() {
+                election.release().await;
+                return Err(RunError::LostLease);
+            }
+        }
+    }
+    tracing::info!(identity = %lease.identity, "leader: reconciling");
+    metrics.leader.set(1);
+    let lost = Arc::new(AtomicBool::new(false));
+    {
+        let lost = lost.clone();
+        let mut leading = leading.clone();
+        control(client, cfg, metrics, ready, async move {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => {}
+                _ = leading.wait_for(|l| !*l) => lost.store(true, Ordering::Relaxed),
+            }
+        })
+        .await;
+    }
+    metrics.leader.set(0);
+    election.release().await;
+    if lost.load(Ordering::Relaxed) {
+        tracing::error!("lost the lease: stopped reconciling");
+        return Err(RunError::LostLease);
+    }
+    Ok(())
+}
+
+/// The caches and the controller, until `stop` resolves.
+async fn control(
+    client: &Client,
+    cfg: &Config,
+    metrics: &Metrics,
+    ready: &Arc<AtomicBool>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = cfg.namespace.as_deref();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
     let (deployments, dep_writer) = reflector::store();
     let dep_stream = reflector(
         dep_writer,
-        watcher(api::<Deployment>(&client, ns), owned.clone()),
+        watcher(api::<Deployment>(client, ns), owned.clone()),
     )
     .default_backoff()
     .touched_objects();
     let (services, svc_writer) = reflector::store();
-    let svc_stream = watcher(api::<Service>(&client, ns), owned)
+    let svc_stream = watcher(api::<Service>(client, ns), owned)
         .modify(|s| s.managed_fields_mut().clear())
         .reflect(svc_writer)
         .default_backoff()
@@ -97,7 +196,7 @@ pub async fn run(
             }
         });
     }
-    let controller = Controller::new(api::<ClusterApp>(&client, ns), watcher::Config::default());
+    let controller = Controller::new(api::<ClusterApp>(client, ns), watcher::Config::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         cfg.info.clone(),
@@ -107,18 +206,10 @@ pub async fn run(
         services,
         caches_rx,
     ));
-    let mut ctl_stop = stop_rx;
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutdown requested");
-        let _ = stop_tx.send(true);
-    });
     controller
         .owns_stream(dep_stream)
         .owns_stream(svc_stream)
-        .graceful_shutdown_on(async move {
-            let _ = ctl_stop.wait_for(|s| *s).await;
-        })
+        .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
@@ -126,11 +217,4 @@ pub async fn run(
             }
         })
         .await;
-    ready.store(false, Ordering::Relaxed);
-    match server.await {
-        Ok(r) => r?,
-        Err(e) => tracing::warn!("HTTP server task ended abnormally: {e}"),
-    }
-    tracing::info!("stopped");
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The HTTP side: `/metrics` (Prometheus text), `/healthz` (the process
-//! serves), `/readyz` (the caches have their first full list).
+//! serves), `/readyz` (200 `leader` once the caches have their first full
+//! list, or 200 `standby` while waiting for the Lease).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,7 +71,13 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
+        // Without leader election the process always leads.
+        let role = if s.metrics.leader.get() == 1 {
+            "leader"
+        } else {
+            "standby"
+        };
+        (StatusCode::OK, role)
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
     }

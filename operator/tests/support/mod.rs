@@ -166,6 +166,11 @@ fn free_port() -> u16 {
 
 impl Operator {
     pub async fn start(namespace: &str) -> Operator {
+        Operator::start_with(namespace, &[]).await
+    }
+
+    /// Like [`Operator::start`], with extra environment.
+    pub async fn start_with(namespace: &str, env: &[(&str, &str)]) -> Operator {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let log = std::env::temp_dir().join(format!("corefit-operator-{namespace}-{port}.log"));
@@ -175,6 +180,7 @@ impl Operator {
             .env("COREFIT_OPERATOR_NAMESPACE", namespace)
             .env("COREFIT_OPERATOR_METRICS_ADDR", &addr)
             .env("COREFIT_OPERATOR_LOG", "info,kube=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
@@ -205,6 +211,13 @@ impl Operator {
     /// Still running?
     pub fn alive(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGKILL (no chance to release anything), and reaps it.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
     }
 
     /// Sends SIGTERM and waits for the exit (up to `deadline`).

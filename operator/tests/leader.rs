@@ -1,0 +1,152 @@
+//! Leader election with two real `corefit-operator` processes against the
+//! real kube-apiserver 1.20.2: one leads and writes, the other writes
+//! nothing; SIGKILL of the leader hands over within the lease duration
+//! and reconciling continues; SIGTERM releases the Lease at once.
+//!
+//! Needs COREFIT_TEST_KUBECONFIG; without it the test fails (no skip).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use corefit_operator::types::ClusterApp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::PostParams;
+use kube::Api;
+use serde_json::json;
+use support::*;
+
+const LEASE_SECS: u64 = 6;
+
+fn app(name: &str) -> ClusterApp {
+    serde_json::from_value(json!({
+        "apiVersion": "corefit.dev/v1alpha1",
+        "kind": "ClusterApp",
+        "metadata": {"name": name},
+        "spec": {"image": "x:1"},
+    }))
+    .unwrap()
+}
+
+async fn candidate(ns: &str, identity: &str) -> Operator {
+    let secs = LEASE_SECS.to_string();
+    Operator::start_with(
+        ns,
+        &[
+            ("COREFIT_OPERATOR_LEADER_ELECTION", "true"),
+            ("COREFIT_OPERATOR_LEASE_NAME", "corefit-operator"),
+            ("COREFIT_OPERATOR_LEASE_DURATION", &secs),
+            ("POD_NAMESPACE", ns),
+            ("POD_NAME", identity),
+        ],
+    )
+    .await
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt("corefit-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "leader").await;
+    let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let t = Duration::from_secs(30);
+
+    let mut a = candidate(&ns, "op-a").await;
+    wait_until("op-a leads", t, || async {
+        a.metric("corefit_operator_leader").await == 1.0
+    })
+    .await;
+    let mut b = candidate(&ns, "op-b").await;
+    assert_eq!(holder(&leases).await.as_deref(), Some("op-a"));
+
+    apps.create(&PostParams::default(), &app("one"))
+        .await
+        .unwrap();
+    wait_until("Deployment one", t, || async {
+        deps.get_opt("one").await.ok().flatten().is_some()
+    })
+    .await;
+    // A few seconds of both running: the standby reconciles and writes
+    // nothing, and stays a standby.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (ma, mb) = (a.metrics().await, b.metrics().await);
+    assert!(
+        metric_value(&ma, "corefit_operator_reconciles_total") >= 1.0,
+        "{ma}"
+    );
+    assert!(
+        metric_sum(&ma, "corefit_operator_api_writes_total") >= 1.0,
+        "{ma}"
+    );
+    assert_eq!(
+        metric_value(&mb, "corefit_operator_reconciles_total"),
+        0.0,
+        "{mb}"
+    );
+    assert_eq!(
+        metric_sum(&mb, "corefit_operator_api_writes_total"),
+        0.0,
+        "{mb}"
+    );
+    assert_eq!(metric_value(&mb, "corefit_operator_leader"), 0.0, "{mb}");
+    let (code, body) = http_get(&b.addr, "/readyz").await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "standby"));
+    assert_eq!(holder(&leases).await.as_deref(), Some("op-a"));
+
+    // SIGKILL the leader: no release. op-b takes over within the lease
+    // duration (plus the crate's up-to-1 s jitter and a second of slack)
+    // and reconciles an app created after the kill.
+    a.kill();
+    let killed = Instant::now();
+    apps.create(&PostParams::default(), &app("two"))
+        .await
+        .unwrap();
+    wait_until(
+        "op-b leads",
+        Duration::from_secs(LEASE_SECS + 10),
+        || async { b.metric("corefit_operator_leader").await == 1.0 },
+    )
+    .await;
+    let takeover = killed.elapsed();
+    wait_until("Deployment two, made by op-b", t, || async {
+        deps.get_opt("two").await.ok().flatten().is_some()
+    })
+    .await;
+    let reconciled = killed.elapsed();
+    eprintln!("takeover after SIGKILL: {takeover:?}; new app reconciled after {reconciled:?}");
+    assert!(
+        takeover <= Duration::from_secs(LEASE_SECS + 2),
+        "takeover took {takeover:?}, lease is {LEASE_SECS}s"
+    );
+    assert_eq!(holder(&leases).await.as_deref(), Some("op-b"));
+    assert!(b.metric("corefit_operator_reconciles_total").await >= 2.0);
+    let (code, body) = http_get(&b.addr, "/readyz").await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "leader"));
+
+    // SIGTERM the leader: clean exit, holder cleared at once, and a new
+    // candidate takes the free lease without waiting for expiry.
+    let status = b.terminate(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}\n{}", b.log_text());
+    assert_eq!(holder(&leases).await, None, "SIGTERM left the lease held");
+    let released = Instant::now();
+    let c = candidate(&ns, "op-c").await;
+    wait_until("op-c leads", Duration::from_secs(5), || async {
+        c.metric("corefit_operator_leader").await == 1.0
+    })
+    .await;
+    eprintln!("new leader after release: {:?}", released.elapsed());
+    assert!(released.elapsed() < Duration::from_secs(LEASE_SECS));
+}
