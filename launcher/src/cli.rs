@@ -50,6 +50,9 @@ pub struct ExecWorkerArgs {
     /// The inherited descriptor of the shared socket.
     #[arg(long, value_name = "FD")]
     pub listen_fd: i32,
+    /// `inject`: the preload shim to add to LD_PRELOAD (instead of LISTEN_*).
+    #[arg(long, value_name = "PATH")]
+    pub inject_preload: Option<String>,
     #[arg(last = true, required = true, value_name = "CMD")]
     pub cmd: Vec<String>,
 }

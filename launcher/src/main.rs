@@ -20,9 +20,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Plan(cmd)) => run_plan(&cmd),
-        Some(Command::ExecWorker(args)) => {
-            ExitCode::from(handoff::exec_with_socket(args.listen_fd, &args.cmd))
-        }
+        Some(Command::ExecWorker(args)) => ExitCode::from(handoff::exec_with_socket(
+            args.listen_fd,
+            args.inject_preload.as_deref(),
+            &args.cmd,
+        )),
         None => run_supervised(&cli.plan, &cli.run, cli.cmd),
     }
 }

@@ -20,6 +20,10 @@ pub enum SocketStrategy {
     Shared,
     /// Every worker binds PORT itself with SO_REUSEPORT.
     Reuseport,
+    /// As `shared`, for apps that only call `bind(PORT)`: a preload shim
+    /// (carried inside corefit) turns the app's bind of PORT into the
+    /// inherited socket. Dynamically linked programs only.
+    Inject,
     /// Every worker gets its own PORT: base + worker id.
     None,
 }
@@ -31,6 +35,7 @@ impl SocketStrategy {
             SocketStrategy::Proxy => "proxy",
             SocketStrategy::Shared => "shared",
             SocketStrategy::Reuseport => "reuseport",
+            SocketStrategy::Inject => "inject",
             SocketStrategy::None => "none",
         }
     }

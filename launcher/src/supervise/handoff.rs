@@ -22,7 +22,12 @@ pub const FD_NAME: &str = "corefit";
 
 /// Moves `inherited` to fd 3 and execs `command`; returns only on failure,
 /// with the exit code to use (127 not found, 126 not executable).
-pub fn exec_with_socket(inherited: RawFd, command: &[String]) -> u8 {
+///
+/// With `inject_preload` (the `inject` strategy) the app gets the preload
+/// shim appended to `LD_PRELOAD` and `COREFIT_INJECT_FD=3` instead of the
+/// socket-activation variables (its own `bind()` picks the socket up; the
+/// port comes in `COREFIT_INJECT_PORT` from the spawning corefit).
+pub fn exec_with_socket(inherited: RawFd, inject_preload: Option<&str>, command: &[String]) -> u8 {
     let Some((program, args)) = command.split_first() else {
         eprintln!("corefit: __exec-worker: no command given");
         return EXIT_FAILURE;
@@ -31,12 +36,24 @@ pub fn exec_with_socket(inherited: RawFd, command: &[String]) -> u8 {
         eprintln!("corefit: cannot put the shared socket (fd {inherited}) on fd 3: {e}");
         return EXIT_FAILURE;
     }
-    let err = Command::new(program)
-        .args(args)
-        .env("LISTEN_FDS", "1")
-        .env("LISTEN_PID", getpid().to_string())
-        .env("LISTEN_FDNAMES", FD_NAME)
-        .exec();
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    match inject_preload {
+        Some(shim) => {
+            let existing = std::env::var("LD_PRELOAD").ok();
+            cmd.env(crate::inject::ENV_FD, LISTEN_FDS_START.to_string())
+                .env(
+                    "LD_PRELOAD",
+                    crate::inject::ld_preload(existing.as_deref(), shim),
+                );
+        }
+        None => {
+            cmd.env("LISTEN_FDS", "1")
+                .env("LISTEN_PID", getpid().to_string())
+                .env("LISTEN_FDNAMES", FD_NAME);
+        }
+    }
+    let err = cmd.exec();
     eprintln!("corefit: cannot execute {program:?}: {err}");
     match err.kind() {
         std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,

@@ -79,6 +79,8 @@ struct Run<'a> {
     shared: Option<SharedSocket>,
     notify_dir: Option<tempfile::TempDir>,
     notify_seq: u64,
+    /// `inject`: the preload shim in a sealed memfd workers load by path.
+    preload: Option<std::os::fd::OwnedFd>,
     io: Vec<WorkerIo>,
     pumps: Vec<JoinHandle<()>>,
 }
@@ -123,6 +125,15 @@ impl<'a> Run<'a> {
             ));
         }
 
+        let preload = if strategy == SocketStrategy::Inject {
+            let command = cfg.command.first().map(String::as_str).unwrap_or("");
+            crate::inject::check_command(command, std::env::var("PATH").ok().as_deref())
+                .map_err(|e| fail(e.to_string(), 2))?;
+            Some(crate::inject::preload_memfd().map_err(|e| fail(e.to_string(), EXIT_FAILURE))?)
+        } else {
+            None
+        };
+
         match become_reaper() {
             ReaperRole::Unavailable(why) => logger.warn(&format!(
                 "cannot become child subreaper ({why}); orphans of workers will not be reaped by corefit"
@@ -143,7 +154,7 @@ impl<'a> Run<'a> {
                 accept_loop = Some(proxy::serve(listener, r.clone(), logger));
                 routes = Some(r);
             }
-            SocketStrategy::Shared => {
+            SocketStrategy::Shared | SocketStrategy::Inject => {
                 shared = Some(
                     SharedSocket::bind(public, cfg.shared_sockets, workers as usize)
                         .map_err(|e| fail(e.to_string(), EXIT_FAILURE))?,
@@ -196,6 +207,7 @@ impl<'a> Run<'a> {
             shared,
             notify_dir,
             notify_seq: 0,
+            preload,
             io: (0..workers).map(|_| WorkerIo::default()).collect(),
             pumps: Vec::new(),
         };
@@ -220,6 +232,13 @@ impl<'a> Run<'a> {
             SocketStrategy::Reuseport => {
                 format!("each binds port {} with SO_REUSEPORT", public.port())
             }
+            SocketStrategy::Inject => format!(
+                "{} on {public}, taken by each app's own bind() through the preload shim",
+                match self.cfg.shared_sockets {
+                    SharedSockets::One => "one shared socket",
+                    SharedSockets::PerWorker => "a SO_REUSEPORT socket per worker",
+                }
+            ),
             SocketStrategy::None if n == 1 && !self.cfg.port_given => {
                 "PORT as the app's environment has it".to_owned()
             }
@@ -325,13 +344,18 @@ impl<'a> Run<'a> {
             },
             // Checked in prepare(): cannot overflow.
             SocketStrategy::None => self.cfg.port + id as u16,
-            SocketStrategy::Shared | SocketStrategy::Reuseport => self.cfg.port,
+            SocketStrategy::Shared | SocketStrategy::Reuseport | SocketStrategy::Inject => {
+                self.cfg.port
+            }
         };
         // One worker, no PORT given: leave the app its own default.
         let pass_through =
             self.strategy == SocketStrategy::None && workers == 1 && !self.cfg.port_given;
         if !pass_through {
             env.insert("PORT".to_owned(), port.to_string());
+        }
+        if self.strategy == SocketStrategy::Inject {
+            env.insert(crate::inject::ENV_PORT.to_owned(), port.to_string());
         }
         self.io[id as usize].port = Some(port);
 
@@ -365,6 +389,7 @@ impl<'a> Run<'a> {
             pipe_output: self.cfg.log_prefix || workers > 1,
             inherit_stdin: workers == 1,
             shared_fd,
+            inject_preload: self.preload.as_ref().map(crate::inject::preload_path),
         };
         let spawned = match shared_fd {
             Some(fd) => match with_inheritable(&fd, || spawn(&spec)) {

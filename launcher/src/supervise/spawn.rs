@@ -35,6 +35,8 @@ pub struct SpawnSpec<'a> {
     /// `shared`: the inheritable socket, handed over through
     /// `corefit __exec-worker` (see [`super::handoff`]).
     pub shared_fd: Option<RawFd>,
+    /// `inject`: the preload shim's path, passed to `__exec-worker`.
+    pub inject_preload: Option<String>,
 }
 
 /// A started worker.
@@ -76,10 +78,11 @@ pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Started, SpawnError> {
             let mut c = Command::new(me);
             c.arg("__exec-worker")
                 .arg("--listen-fd")
-                .arg(fd.to_string())
-                .arg("--")
-                .arg(spec.program)
-                .args(spec.args);
+                .arg(fd.to_string());
+            if let Some(shim) = &spec.inject_preload {
+                c.arg("--inject-preload").arg(shim);
+            }
+            c.arg("--").arg(spec.program).args(spec.args);
             c
         }
         None => {
