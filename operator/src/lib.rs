@@ -3,7 +3,9 @@
 //! Reconciles `ClusterApp` (`corefit.dev/v1alpha1`) into a Deployment and a
 //! Service whose pods run the app under the corefit launcher, with the
 //! decision (single or cluster, workers per pod) handed over as
-//! `COREFIT_MODE` / `COREFIT_WORKERS`.
+//! `COREFIT_MODE` / `COREFIT_WORKERS`; plus an HPA (with
+//! `scaling.autoscaling`) and a PDB (from 2 pods), in the versions the
+//! cluster serves. With leader election, only the Lease holder reconciles.
 //!
 //! ## Theory of operation
 //!
@@ -23,12 +25,19 @@
 //! - [`validate`]: what the schema cannot check, as [`validate::SpecError`].
 //! - [`decide`]: strategy -> decision through the launcher's own
 //!   `corefit::plan` (the one decision matrix both crates use).
-//! - [`desired`]: the Deployment and Service an app should have.
+//! - [`desired`]: the Deployment and Service an app should have, and
+//!   through [`autoscale`] its HPA and PDB, and who owns the replica count
+//!   (with the HPA, the operator hands `spec.replicas` over and stops
+//!   applying it).
+//! - [`discovery`]: `autoscaling/v2` or `v2beta2`, `policy/v1` or
+//!   `v1beta1`, from `GET /apis`.
 //! - [`status`]: the next status and its conditions.
 //! - [`compare`]: "does the cluster already say this?", to skip writes.
 //! - [`backoff`]: per-object requeue delays for failures.
 //! - [`events`]: the events it records on transitions.
 //! - [`reconcile`]: the edge that reads caches and writes.
+//! - [`leader`]: the Lease (kube-lease-manager): standby until it holds
+//!   it, release on shutdown, stop and exit when it loses it.
 //! - [`metrics`], [`server`], [`cli`], [`run`]: the process around it.
 //!
 //! Guarantees: nothing is written when nothing changed (children are
@@ -39,7 +48,9 @@
 //! becomes a `Degraded` condition and one event per distinct problem, and
 //! is retried with a delay that doubles up to 5 minutes.
 //!
-//! Caveats: a hand edit of a field the operator does not set is kept; a
+//! Caveats: HPAs and PDBs are not watched, only read when their app is
+//! reconciled, so a hand-deleted one returns on the app's next change. A
+//! hand edit of a field the operator does not set is kept; a
 //! hand edit of a field it sets is undone on the app's next reconcile
 //! (which the edit itself triggers through the watch).
 

@@ -150,3 +150,49 @@ async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
     eprintln!("new leader after release: {:?}", released.elapsed());
     assert!(released.elapsed() < Duration::from_secs(LEASE_SECS));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_that_loses_the_lease_stops_and_exits() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "lost").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let mut a = candidate(&ns, "op-a").await;
+    wait_until("op-a leads", Duration::from_secs(30), || async {
+        a.metric("corefit_operator_leader").await == 1.0
+    })
+    .await;
+    // Someone else takes the Lease (as a partitioned leader would find it
+    // after its renewals failed): op-a notices at its next renewal, stops
+    // reconciling and exits 1 instead of carrying on as a second leader.
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    leases
+        .patch(
+            "corefit-operator",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {
+                "holderIdentity": "intruder", "renewTime": now, "leaseDurationSeconds": 60
+            }})),
+        )
+        .await
+        .unwrap();
+    let start = Instant::now();
+    wait_until(
+        "op-a exits after losing the lease",
+        Duration::from_secs(LEASE_SECS + 5),
+        || {
+            let alive = a.alive();
+            async move { !alive }
+        },
+    )
+    .await;
+    eprintln!(
+        "leader stopped {:?} after losing the lease",
+        start.elapsed()
+    );
+    assert_eq!(a.exited().and_then(|s| s.code()), Some(1));
+    assert!(a.log_text().contains("lost the lease"), "{}", a.log_text());
+    assert_eq!(holder(&leases).await.as_deref(), Some("intruder"));
+}
