@@ -209,6 +209,12 @@ pub struct PlanCommand {
     /// Print one JSON document (shape: docs/plan-json.md)
     #[arg(long)]
     pub json: bool,
+    /// The strategy to report as chosen (default: COREFIT_SOCKET, else proxy)
+    #[arg(long, value_name = "STRATEGY")]
+    pub socket: Option<String>,
+    /// A command to inspect: which socket strategies it can use
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use crate::plan::decide::cpus_phrase;
 use crate::plan::facts::{CgroupLayout, Limits, Platform};
 use crate::plan::size::human_bytes;
 use crate::plan::{Overrides, Plan};
+use crate::strategies::{CommandReport, Support};
 
 /// The JSON document's schema identifier; bumped on breaking changes.
 pub const SCHEMA: &str = "corefit.dev/plan/v1";
@@ -19,6 +20,9 @@ pub struct Report {
     pub schema: &'static str,
     pub inputs: Inputs,
     pub decision: Plan,
+    /// `corefit plan -- CMD`: what the command can use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandReport>,
     /// Probe warnings (unreadable or garbage files) followed by the plan's.
     pub warnings: Vec<String>,
 }
@@ -49,6 +53,7 @@ impl Report {
                 overrides,
             },
             decision: plan,
+            command: None,
             warnings,
         }
     }
@@ -156,6 +161,29 @@ impl Report {
             for w in &self.warnings {
                 let _ = writeln!(out, "  ! {w}");
             }
+        }
+        if let Some(c) = &self.command {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "Command: {} ({}, {})",
+                c.command.join(" "),
+                c.program.as_deref().unwrap_or("not found"),
+                c.linkage.unwrap_or("not inspected")
+            );
+            for s in &c.strategies {
+                let verdict = match s.support {
+                    Support::Yes => "yes",
+                    Support::IfTheAppSupportsIt => "if the app supports it",
+                    Support::No => "no",
+                };
+                let mark = if s.strategy == c.chosen { "*" } else { " " };
+                let _ = writeln!(out, " {mark} {:<10} {verdict}: {}", s.strategy, s.note);
+            }
+            let _ = writeln!(
+                out,
+                "   (* = the strategy corefit would use: --socket / COREFIT_SOCKET, default proxy)"
+            );
         }
         let _ = writeln!(out);
         let _ = writeln!(

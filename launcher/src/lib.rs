@@ -62,4 +62,5 @@ pub mod inject;
 pub mod observe;
 pub mod plan;
 pub mod probe;
+pub mod strategies;
 pub mod supervise;

@@ -42,7 +42,19 @@ fn decide_from(args: &PlanArgs) -> anyhow::Result<Report> {
 
 fn run_plan(cmd: &PlanCommand) -> ExitCode {
     match decide_from(&cmd.plan) {
-        Ok(report) => {
+        Ok(mut report) => {
+            if !cmd.command.is_empty() {
+                let chosen = cmd
+                    .socket
+                    .clone()
+                    .or_else(|| std::env::var("COREFIT_SOCKET").ok())
+                    .unwrap_or_else(|| "proxy".to_owned());
+                report.command = Some(corefit::strategies::report(
+                    &cmd.command,
+                    std::env::var("PATH").ok().as_deref(),
+                    &chosen,
+                ));
+            }
             if cmd.json {
                 println!("{}", report.to_json());
             } else {

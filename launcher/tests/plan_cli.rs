@@ -156,3 +156,35 @@ fn garbage_cgroup_files_are_warnings_not_failures() {
     // The garbage quota is not used.
     assert!(text.contains("no quota"), "{text}");
 }
+
+#[test]
+fn plan_reports_which_strategies_a_command_supports() {
+    let out = corefit(&["plan", "--json", "--", "node", "server.js"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &doc["command"];
+    assert_eq!(c["linkage"], "dynamic");
+    assert_eq!(c["chosen"], "proxy");
+    let inject = c["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["strategy"] == "inject")
+        .unwrap();
+    assert_eq!(inject["support"], "yes");
+
+    let out = corefit(
+        &["plan", "--", "/bin/busybox", "httpd"],
+        &[("COREFIT_SOCKET", "inject")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(/bin/busybox, static)"), "{text}");
+    assert!(
+        text.contains("* inject     no: --socket inject needs a dynamically linked program"),
+        "{text}"
+    );
+}
