@@ -271,7 +271,7 @@ mod tests {
         assert!(err.contains("\"abc\""), "{err}");
         let err = run_error(&["--socket", "udp"]);
         assert!(
-            err.contains("--socket") && err.contains("proxy, shared, reuseport, none"),
+            err.contains("--socket") && err.contains("expected one of proxy, shared, reuseport"),
             "{err}"
         );
         assert!(run_error(&["--port", "0"]).contains("PORT"));
