@@ -90,6 +90,12 @@ def test_deployment_is_two_hardened_replicas_with_probes():
     assert env["COREFIT_OPERATOR_LOG_FORMAT"] == "json"
     assert env["COREFIT_OPERATOR_NAMESPACE"] == ""
     assert env["COREFIT_OPERATOR_NODE_CPUS"] == "64"
+    assert env["COREFIT_OPERATOR_LEADER_ELECTION"] == "true"
+    assert env["COREFIT_OPERATOR_LEASE_NAME"] == "corefit-operator"
+    assert env["COREFIT_OPERATOR_LEASE_DURATION"] == "15"
+    assert env["COREFIT_OPERATOR_LAUNCHER_IMAGE"] == "corefit/corefit:0.1.0"
+    downward = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
+    assert downward == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
 
 
 def test_metrics_service_selects_the_operator_pods():

@@ -259,9 +259,7 @@ def test_06_operator_identity_does_the_operators_writes(kube: Kube, operator_ide
     sa.request("POST", f"/apis/events.k8s.io/v1/namespaces/{APPS_NS}/events", ev)
     # HPA and PDB in whatever version this server serves (1.20: autoscaling/v2beta2,
     # policy/v1beta1): RBAC rules are per group, so both versions are covered.
-    served = {g["name"]: [v["version"] for v in g["versions"]] for g in kube.get("/apis")["groups"]}
-    hpa_v = next(v for v in ("v2", "v2beta2") if v in served["autoscaling"])
-    pdb_v = next(v for v in ("v1", "v1beta1") if v in served["policy"])
+    hpa_v, pdb_v = served_versions(kube)
     hpa = {"apiVersion": f"autoscaling/{hpa_v}", "kind": "HorizontalPodAutoscaler",
            "metadata": {"name": "probe", "namespace": APPS_NS, "ownerReferences": owner},
            "spec": {"scaleTargetRef": {"apiVersion": "corefit.dev/v1alpha1", "kind": "ClusterApp", "name": "probe"},
@@ -302,6 +300,15 @@ def test_07_operator_identity_cannot_delete_a_secret(kube: Kube, operator_identi
         ("DELETE", f"{CA}/namespaces/{APPS_NS}/clusterapps/probe"),
     ]:
         assert operator_identity.status_of(method, path) == 403, f"{method} {path} was not refused"
+
+
+def served_versions(kube: Kube) -> tuple[str, str]:
+    """The HPA and PDB versions this server serves, newest first (as the
+    operator's discovery picks them)."""
+    served = {g["name"]: [v["version"] for v in g["versions"]] for g in kube.get("/apis")["groups"]}
+    hpa_v = next(v for v in ("v2", "v2beta2") if v in served["autoscaling"])
+    pdb_v = next(v for v in ("v1", "v1beta1") if v in served["policy"])
+    return hpa_v, pdb_v
 
 
 def _free_port() -> int:
@@ -386,7 +393,8 @@ def run_operator_as(kube: Kube, sa_ns: str, sa_name: str, app_ns: str, tmp_path,
                   and kube.get(lease_path)["spec"].get("holderIdentity") == pod_name, deadline_s=60)
         app = {"apiVersion": "corefit.dev/v1alpha1", "kind": "ClusterApp",
                "metadata": {"name": app_name, "namespace": app_ns},
-               "spec": {"image": "example.test/app:1", "port": 8080}}
+               "spec": {"image": "example.test/app:1", "port": 8080, "resources": {"cpu": "500m"},
+                        "scaling": {"autoscaling": {"minReplicas": 2, "maxReplicas": 4}}}}
         kube.request("POST", f"{CA}/namespaces/{app_ns}/clusterapps", app)
         dep = until("the operator applied the app's Deployment",
                     lambda: kube.exists(f"/apis/apps/v1/namespaces/{app_ns}/deployments/{app_name}")
@@ -401,6 +409,18 @@ def run_operator_as(kube: Kube, sa_ns: str, sa_name: str, app_ns: str, tmp_path,
         until("the operator recorded an event on the app",
               lambda: [e for e in kube.get(f"/apis/events.k8s.io/v1/namespaces/{app_ns}/events")["items"]
                        if e.get("regarding", {}).get("name") == app_name], deadline_s=30)
+        # Autoscaling from 2 pods: an HPA and a PDB in the versions served here,
+        # then both deleted when the spec drops them.
+        hpa_v, pdb_v = served_versions(kube)
+        hpa = f"/apis/autoscaling/{hpa_v}/namespaces/{app_ns}/horizontalpodautoscalers/{app_name}"
+        pdb = f"/apis/policy/{pdb_v}/namespaces/{app_ns}/poddisruptionbudgets/{app_name}"
+        until(f"the operator created the HPA ({hpa_v})", lambda: kube.exists(hpa), deadline_s=30)
+        until(f"the operator created the PDB ({pdb_v})", lambda: kube.exists(pdb), deadline_s=30)
+        kube.request("PATCH", f"{CA}/namespaces/{app_ns}/clusterapps/{app_name}",
+                     {"spec": {"scaling": {"autoscaling": None, "replicas": 1}}},
+                     content_type="application/merge-patch+json")
+        until("the operator deleted the HPA", lambda: not kube.exists(hpa), deadline_s=30)
+        until("the operator deleted the PDB", lambda: not kube.exists(pdb), deadline_s=30)
         text = logs()
         assert "forbidden" not in text.lower(), f"the operator was refused something:\n{text}"
     except AssertionError as e:
