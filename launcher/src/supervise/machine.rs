@@ -16,10 +16,24 @@
 //!   wait `grace`, then SIGKILL what is left. Exit 0 when every worker
 //!   obeyed in time; the first worker failure's code otherwise; 137 when a
 //!   worker had to be killed.
+//! - SIGHUP (unless restarts are off: then it is forwarded, as tini does)
+//!   and `Reload`: a rolling reload, `reload_parallelism` workers at
+//!   a time. Each ready worker gets a *replacement* with the same id (the
+//!   worker holds two processes meanwhile); once the replacement is ready
+//!   it is routed in the old one's place and the old one is *retired*
+//!   (SIGTERM, SIGKILL after `grace`). A replacement that exits or is not
+//!   ready within `ready_timeout` is killed, the old worker keeps serving
+//!   and the reload is aborted. A reload requested during a reload is
+//!   coalesced into one more round after it. With `replace_in_place`
+//!   (each worker's own fixed PORT, which two processes cannot share) the
+//!   old process is stopped first and the new one started after it.
+//! - `Scale`: grow by spawning new ids, shrink by retiring the highest.
+//! - `MemoryExceeded`: the worker is replaced as in a reload.
 //! - Any other signal the runtime listens for is forwarded to every group.
 //! - Whatever is left of a worker's process group when the worker exits
 //!   is killed, so a restarted worker starts clean.
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -34,6 +48,11 @@ pub type WorkerId = u32;
 /// Exit code when a worker had to be killed after the grace period.
 pub const EXIT_KILLED_AFTER_GRACE: u8 = 128 + 9;
 
+/// Why a worker was restarted (the `reason` label of the restart counter).
+pub const RESTART_CRASH: &str = "crash";
+pub const RESTART_RELOAD: &str = "reload";
+pub const RESTART_MEMORY: &str = "memory";
+
 /// The rules' parameters.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -45,11 +64,17 @@ pub struct Policy {
     /// A worker up at least this long (and ready) was stable.
     pub min_uptime: Duration,
     pub backoff: Backoff,
-    /// Time between forwarding SIGTERM and SIGKILL.
+    /// Time between forwarding SIGTERM and SIGKILL (also for retired
+    /// workers).
     pub grace: Duration,
     /// How long a worker may take to become ready; `None` when no
     /// readiness check applies (ready as soon as started).
     pub ready_timeout: Option<Duration>,
+    /// Workers replaced at once during a reload (at least 1).
+    pub reload_parallelism: u32,
+    /// Stop the old process before starting its replacement (workers that
+    /// bind a fixed port of their own).
+    pub replace_in_place: bool,
 }
 
 /// Something that happened.
@@ -71,6 +96,17 @@ pub enum Event {
     Ready { id: WorkerId, pid: i32 },
     /// corefit received a signal.
     Signal(Signal),
+    /// A rolling reload was asked for (SIGHUP is the same).
+    Reload,
+    /// Run this many workers from now on (already checked against caps).
+    Scale { workers: u32 },
+    /// Worker `id` (`pid`) uses more memory than its ceiling.
+    MemoryExceeded {
+        id: WorkerId,
+        pid: i32,
+        rss_bytes: u64,
+        limit_bytes: u64,
+    },
     /// Time passed (a deadline from [`Supervisor::next_deadline`] is due).
     Tick,
 }
@@ -86,7 +122,8 @@ pub enum Level {
 /// Something the runtime must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Start worker `id` and report `Spawned` or `SpawnFailed`.
+    /// Start worker `id` (a first start, a restart or a replacement) and
+    /// report `Spawned` or `SpawnFailed`.
     Spawn {
         id: WorkerId,
     },
@@ -95,7 +132,7 @@ pub enum Action {
         pid: i32,
         signal: Signal,
     },
-    /// Send new connections to worker `id`.
+    /// Send new connections to worker `id`'s newest process.
     Route {
         id: WorkerId,
     },
@@ -125,8 +162,19 @@ enum Slot {
     },
     /// Waiting to be restarted.
     Backoff { until: Instant },
-    /// Will not run again.
+    /// Will not run again (or scaled away).
     Done,
+}
+
+/// A replacement being started for a running worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Incoming {
+    Spawning,
+    Running {
+        pid: i32,
+        since: Instant,
+        ready_deadline: Option<Instant>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +182,43 @@ struct Worker {
     slot: Slot,
     unstable_in_a_row: u32,
     restarts: u32,
+    /// A replacement on its way, and why.
+    incoming: Option<(Incoming, &'static str)>,
+    /// `replace_in_place`: the process was told to stop so it can be
+    /// started again, for this reason.
+    in_place: Option<&'static str>,
+}
+
+impl Worker {
+    fn new() -> Worker {
+        Worker {
+            slot: Slot::Spawning,
+            unstable_in_a_row: 0,
+            restarts: 0,
+            incoming: None,
+            in_place: None,
+        }
+    }
+}
+
+/// An old process on its way out (replaced, scaled away or discarded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Retiring {
+    id: WorkerId,
+    pid: i32,
+    since: Instant,
+    deadline: Instant,
+    killed: bool,
+}
+
+/// A rolling reload in progress.
+#[derive(Debug, Clone, Default)]
+struct Reload {
+    pending: VecDeque<WorkerId>,
+    active: BTreeSet<WorkerId>,
+    replaced: u32,
+    /// Another reload was asked for meanwhile.
+    again: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,11 +232,35 @@ enum Phase {
     Exited,
 }
 
+/// What a worker process is doing, for status and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessState {
+    Starting,
+    Ready,
+    Stopping,
+    Backoff,
+}
+
+/// One process (or restart-pending slot) of the cluster, for snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessView {
+    pub id: WorkerId,
+    pub pid: Option<i32>,
+    pub state: ProcessState,
+    pub since: Option<Instant>,
+    pub restarts: u32,
+}
+
 /// The supervisor's state.
 #[derive(Debug)]
 pub struct Supervisor {
     policy: Policy,
     workers: Vec<Worker>,
+    /// Workers wanted now: ids `0..desired`.
+    desired: u32,
+    retiring: Vec<Retiring>,
+    reload: Option<Reload>,
+    restarts_by_reason: BTreeMap<String, u64>,
     phase: Phase,
     /// The exit code decided by the first failure, if any.
     outcome: Option<u8>,
@@ -159,16 +268,15 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(policy: Policy) -> Supervisor {
-        let workers = (0..policy.workers.max(1))
-            .map(|_| Worker {
-                slot: Slot::Spawning,
-                unstable_in_a_row: 0,
-                restarts: 0,
-            })
-            .collect();
+        let desired = policy.workers.max(1);
+        let workers = (0..desired).map(|_| Worker::new()).collect();
         Supervisor {
             policy,
             workers,
+            desired,
+            retiring: Vec::new(),
+            reload: None,
+            restarts_by_reason: BTreeMap::new(),
             phase: Phase::Running,
             outcome: None,
         }
@@ -188,6 +296,19 @@ impl Supervisor {
                 } => consider(d),
                 _ => {}
             }
+            if let Some((
+                Incoming::Running {
+                    ready_deadline: Some(d),
+                    ..
+                },
+                _,
+            )) = w.incoming
+            {
+                consider(d);
+            }
+        }
+        for r in self.retiring.iter().filter(|r| !r.killed) {
+            consider(r.deadline);
         }
         if let Phase::Stopping {
             deadline,
@@ -205,7 +326,12 @@ impl Supervisor {
         self.phase == Phase::Exited
     }
 
-    /// The pids of the running workers, by id.
+    /// True while corefit runs (not stopping).
+    pub fn accepting_commands(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// The pids of the running workers (current processes), by id.
     pub fn running(&self) -> Vec<(WorkerId, i32)> {
         self.workers
             .iter()
@@ -215,6 +341,68 @@ impl Supervisor {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Workers wanted now.
+    pub fn desired(&self) -> u32 {
+        self.desired
+    }
+
+    /// True while a rolling reload runs.
+    pub fn reloading(&self) -> bool {
+        self.reload.is_some()
+    }
+
+    /// Restarts so far, by reason.
+    pub fn restarts_by_reason(&self) -> &BTreeMap<String, u64> {
+        &self.restarts_by_reason
+    }
+
+    /// Every process and restart-pending worker, for status and health.
+    pub fn processes(&self) -> Vec<ProcessView> {
+        let mut out = Vec::new();
+        for (id, w) in self.workers.iter().enumerate() {
+            let id = id as WorkerId;
+            let view = |pid, state, since| ProcessView {
+                id,
+                pid,
+                state,
+                since,
+                restarts: w.restarts,
+            };
+            match w.slot {
+                Slot::Running {
+                    pid, since, ready, ..
+                } => {
+                    let state = if w.in_place.is_some() || self.phase != Phase::Running {
+                        ProcessState::Stopping
+                    } else if ready {
+                        ProcessState::Ready
+                    } else {
+                        ProcessState::Starting
+                    };
+                    out.push(view(Some(pid), state, Some(since)));
+                }
+                Slot::Backoff { .. } => out.push(view(None, ProcessState::Backoff, None)),
+                Slot::Spawning if id < self.desired => {
+                    out.push(view(None, ProcessState::Starting, None))
+                }
+                Slot::Spawning | Slot::Done => {}
+            }
+            if let Some((Incoming::Running { pid, since, .. }, _)) = w.incoming {
+                out.push(view(Some(pid), ProcessState::Starting, Some(since)));
+            }
+        }
+        for r in &self.retiring {
+            out.push(ProcessView {
+                id: r.id,
+                pid: Some(r.pid),
+                state: ProcessState::Stopping,
+                since: Some(r.since),
+                restarts: self.workers.get(r.id as usize).map_or(0, |w| w.restarts),
+            });
+        }
+        out
     }
 
     /// Applies one event.
@@ -233,6 +421,17 @@ impl Supervisor {
             Event::Spawned { id, pid } => self.on_spawned(now, id, pid, &mut out),
             Event::SpawnFailed { id, message, code } => {
                 if let Some(w) = self.workers.get_mut(id as usize) {
+                    if w.incoming.is_some() {
+                        // A replacement could not start: keep the old one.
+                        w.incoming = None;
+                        log(
+                            &mut out,
+                            Level::Error,
+                            format!("worker {id}: cannot start a replacement: {message}"),
+                        );
+                        self.replacement_failed(id, &mut out);
+                        return out;
+                    }
                     w.slot = Slot::Done;
                 }
                 log(&mut out, Level::Error, format!("worker {id}: {message}"));
@@ -241,31 +440,7 @@ impl Supervisor {
                 self.finish_if_idle(&mut out);
             }
             Event::Exited { pid, reason } => self.on_exited(now, pid, reason, &mut out),
-            Event::Ready { id, pid } => {
-                if let Some(Worker {
-                    slot:
-                        Slot::Running {
-                            pid: p,
-                            since,
-                            ready,
-                            ready_deadline,
-                        },
-                    ..
-                }) = self.workers.get_mut(id as usize)
-                {
-                    if *p == pid && !*ready {
-                        *ready = true;
-                        *ready_deadline = None;
-                        let after = human_duration(now.saturating_duration_since(*since));
-                        log(
-                            &mut out,
-                            Level::Info,
-                            format!("worker {id} (pid {pid}) ready after {after}"),
-                        );
-                        out.push(Action::Route { id });
-                    }
-                }
-            }
+            Event::Ready { id, pid } => self.on_ready(now, id, pid, &mut out),
             Event::Signal(sig @ (Signal::SIGTERM | Signal::SIGINT)) => {
                 if self.phase == Phase::Running {
                     log(
@@ -283,17 +458,60 @@ impl Supervisor {
                     self.forward(sig, &mut out);
                 }
             }
+            // Under tini's semantics (no restarts) SIGHUP is the app's own.
+            Event::Signal(Signal::SIGHUP) if !self.policy.restart => {
+                self.forward(Signal::SIGHUP, &mut out)
+            }
+            Event::Signal(Signal::SIGHUP) | Event::Reload => self.start_reload(now, &mut out),
             Event::Signal(sig) => self.forward(sig, &mut out),
+            Event::Scale { workers } => self.scale(now, workers, &mut out),
+            Event::MemoryExceeded {
+                id,
+                pid,
+                rss_bytes,
+                limit_bytes,
+            } => self.on_memory(now, id, pid, rss_bytes, limit_bytes, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
         }
         out
     }
 
     fn on_spawned(&mut self, now: Instant, id: WorkerId, pid: i32, out: &mut Vec<Action>) {
+        let desired = self.desired;
+        let stopping = match self.phase {
+            Phase::Stopping { signal, .. } => Some(signal),
+            _ => None,
+        };
+        let grace = self.policy.grace;
         let Some(w) = self.workers.get_mut(id as usize) else {
             return;
         };
         let ready_deadline = self.policy.ready_timeout.map(|t| now + t);
+        if let Some((Incoming::Spawning, why)) = w.incoming {
+            log(
+                out,
+                Level::Info,
+                format!("worker {id}: replacement started, pid {pid} ({why})"),
+            );
+            if let Some(signal) = stopping {
+                w.incoming = None;
+                out.push(Action::SignalGroup { pid, signal });
+                self.retire(now, id, pid, now + grace);
+                return;
+            }
+            w.incoming = Some((
+                Incoming::Running {
+                    pid,
+                    since: now,
+                    ready_deadline,
+                },
+                why,
+            ));
+            if ready_deadline.is_none() {
+                self.promote(now, id, out);
+            }
+            return;
+        }
         w.slot = Slot::Running {
             pid,
             since: now,
@@ -310,18 +528,147 @@ impl Supervisor {
             Level::Info,
             format!("worker {id} started, pid {pid}{again}"),
         );
+        if let Some(signal) = stopping {
+            // A spawn that raced with a stop request: stop it too.
+            out.push(Action::SignalGroup { pid, signal });
+            return;
+        }
+        if id >= desired {
+            // Scaled away while its spawn was in flight.
+            w.slot = Slot::Done;
+            out.push(Action::SignalGroup {
+                pid,
+                signal: Signal::SIGTERM,
+            });
+            self.retire(now, id, pid, now + grace);
+            return;
+        }
         if ready_deadline.is_none() {
             out.push(Action::Route { id });
+            self.step_done_if_replaced(now, id, out);
         }
-        if self.phase != Phase::Running {
-            // A spawn that raced with a stop request: stop it too.
-            if let Phase::Stopping { signal, .. } = self.phase {
-                out.push(Action::SignalGroup { pid, signal });
+    }
+
+    fn on_ready(&mut self, now: Instant, id: WorkerId, pid: i32, out: &mut Vec<Action>) {
+        let Some(w) = self.workers.get_mut(id as usize) else {
+            return;
+        };
+        if matches!(w.incoming, Some((Incoming::Running { pid: p, .. }, _)) if p == pid) {
+            self.promote(now, id, out);
+            return;
+        }
+        if let Slot::Running {
+            pid: p,
+            since,
+            ready,
+            ready_deadline,
+        } = &mut w.slot
+        {
+            if *p == pid && !*ready {
+                *ready = true;
+                *ready_deadline = None;
+                let after = human_duration(now.saturating_duration_since(*since));
+                log(
+                    out,
+                    Level::Info,
+                    format!("worker {id} (pid {pid}) ready after {after}"),
+                );
+                out.push(Action::Route { id });
+                self.step_done_if_replaced(now, id, out);
             }
         }
     }
 
+    /// The replacement of worker `id` is ready: route it in the old
+    /// process's place and retire the old one.
+    fn promote(&mut self, now: Instant, id: WorkerId, out: &mut Vec<Action>) {
+        let grace = self.policy.grace;
+        let w = &mut self.workers[id as usize];
+        let Some((Incoming::Running { pid, since, .. }, why)) = w.incoming.take() else {
+            return;
+        };
+        let old = match w.slot {
+            Slot::Running { pid, .. } => Some(pid),
+            _ => None,
+        };
+        w.slot = Slot::Running {
+            pid,
+            since,
+            ready: true,
+            ready_deadline: None,
+        };
+        w.restarts += 1;
+        w.unstable_in_a_row = 0;
+        *self.restarts_by_reason.entry(why.to_owned()).or_default() += 1;
+        out.push(Action::Route { id });
+        let after = human_duration(now.saturating_duration_since(since));
+        match old {
+            Some(old) => {
+                log(
+                    out,
+                    Level::Info,
+                    format!(
+                        "worker {id}: replacement pid {pid} ready after {after}; routed in place of pid {old}, which is told to stop ({why})"
+                    ),
+                );
+                out.push(Action::SignalGroup {
+                    pid: old,
+                    signal: Signal::SIGTERM,
+                });
+                self.retire(now, id, old, now + grace);
+            }
+            None => log(
+                out,
+                Level::Info,
+                format!("worker {id}: replacement pid {pid} ready after {after}"),
+            ),
+        }
+        self.step_done(now, id, out);
+    }
+
+    fn retire(&mut self, now: Instant, id: WorkerId, pid: i32, deadline: Instant) {
+        self.retiring.push(Retiring {
+            id,
+            pid,
+            since: now,
+            deadline,
+            killed: false,
+        });
+    }
+
     fn on_exited(&mut self, now: Instant, pid: i32, reason: ExitReason, out: &mut Vec<Action>) {
+        if let Some(i) = self.retiring.iter().position(|r| r.pid == pid) {
+            let r = self.retiring.remove(i);
+            out.push(Action::SignalGroup {
+                pid,
+                signal: Signal::SIGKILL,
+            });
+            log(
+                out,
+                Level::Info,
+                format!("worker {} old pid {pid} stopped: {reason}", r.id),
+            );
+            self.finish_if_idle(out);
+            return;
+        }
+        if let Some(id) = self.workers.iter().position(
+            |w| matches!(w.incoming, Some((Incoming::Running { pid: p, .. }, _)) if p == pid),
+        ) {
+            let wid = id as WorkerId;
+            self.workers[id].incoming = None;
+            out.push(Action::SignalGroup {
+                pid,
+                signal: Signal::SIGKILL,
+            });
+            log(
+                out,
+                Level::Error,
+                format!("worker {wid}: replacement pid {pid} {reason} before it was ready"),
+            );
+            self.replacement_failed(wid, out);
+            self.finish_if_idle(out);
+            return;
+        }
         let Some(id) = self
             .workers
             .iter()
@@ -333,13 +680,78 @@ impl Supervisor {
             return;
         };
         let wid = id as WorkerId;
+        let uptime = now.saturating_duration_since(since);
+
+        if self.phase == Phase::Running {
+            if let Some(why) = self.workers[id].in_place.take() {
+                // Stopped on purpose, to be started again.
+                out.push(Action::SignalGroup {
+                    pid,
+                    signal: Signal::SIGKILL,
+                });
+                let w = &mut self.workers[id];
+                w.restarts += 1;
+                w.unstable_in_a_row = 0;
+                w.slot = Slot::Spawning;
+                *self.restarts_by_reason.entry(why.to_owned()).or_default() += 1;
+                log(
+                    out,
+                    Level::Info,
+                    format!(
+                        "worker {wid} (pid {pid}) stopped: {reason}; starting it again ({why})"
+                    ),
+                );
+                out.push(Action::Spawn { id: wid });
+                return;
+            }
+            if let Some((incoming, why)) = self.workers[id].incoming.take() {
+                // The old process died while its replacement starts: the
+                // replacement takes its place (no Unroute: that would
+                // cancel the replacement's readiness check).
+                out.push(Action::SignalGroup {
+                    pid,
+                    signal: Signal::SIGKILL,
+                });
+                log(
+                    out,
+                    Level::Warn,
+                    format!("worker {wid} (pid {pid}) {reason} while being replaced ({why}); its replacement takes over"),
+                );
+                *self
+                    .restarts_by_reason
+                    .entry(RESTART_CRASH.to_owned())
+                    .or_default() += 1;
+                let w = &mut self.workers[id];
+                w.restarts += 1;
+                match incoming {
+                    Incoming::Spawning => w.slot = Slot::Spawning,
+                    Incoming::Running {
+                        pid,
+                        since,
+                        ready_deadline,
+                    } => {
+                        w.slot = Slot::Running {
+                            pid,
+                            since,
+                            ready: ready_deadline.is_none(),
+                            ready_deadline,
+                        };
+                        if ready_deadline.is_none() {
+                            out.push(Action::Route { id: wid });
+                            self.step_done_if_replaced(now, wid, out);
+                        }
+                    }
+                }
+                return;
+            }
+        }
+
         out.push(Action::Unroute { id: wid });
         // Whatever the worker left in its group goes with it.
         out.push(Action::SignalGroup {
             pid,
             signal: Signal::SIGKILL,
         });
-        let uptime = now.saturating_duration_since(since);
 
         match self.phase {
             Phase::Stopping { signal, .. } => {
@@ -406,6 +818,11 @@ impl Supervisor {
                 }
                 let delay = self.policy.backoff.delay(w.unstable_in_a_row);
                 w.restarts += 1;
+                *self
+                    .restarts_by_reason
+                    .entry(RESTART_CRASH.to_owned())
+                    .or_default() += 1;
+                let w = &mut self.workers[id];
                 let detail = if w.unstable_in_a_row > 0 {
                     format!(
                         ", unstable restart {} of {}",
@@ -436,6 +853,7 @@ impl Supervisor {
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         let running = self.phase == Phase::Running;
+        let mut failed_replacements = Vec::new();
         for (id, w) in self.workers.iter_mut().enumerate() {
             match &mut w.slot {
                 Slot::Backoff { until } if running && *until <= now => {
@@ -463,6 +881,61 @@ impl Supervisor {
                     });
                 }
                 _ => {}
+            }
+            if let Some((
+                Incoming::Running {
+                    pid,
+                    since,
+                    ready_deadline: Some(d),
+                },
+                _,
+            )) = w.incoming
+            {
+                if d <= now {
+                    w.incoming = None;
+                    log(
+                        out,
+                        Level::Error,
+                        format!(
+                            "worker {id}: replacement pid {pid} not ready after {}; killing it",
+                            human_duration(now.saturating_duration_since(since))
+                        ),
+                    );
+                    out.push(Action::SignalGroup {
+                        pid,
+                        signal: Signal::SIGKILL,
+                    });
+                    failed_replacements.push((id as WorkerId, pid, since));
+                }
+            }
+        }
+        for (id, pid, since) in failed_replacements {
+            self.retiring.push(Retiring {
+                id,
+                pid,
+                since,
+                deadline: now,
+                killed: true,
+            });
+            self.replacement_failed(id, out);
+        }
+        for r in self.retiring.iter_mut() {
+            if !r.killed && r.deadline <= now {
+                r.killed = true;
+                log(
+                    out,
+                    Level::Warn,
+                    format!(
+                        "worker {} old pid {} still running {} after SIGTERM; sending SIGKILL",
+                        r.id,
+                        r.pid,
+                        human_duration(self.policy.grace)
+                    ),
+                );
+                out.push(Action::SignalGroup {
+                    pid: r.pid,
+                    signal: Signal::SIGKILL,
+                });
             }
         }
         if let Phase::Stopping {
@@ -494,24 +967,298 @@ impl Supervisor {
         }
     }
 
+    /// Starts a rolling reload, or queues one after the current one.
+    fn start_reload(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        if let Some(r) = &mut self.reload {
+            r.again = true;
+            log(
+                out,
+                Level::Info,
+                "reload requested during a reload: one more round follows this one".to_owned(),
+            );
+            return;
+        }
+        let pending: VecDeque<WorkerId> = (0..self.desired).collect();
+        log(
+            out,
+            Level::Info,
+            format!(
+                "rolling reload of {} worker(s), {} at a time",
+                pending.len(),
+                self.policy.reload_parallelism.max(1)
+            ),
+        );
+        self.reload = Some(Reload {
+            pending,
+            ..Reload::default()
+        });
+        self.pump_reload(now, out);
+    }
+
+    /// Starts the next replacements; finishes the reload when all are done.
+    fn pump_reload(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let parallel = self.policy.reload_parallelism.max(1) as usize;
+        loop {
+            let Some(r) = &mut self.reload else { return };
+            if r.active.len() >= parallel {
+                return;
+            }
+            let Some(id) = r.pending.pop_front() else {
+                break;
+            };
+            if self.replace(now, id, RESTART_RELOAD, out) {
+                if let Some(r) = &mut self.reload {
+                    r.active.insert(id);
+                }
+            } else {
+                log(
+                    out,
+                    Level::Info,
+                    format!(
+                        "worker {id} is not running and ready: it gets the new code when it starts"
+                    ),
+                );
+            }
+        }
+        let Some(r) = &self.reload else { return };
+        if r.active.is_empty() {
+            let again = r.again;
+            log(
+                out,
+                Level::Info,
+                format!("reload complete: {} worker(s) replaced", r.replaced),
+            );
+            self.reload = None;
+            if again {
+                self.start_reload(now, out);
+            }
+        }
+    }
+
+    /// Starts replacing worker `id`; false when it is not running and
+    /// ready or is already being replaced.
+    fn replace(
+        &mut self,
+        _now: Instant,
+        id: WorkerId,
+        why: &'static str,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let in_place = self.policy.replace_in_place;
+        let Some(w) = self.workers.get_mut(id as usize) else {
+            return false;
+        };
+        let Slot::Running {
+            pid, ready: true, ..
+        } = w.slot
+        else {
+            return false;
+        };
+        if w.incoming.is_some() || w.in_place.is_some() || id >= self.desired {
+            return false;
+        }
+        if in_place {
+            w.in_place = Some(why);
+            log(
+                out,
+                Level::Info,
+                format!("worker {id}: stopping pid {pid} to start it again ({why})"),
+            );
+            out.push(Action::Unroute { id });
+            out.push(Action::SignalGroup {
+                pid,
+                signal: Signal::SIGTERM,
+            });
+        } else {
+            w.incoming = Some((Incoming::Spawning, why));
+            log(
+                out,
+                Level::Info,
+                format!("worker {id}: starting a replacement for pid {pid} ({why})"),
+            );
+            out.push(Action::Spawn { id });
+        }
+        true
+    }
+
+    /// Worker `id`'s current process became ready: if it was a reload
+    /// step, the step is done.
+    fn step_done_if_replaced(&mut self, now: Instant, id: WorkerId, out: &mut Vec<Action>) {
+        let w = &self.workers[id as usize];
+        if w.incoming.is_none() && w.in_place.is_none() {
+            self.step_done(now, id, out);
+        }
+    }
+
+    fn step_done(&mut self, now: Instant, id: WorkerId, out: &mut Vec<Action>) {
+        if let Some(r) = &mut self.reload {
+            if r.active.remove(&id) {
+                r.replaced += 1;
+                self.pump_reload(now, out);
+            }
+        }
+    }
+
+    /// A replacement failed: the old process stays; a reload stops here.
+    fn replacement_failed(&mut self, id: WorkerId, out: &mut Vec<Action>) {
+        let old = match self.workers.get(id as usize).map(|w| &w.slot) {
+            Some(Slot::Running { pid, .. }) => format!("pid {pid}"),
+            _ => "nothing".to_owned(),
+        };
+        let in_reload = self.reload.as_ref().is_some_and(|r| r.active.contains(&id));
+        if in_reload {
+            let replaced = self.reload.as_ref().map_or(0, |r| r.replaced);
+            self.reload = None;
+            log(
+                out,
+                Level::Error,
+                format!(
+                    "reload aborted: worker {id}'s replacement failed; worker {id} keeps {old} \
+                     ({replaced} worker(s) were replaced before; the rest keep running the old code)"
+                ),
+            );
+        } else {
+            log(out, Level::Warn, format!("worker {id} keeps {old}"));
+        }
+    }
+
+    /// Runs `n` workers from now on.
+    fn scale(&mut self, now: Instant, n: u32, out: &mut Vec<Action>) {
+        if self.phase != Phase::Running || n == 0 || n == self.desired {
+            return;
+        }
+        let old = self.desired;
+        log(
+            out,
+            Level::Info,
+            format!("scaling from {old} to {n} worker(s)"),
+        );
+        self.desired = n;
+        if let Some(r) = &mut self.reload {
+            r.pending.retain(|&id| id < n);
+        }
+        if n > old {
+            while self.workers.len() < n as usize {
+                let mut w = Worker::new();
+                w.slot = Slot::Done;
+                self.workers.push(w);
+            }
+            for id in old..n {
+                let w = &mut self.workers[id as usize];
+                if w.slot == Slot::Done {
+                    w.slot = Slot::Spawning;
+                    out.push(Action::Spawn { id });
+                }
+            }
+            return;
+        }
+        let grace = self.policy.grace;
+        for id in n..old {
+            let w = &mut self.workers[id as usize];
+            w.in_place = None;
+            let incoming = w.incoming.take();
+            let slot = std::mem::replace(&mut w.slot, Slot::Done);
+            if let Some((Incoming::Running { pid, .. }, _)) = incoming {
+                out.push(Action::SignalGroup {
+                    pid,
+                    signal: Signal::SIGTERM,
+                });
+                self.retire(now, id, pid, now + grace);
+            }
+            match slot {
+                Slot::Running { pid, .. } => {
+                    log(
+                        out,
+                        Level::Info,
+                        format!("worker {id} (pid {pid}) scaled away: stopping it"),
+                    );
+                    out.push(Action::Unroute { id });
+                    out.push(Action::SignalGroup {
+                        pid,
+                        signal: Signal::SIGTERM,
+                    });
+                    self.retire(now, id, pid, now + grace);
+                }
+                // A spawn in flight is stopped when it reports.
+                Slot::Spawning => self.workers[id as usize].slot = Slot::Spawning,
+                Slot::Backoff { .. } | Slot::Done => {}
+            }
+            if let Some(r) = &mut self.reload {
+                r.active.remove(&id);
+            }
+        }
+        self.pump_reload(now, out);
+    }
+
+    fn on_memory(
+        &mut self,
+        now: Instant,
+        id: WorkerId,
+        pid: i32,
+        rss: u64,
+        limit: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let current = matches!(
+            self.workers.get(id as usize).map(|w| &w.slot),
+            Some(Slot::Running { pid: p, .. }) if *p == pid
+        );
+        if !current || self.phase != Phase::Running {
+            return;
+        }
+        let mib = |b: u64| b / (1024 * 1024);
+        if self.replace(now, id, RESTART_MEMORY, out) {
+            log(
+                out,
+                Level::Warn,
+                format!(
+                    "worker {id} (pid {pid}) uses {} MiB, above its ceiling of {} MiB: restarting it gracefully",
+                    mib(rss),
+                    mib(limit)
+                ),
+            );
+        }
+    }
+
     /// Stop accepting, forward `signal` to every running worker, drop
     /// pending restarts, and start the grace period.
     fn begin_stop(&mut self, now: Instant, signal: Signal, out: &mut Vec<Action>) {
         if self.phase != Phase::Running {
             return;
         }
+        let deadline = now + self.policy.grace;
         self.phase = Phase::Stopping {
             signal,
-            deadline: now + self.policy.grace,
+            deadline,
             killed: false,
         };
+        if self.reload.take().is_some() {
+            log(out, Level::Info, "reload cancelled by the stop".to_owned());
+        }
         out.push(Action::StopAccepting);
-        for w in &mut self.workers {
+        let mut retire = Vec::new();
+        for (id, w) in self.workers.iter_mut().enumerate() {
+            w.in_place = None;
             match w.slot {
                 Slot::Running { pid, .. } => out.push(Action::SignalGroup { pid, signal }),
                 Slot::Backoff { .. } => w.slot = Slot::Done,
                 Slot::Spawning | Slot::Done => {}
             }
+            match w.incoming {
+                Some((Incoming::Running { pid, .. }, _)) => {
+                    out.push(Action::SignalGroup { pid, signal });
+                    retire.push((id as WorkerId, pid));
+                    w.incoming = None;
+                }
+                // Stopped when its spawn reports.
+                Some((Incoming::Spawning, _)) | None => {}
+            }
+        }
+        for (id, pid) in retire {
+            self.retire(now, id, pid, deadline);
         }
         self.finish_if_idle(out);
     }
@@ -523,10 +1270,10 @@ impl Supervisor {
     }
 
     fn finish_if_idle(&mut self, out: &mut Vec<Action>) {
-        let idle = self
-            .workers
-            .iter()
-            .all(|w| matches!(w.slot, Slot::Done | Slot::Backoff { .. }));
+        let idle = self.retiring.is_empty()
+            && self.workers.iter().all(|w| {
+                matches!(w.slot, Slot::Done | Slot::Backoff { .. }) && w.incoming.is_none()
+            });
         if idle && matches!(self.phase, Phase::Stopping { .. }) {
             self.phase = Phase::Exited;
             let code = self.outcome.unwrap_or(0);

@@ -14,6 +14,8 @@ fn policy(workers: u32, restart: bool) -> Policy {
         },
         grace: Duration::from_secs(25),
         ready_timeout: None,
+        reload_parallelism: 1,
+        replace_in_place: false,
     }
 }
 
@@ -390,15 +392,15 @@ fn other_signals_are_forwarded_and_orphans_ignored() {
     let t0 = Instant::now();
     let mut s = started(policy(2, true), t0);
     assert_eq!(
-        acts(s.handle(t0, Event::Signal(Signal::SIGHUP))),
+        acts(s.handle(t0, Event::Signal(Signal::SIGUSR2))),
         vec![
             Action::SignalGroup {
                 pid: 100,
-                signal: Signal::SIGHUP
+                signal: Signal::SIGUSR2
             },
             Action::SignalGroup {
                 pid: 101,
-                signal: Signal::SIGHUP
+                signal: Signal::SIGUSR2
             },
         ]
     );
@@ -442,4 +444,356 @@ fn spawn_failure_ends_the_run_with_its_code() {
     ));
     assert_eq!(a.last(), Some(&Action::Exit(127)));
     assert!(s.handle(t0, Event::Tick).is_empty());
+}
+
+// ---- rolling reload, scaling, memory ceilings ----
+
+fn checked(workers: u32) -> Policy {
+    let mut p = policy(workers, true);
+    p.ready_timeout = Some(secs(10.0));
+    p
+}
+
+/// `started` with every worker ready.
+fn ready(p: Policy, t0: Instant) -> Supervisor {
+    let n = p.workers;
+    let mut s = started(p, t0);
+    for id in 0..n {
+        s.handle(
+            t0,
+            Event::Ready {
+                id,
+                pid: 100 + id as i32,
+            },
+        );
+    }
+    s
+}
+
+fn term(pid: i32) -> Action {
+    Action::SignalGroup {
+        pid,
+        signal: Signal::SIGTERM,
+    }
+}
+
+fn kill9(pid: i32) -> Action {
+    Action::SignalGroup {
+        pid,
+        signal: Signal::SIGKILL,
+    }
+}
+
+#[test]
+fn reload_replaces_one_worker_at_a_time_routing_before_retiring() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(2), t0);
+    assert_eq!(
+        acts(s.handle(t0, Event::Signal(Signal::SIGHUP))),
+        vec![Action::Spawn { id: 0 }]
+    );
+    assert!(s.reloading());
+    // The replacement runs beside the old process; nothing changes yet.
+    assert!(acts(s.handle(t0, Event::Spawned { id: 0, pid: 200 })).is_empty());
+    assert_eq!(s.running(), vec![(0, 100), (1, 101)]);
+    let pids: Vec<_> = s.processes().iter().map(|p| (p.id, p.pid)).collect();
+    assert!(pids.contains(&(0, Some(200))) && pids.contains(&(0, Some(100))));
+    // Ready: route it, retire the old one, start the next.
+    let a = acts(s.handle(t0 + secs(1.0), Event::Ready { id: 0, pid: 200 }));
+    assert_eq!(
+        a,
+        vec![Action::Route { id: 0 }, term(100), Action::Spawn { id: 1 }]
+    );
+    assert_eq!(s.running(), vec![(0, 200), (1, 101)]);
+    // The old process's exit is not a crash: no restart, no unroute.
+    let a = acts(s.handle(
+        t0 + secs(1.5),
+        Event::Exited {
+            pid: 100,
+            reason: ExitReason::Code(0),
+        },
+    ));
+    assert_eq!(a, vec![kill9(100)]);
+    s.handle(t0 + secs(2.0), Event::Spawned { id: 1, pid: 201 });
+    let a = s.handle(t0 + secs(2.5), Event::Ready { id: 1, pid: 201 });
+    assert!(
+        logs(&a).iter().any(|l| l.contains("reload complete: 2")),
+        "{a:?}"
+    );
+    assert!(!s.reloading());
+    assert_eq!(s.running(), vec![(0, 200), (1, 201)]);
+    assert_eq!(s.restarts_by_reason().get("reload"), Some(&2));
+}
+
+#[test]
+fn a_replacement_never_ready_aborts_the_reload_and_keeps_the_old_worker() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(2), t0);
+    s.handle(t0, Event::Reload);
+    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    assert_eq!(s.next_deadline(), Some(t0 + secs(10.0)));
+    let a = s.handle(t0 + secs(10.0), Event::Tick);
+    assert!(acts(a.clone()).contains(&kill9(200)), "{a:?}");
+    assert!(!acts(a.clone())
+        .iter()
+        .any(|x| matches!(x, Action::Spawn { .. })));
+    assert!(
+        logs(&a)
+            .iter()
+            .any(|l| l.contains("reload aborted") && l.contains("keeps pid 100")),
+        "{a:?}"
+    );
+    assert!(!s.reloading());
+    // Its exit changes nothing; the old worker still serves.
+    let a = acts(s.handle(
+        t0 + secs(10.1),
+        Event::Exited {
+            pid: 200,
+            reason: ExitReason::Signal(9),
+        },
+    ));
+    assert_eq!(a, vec![kill9(200)]);
+    assert_eq!(s.running(), vec![(0, 100), (1, 101)]);
+    assert_eq!(s.restarts_by_reason().get("reload"), None);
+}
+
+#[test]
+fn a_replacement_that_exits_aborts_the_reload() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(1), t0);
+    s.handle(t0, Event::Reload);
+    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    let a = s.handle(
+        t0 + secs(0.5),
+        Event::Exited {
+            pid: 200,
+            reason: ExitReason::Code(1),
+        },
+    );
+    assert!(
+        logs(&a).iter().any(|l| l.contains("reload aborted")),
+        "{a:?}"
+    );
+    assert!(!acts(a)
+        .iter()
+        .any(|x| matches!(x, Action::Spawn { .. } | Action::Unroute { .. })));
+    assert_eq!(s.running(), vec![(0, 100)]);
+}
+
+#[test]
+fn a_second_reload_is_coalesced_into_one_more_round() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(1), t0);
+    s.handle(t0, Event::Reload);
+    // Two more requests while the first runs: no second replacement now.
+    for _ in 0..2 {
+        let a = acts(s.handle(t0, Event::Signal(Signal::SIGHUP)));
+        assert!(a.is_empty(), "{a:?}");
+    }
+    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    let a = acts(s.handle(t0, Event::Ready { id: 0, pid: 200 }));
+    // One more round starts at once, for the new process.
+    assert_eq!(
+        a,
+        vec![Action::Route { id: 0 }, term(100), Action::Spawn { id: 0 }]
+    );
+    s.handle(t0, Event::Spawned { id: 0, pid: 300 });
+    let a = acts(s.handle(t0, Event::Ready { id: 0, pid: 300 }));
+    assert_eq!(a, vec![Action::Route { id: 0 }, term(200)]);
+    assert!(!s.reloading());
+}
+
+#[test]
+fn sigterm_during_a_reload_stops_old_and_new_processes() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(2), t0);
+    s.handle(t0, Event::Reload);
+    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    let a = acts(s.handle(t0, Event::Signal(Signal::SIGTERM)));
+    assert!(
+        a.contains(&term(100)) && a.contains(&term(101)) && a.contains(&term(200)),
+        "{a:?}"
+    );
+    assert!(!s.reloading());
+    for pid in [100, 101] {
+        let a = acts(s.handle(
+            t0,
+            Event::Exited {
+                pid,
+                reason: ExitReason::Code(0),
+            },
+        ));
+        assert!(
+            !a.contains(&Action::Exit(0)),
+            "exited before the replacement: {a:?}"
+        );
+    }
+    let a = acts(s.handle(
+        t0,
+        Event::Exited {
+            pid: 200,
+            reason: ExitReason::Code(0),
+        },
+    ));
+    assert_eq!(a.last(), Some(&Action::Exit(0)));
+}
+
+#[test]
+fn a_retired_process_ignoring_sigterm_is_killed_after_grace() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(1), t0);
+    s.handle(t0, Event::Reload);
+    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    s.handle(t0, Event::Ready { id: 0, pid: 200 });
+    assert_eq!(s.next_deadline(), Some(t0 + secs(25.0)));
+    let a = acts(s.handle(t0 + secs(25.0), Event::Tick));
+    assert_eq!(a, vec![kill9(100)]);
+    assert_eq!(s.next_deadline(), None);
+}
+
+#[test]
+fn in_place_reload_stops_first_then_starts() {
+    let t0 = Instant::now();
+    let mut p = checked(2);
+    p.replace_in_place = true;
+    let mut s = ready(p, t0);
+    let a = acts(s.handle(t0, Event::Reload));
+    assert_eq!(a, vec![Action::Unroute { id: 0 }, term(100)]);
+    let a = acts(s.handle(
+        t0,
+        Event::Exited {
+            pid: 100,
+            reason: ExitReason::Code(0),
+        },
+    ));
+    assert_eq!(a, vec![kill9(100), Action::Spawn { id: 0 }]);
+    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    let a = acts(s.handle(t0, Event::Ready { id: 0, pid: 200 }));
+    assert_eq!(
+        a,
+        vec![
+            Action::Route { id: 0 },
+            Action::Unroute { id: 1 },
+            term(101)
+        ]
+    );
+    assert_eq!(s.restarts_by_reason().get("reload"), Some(&1));
+    assert_eq!(s.restarts_by_reason().get("crash"), None);
+}
+
+#[test]
+fn scaling_up_spawns_new_ids_and_down_retires_the_highest() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(2), t0);
+    let a = acts(s.handle(t0, Event::Scale { workers: 4 }));
+    assert_eq!(a, vec![Action::Spawn { id: 2 }, Action::Spawn { id: 3 }]);
+    assert_eq!(s.desired(), 4);
+    s.handle(t0, Event::Spawned { id: 2, pid: 102 });
+    s.handle(t0, Event::Spawned { id: 3, pid: 103 });
+    let a = acts(s.handle(t0, Event::Ready { id: 3, pid: 103 }));
+    assert_eq!(a, vec![Action::Route { id: 3 }]);
+    let a = acts(s.handle(t0, Event::Scale { workers: 1 }));
+    assert_eq!(
+        a,
+        vec![
+            Action::Unroute { id: 1 },
+            term(101),
+            Action::Unroute { id: 2 },
+            term(102),
+            Action::Unroute { id: 3 },
+            term(103),
+        ]
+    );
+    assert_eq!(s.running(), vec![(0, 100)]);
+    // Their exits are not restarts.
+    for pid in [101, 102, 103] {
+        let a = acts(s.handle(
+            t0,
+            Event::Exited {
+                pid,
+                reason: ExitReason::Code(0),
+            },
+        ));
+        assert_eq!(a, vec![kill9(pid)]);
+    }
+    // Up again reuses the ids.
+    assert_eq!(
+        acts(s.handle(t0, Event::Scale { workers: 2 })),
+        vec![Action::Spawn { id: 1 }]
+    );
+    assert!(s.restarts_by_reason().is_empty());
+}
+
+#[test]
+fn a_spawn_in_flight_when_scaled_away_is_stopped_when_it_reports() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(1), t0);
+    s.handle(t0, Event::Scale { workers: 2 });
+    s.handle(t0, Event::Scale { workers: 1 });
+    let a = acts(s.handle(t0, Event::Spawned { id: 1, pid: 7 }));
+    assert_eq!(a, vec![term(7)]);
+    assert_eq!(s.running(), vec![(0, 100)]);
+}
+
+#[test]
+fn a_worker_above_its_memory_ceiling_is_replaced_and_counted() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(2), t0);
+    let over = Event::MemoryExceeded {
+        id: 1,
+        pid: 101,
+        rss_bytes: 300 << 20,
+        limit_bytes: 256 << 20,
+    };
+    let a = s.handle(t0, over.clone());
+    assert_eq!(acts(a.clone()), vec![Action::Spawn { id: 1 }]);
+    assert!(logs(&a)
+        .iter()
+        .any(|l| l.contains("300 MiB") && l.contains("256 MiB")));
+    // Repeated samples while it is being replaced do nothing more.
+    assert!(acts(s.handle(t0, over)).is_empty());
+    s.handle(t0, Event::Spawned { id: 1, pid: 201 });
+    let a = acts(s.handle(t0, Event::Ready { id: 1, pid: 201 }));
+    assert_eq!(a, vec![Action::Route { id: 1 }, term(101)]);
+    assert_eq!(s.restarts_by_reason().get("memory"), Some(&1));
+    let w1: Vec<_> = s.processes().into_iter().filter(|p| p.id == 1).collect();
+    assert!(w1
+        .iter()
+        .any(|p| p.pid == Some(201) && p.state == ProcessState::Ready && p.restarts == 1));
+    assert!(w1
+        .iter()
+        .any(|p| p.pid == Some(101) && p.state == ProcessState::Stopping));
+}
+
+#[test]
+fn crash_restarts_are_counted_by_reason() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(1), t0);
+    s.handle(
+        t0 + secs(5.0),
+        Event::Exited {
+            pid: 100,
+            reason: ExitReason::Signal(9),
+        },
+    );
+    assert_eq!(s.restarts_by_reason().get("crash"), Some(&1));
+}
+
+#[test]
+fn sighup_is_forwarded_when_restarts_are_off() {
+    // One process under tini's semantics: SIGHUP is the app's own business.
+    let t0 = Instant::now();
+    let mut s = started(policy(1, false), t0);
+    assert_eq!(
+        acts(s.handle(t0, Event::Signal(Signal::SIGHUP))),
+        vec![Action::SignalGroup {
+            pid: 100,
+            signal: Signal::SIGHUP
+        }]
+    );
+    // `corefit reload` still reloads.
+    assert_eq!(
+        acts(s.handle(t0, Event::Reload)),
+        vec![Action::Spawn { id: 0 }]
+    );
 }

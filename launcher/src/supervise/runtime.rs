@@ -189,6 +189,8 @@ impl<'a> Run<'a> {
             },
             grace: cfg.grace,
             ready_timeout: (ready != ReadyCheck::None).then_some(cfg.ready_timeout),
+            reload_parallelism: 1,
+            replace_in_place: strategy == SocketStrategy::None,
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let run = Run {
