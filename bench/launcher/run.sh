@@ -8,6 +8,7 @@
 #   proxy      corefit --socket proxy,     2 workers
 #   shared     corefit --socket shared,    2 workers (a SO_REUSEPORT socket each)
 #   shared-one corefit --socket shared --shared-sockets one (one socket for both)
+#   inject     corefit --socket inject (the unmodified app's listen(PORT) gets the shared socket)
 #   reuseport  corefit --socket reuseport, 2 workers (needs Node >= 22.12)
 #
 # loaded by `wrk -t1 -cC -dD --latency` on 127.0.0.1, configurations
@@ -36,7 +37,7 @@ else
   DURATION=${DURATION:-10}
 fi
 CONNECTIONS=${CONNECTIONS:-32}
-CONFIGS=${CONFIGS:-"single cluster pm2 proxy shared shared-one reuseport"}
+CONFIGS=${CONFIGS:-"single cluster pm2 proxy shared shared-one inject reuseport"}
 ROUTES=${ROUTES:-"cpu hello"}
 CACHE=${COREFIT_BENCH_CACHE:-$HOME/.cache/corefit-bench}
 OUT=${OUT:-$ROOT/target/bench-launcher}
@@ -93,6 +94,7 @@ start_config() {
     proxy) cmd=("${CLEAN_ENV[@]}" "$COREFIT" "${corefit_args[@]}" --socket proxy -- node "$APP") ;;
     shared) cmd=("${CLEAN_ENV[@]}" "$COREFIT" "${corefit_args[@]}" --socket shared -- node "$APP") ;;
     shared-one) cmd=("${CLEAN_ENV[@]}" "$COREFIT" "${corefit_args[@]}" --socket shared --shared-sockets one -- node "$APP") ;;
+    inject) cmd=("${CLEAN_ENV[@]}" "$COREFIT" "${corefit_args[@]}" --socket inject -- node "$APP") ;;
     reuseport) cmd=("${CLEAN_ENV[@]}" REUSE_PORT=1 "$COREFIT" "${corefit_args[@]}" --socket reuseport -- node "$APP") ;;
     *) die "unknown configuration $name" ;;
   esac
