@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::plan::FlagValues;
-use crate::supervise::config::{ConfigError, Setting};
+use std::net::SocketAddr;
+
+use crate::supervise::config::{ConfigError, MemoryCeiling, MemorySettings, Setting};
 use crate::supervise::sockets::SharedSockets;
 use crate::supervise::{LogFormat, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
 
@@ -21,7 +23,7 @@ use crate::supervise::{LogFormat, ReadyCheck, RestartPolicy, RunConfig, SocketSt
     about,
     long_about = None,
     args_conflicts_with_subcommands = true,
-    override_usage = "corefit [FLAGS] -- CMD [ARGS]...\n       corefit plan [FLAGS]"
+    override_usage = "corefit [FLAGS] -- CMD [ARGS]...\n       corefit plan [FLAGS]\n       corefit status [--json] | reload | scale N|+N|-N [--force] | stop"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,9 +41,40 @@ pub struct Cli {
 pub enum Command {
     /// Print the detected limits and platform, the decision and every reason.
     Plan(PlanCommand),
+    /// Show the running corefit's workers (a table like `pm2 status`).
+    Status(StatusCommand),
+    /// Rolling reload of the running corefit's workers, one at a time (as SIGHUP).
+    Reload(ControlArgs),
+    /// Change the running corefit's worker count: N, +N or -N.
+    Scale(ScaleCommand),
+    /// Stop the running corefit gracefully (as SIGTERM).
+    Stop(ControlArgs),
     /// Internal: put the shared socket on fd 3, set LISTEN_PID and exec.
     #[command(name = "__exec-worker", hide = true)]
     ExecWorker(ExecWorkerArgs),
+}
+
+/// `corefit status`.
+#[derive(Debug, Args)]
+pub struct StatusCommand {
+    /// Print the cluster snapshot as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// `corefit scale N|+N|-N`.
+#[derive(Debug, Args)]
+pub struct ScaleCommand {
+    /// The new count (N), or a change (+N, -N)
+    #[arg(value_name = "N|+N|-N", allow_hyphen_values = true)]
+    pub target: String,
+    /// Go past the plan's caps (CPUs, memory, MAX_WORKERS)
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 /// `corefit __exec-worker --listen-fd N -- CMD ARGS...`.
@@ -105,6 +138,71 @@ pub struct RunArgs {
     /// Format of corefit's own log lines on stderr: text or json [default: text]
     #[arg(long, env = "COREFIT_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Workers replaced at once during a rolling reload (SIGHUP, `corefit reload`) [default: 1]
+    #[arg(long, env = "COREFIT_RELOAD_PARALLELISM", value_name = "N")]
+    pub reload_parallelism: Option<String>,
+    /// Address of the admin HTTP endpoint (GET /health, /health/workers, /metrics); off unless set [env: COREFIT_ADMIN_ADDR, or COREFIT_ADMIN_PORT for 0.0.0.0:PORT]
+    #[arg(long, value_name = "IP:PORT")]
+    pub admin_addr: Option<String>,
+    /// Time between samples of each worker's memory and CPU [default: 5s]
+    #[arg(long, env = "COREFIT_MEMORY_INTERVAL", value_name = "DURATION")]
+    pub memory_interval: Option<String>,
+    /// Log each worker's memory at every sample [env: ENABLE_MEMORY_MONITORING=1, COREFIT_MEMORY_MONITORING=1]
+    #[arg(long)]
+    pub memory_monitoring: bool,
+    /// Warn when a worker's memory exceeds this (e.g. 400Mi; a plain number is MiB) [env: COREFIT_MEMORY_THRESHOLD, MEMORY_THRESHOLD_MB]
+    #[arg(long, value_name = "SIZE")]
+    pub memory_threshold: Option<String>,
+    /// Restart a worker gracefully above this memory: off, auto (the plan's per-worker budget) or a size [default: off]
+    #[arg(long, env = "COREFIT_MAX_MEMORY_PER_WORKER", value_name = "SIZE")]
+    pub max_memory_per_worker: Option<String>,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+/// Where the control socket is (for the supervisor and the subcommands).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ControlArgs {
+    /// The control socket's path [default: $XDG_RUNTIME_DIR/corefit.sock, else /tmp/corefit.sock]
+    #[arg(long, env = "COREFIT_CONTROL_SOCKET", value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+}
+
+impl ControlArgs {
+    /// The path given, or the default.
+    pub fn path(&self) -> PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(crate::control::client::default_socket_path)
+    }
+}
+
+/// Variables read by [`RunArgs::config`] besides those clap reads.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnv {
+    pub log_prefix: Option<String>,
+    pub admin_addr: Option<String>,
+    pub admin_port: Option<String>,
+    pub memory_monitoring: Option<String>,
+    pub enable_memory_monitoring: Option<String>,
+    pub memory_threshold: Option<String>,
+    pub memory_threshold_mb: Option<String>,
+}
+
+impl RunEnv {
+    /// From the process environment.
+    pub fn from_process() -> RunEnv {
+        let v = |k: &str| std::env::var(k).ok();
+        RunEnv {
+            log_prefix: v("COREFIT_LOG_PREFIX"),
+            admin_addr: v("COREFIT_ADMIN_ADDR"),
+            admin_port: v("COREFIT_ADMIN_PORT"),
+            memory_monitoring: v("COREFIT_MEMORY_MONITORING"),
+            enable_memory_monitoring: v("ENABLE_MEMORY_MONITORING"),
+            memory_threshold: v("COREFIT_MEMORY_THRESHOLD"),
+            memory_threshold_mb: v("MEMORY_THRESHOLD_MB"),
+        }
+    }
 }
 
 impl RunArgs {
@@ -115,6 +213,21 @@ impl RunArgs {
         command: Vec<String>,
         env_log_prefix: Option<&str>,
     ) -> Result<RunConfig, ConfigError> {
+        let env = RunEnv {
+            log_prefix: env_log_prefix.map(str::to_owned),
+            ..RunEnv::default()
+        };
+        self.config_with(command, &env)
+    }
+
+    /// The typed settings for running `command`, with the variables clap
+    /// does not read itself.
+    pub fn config_with(
+        &self,
+        command: Vec<String>,
+        env: &RunEnv,
+    ) -> Result<RunConfig, ConfigError> {
+        let env_log_prefix = env.log_prefix.as_deref();
         fn s<'v>(flag: &'static str, var: &'static str, value: &'v Option<String>) -> Setting<'v> {
             Setting::new(flag, var, value.as_deref())
         }
@@ -157,7 +270,127 @@ impl RunArgs {
                 &self.shared_sockets,
             )
             .choice(SharedSockets::PerWorker)?,
+            reload_parallelism: {
+                let n: u32 = s(
+                    "--reload-parallelism",
+                    "COREFIT_RELOAD_PARALLELISM",
+                    &self.reload_parallelism,
+                )
+                .parsed("1", "a whole number from 1 to 4096")?;
+                if !(1..=4096).contains(&n) {
+                    return Err(ConfigError::Invalid {
+                        flag: "--reload-parallelism",
+                        var: "COREFIT_RELOAD_PARALLELISM",
+                        value: n.to_string(),
+                        expected: "a whole number from 1 to 4096".into(),
+                    });
+                }
+                n
+            },
+            control_socket: self.control.path(),
+            admin_addr: admin_addr(self.admin_addr.as_deref(), env)?,
+            memory: MemorySettings {
+                interval: {
+                    let d = s(
+                        "--memory-interval",
+                        "COREFIT_MEMORY_INTERVAL",
+                        &self.memory_interval,
+                    )
+                    .duration("5s")?;
+                    if d < std::time::Duration::from_millis(50) {
+                        return Err(ConfigError::Invalid {
+                            flag: "--memory-interval",
+                            var: "COREFIT_MEMORY_INTERVAL",
+                            value: self.memory_interval.clone().unwrap_or_default(),
+                            expected: "at least 50ms".into(),
+                        });
+                    }
+                    d
+                },
+                report: self.memory_monitoring
+                    || Setting::new(
+                        "--memory-monitoring",
+                        "COREFIT_MEMORY_MONITORING",
+                        env.memory_monitoring.as_deref(),
+                    )
+                    .flag()?
+                    || Setting::new(
+                        "--memory-monitoring",
+                        "ENABLE_MEMORY_MONITORING",
+                        env.enable_memory_monitoring.as_deref(),
+                    )
+                    .flag()?,
+                threshold_bytes: memory_threshold(self.memory_threshold.as_deref(), env)?,
+                ceiling: MemoryCeiling::parse(&s(
+                    "--max-memory-per-worker",
+                    "COREFIT_MAX_MEMORY_PER_WORKER",
+                    &self.max_memory_per_worker,
+                ))?,
+            },
         })
+    }
+}
+
+/// `--admin-addr` > `COREFIT_ADMIN_ADDR` > `COREFIT_ADMIN_PORT` (0.0.0.0:PORT).
+fn admin_addr(flag: Option<&str>, env: &RunEnv) -> Result<Option<SocketAddr>, ConfigError> {
+    let (name, value) = match (flag, env.admin_addr.as_deref()) {
+        (Some(v), _) => ("--admin-addr", v),
+        (None, Some(v)) => ("COREFIT_ADMIN_ADDR", v),
+        (None, None) => {
+            return match env.admin_port.as_deref() {
+                None => Ok(None),
+                Some(p) => Setting::new("--admin-addr", "COREFIT_ADMIN_PORT", Some(p))
+                    .port(0)
+                    .map(|port| Some(SocketAddr::from(([0, 0, 0, 0], port)))),
+            }
+        }
+    };
+    let bad = || ConfigError::Invalid {
+        flag: "--admin-addr",
+        var: if name == "--admin-addr" {
+            "COREFIT_ADMIN_ADDR"
+        } else {
+            name
+        },
+        value: value.to_owned(),
+        expected: "IP:PORT (e.g. 0.0.0.0:9000), or a port alone".into(),
+    };
+    let v = value.trim();
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Ok(Some(a));
+    }
+    match v.parse::<u16>() {
+        Ok(p) => Ok(Some(SocketAddr::from(([0, 0, 0, 0], p)))),
+        Err(_) => Err(bad()),
+    }
+}
+
+/// `--memory-threshold` > `COREFIT_MEMORY_THRESHOLD` > `MEMORY_THRESHOLD_MB`.
+fn memory_threshold(flag: Option<&str>, env: &RunEnv) -> Result<Option<u64>, ConfigError> {
+    let (var, value) = match (
+        flag,
+        env.memory_threshold.as_deref(),
+        env.memory_threshold_mb.as_deref(),
+    ) {
+        (Some(v), _, _) => ("COREFIT_MEMORY_THRESHOLD", v),
+        (None, Some(v), _) => ("COREFIT_MEMORY_THRESHOLD", v),
+        (None, None, Some(v)) => ("MEMORY_THRESHOLD_MB", v),
+        (None, None, None) => return Ok(None),
+    };
+    match crate::plan::size::parse_size(value) {
+        Ok(b) if b > 0 => Ok(Some(b)),
+        Ok(_) => Err(ConfigError::Invalid {
+            flag: "--memory-threshold",
+            var,
+            value: value.to_owned(),
+            expected: "a size above 0".into(),
+        }),
+        Err(e) => Err(ConfigError::Invalid {
+            flag: "--memory-threshold",
+            var,
+            value: value.to_owned(),
+            expected: format!("a size such as 400Mi or a number of MiB ({e})"),
+        }),
     }
 }
 
@@ -291,6 +524,96 @@ mod tests {
         assert_eq!(cfg.log_format, LogFormat::Text);
         let err = cli.run.config(cli.cmd.clone(), Some("maybe")).unwrap_err();
         assert!(err.to_string().contains("COREFIT_LOG_PREFIX"));
+    }
+
+    #[test]
+    fn operation_settings_name_their_flag_or_variable() {
+        assert!(run_error(&["--reload-parallelism", "0"]).contains("--reload-parallelism"));
+        assert!(run_error(&["--admin-addr", "nope"]).contains("--admin-addr"));
+        assert!(run_error(&["--memory-threshold", "lots"]).contains("--memory-threshold"));
+        assert!(run_error(&["--max-memory-per-worker=-5"]).contains("--max-memory-per-worker"));
+        assert!(run_error(&["--memory-interval", "1ms"]).contains("at least 50ms"));
+        let cli = Cli::try_parse_from(["corefit", "--", "x"]).unwrap();
+        let env = |pairs: &[(&str, &str)]| {
+            let get = |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            };
+            RunEnv {
+                admin_addr: get("COREFIT_ADMIN_ADDR"),
+                admin_port: get("COREFIT_ADMIN_PORT"),
+                enable_memory_monitoring: get("ENABLE_MEMORY_MONITORING"),
+                memory_threshold_mb: get("MEMORY_THRESHOLD_MB"),
+                ..RunEnv::default()
+            }
+        };
+        let cfg = cli.run.config_with(cli.cmd.clone(), &env(&[])).unwrap();
+        assert_eq!(cfg.admin_addr, None);
+        assert_eq!(cfg.memory.ceiling, MemoryCeiling::Off);
+        assert_eq!(cfg.reload_parallelism, 1);
+        let cfg = cli
+            .run
+            .config_with(
+                cli.cmd.clone(),
+                &env(&[
+                    ("COREFIT_ADMIN_PORT", "9100"),
+                    ("ENABLE_MEMORY_MONITORING", "1"),
+                    ("MEMORY_THRESHOLD_MB", "300"),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(cfg.admin_addr, Some("0.0.0.0:9100".parse().unwrap()));
+        assert!(cfg.memory.report);
+        assert_eq!(cfg.memory.threshold_bytes, Some(300 << 20));
+        // COREFIT_ADMIN_ADDR wins over COREFIT_ADMIN_PORT.
+        let cfg = cli
+            .run
+            .config_with(
+                cli.cmd.clone(),
+                &env(&[
+                    ("COREFIT_ADMIN_PORT", "9100"),
+                    ("COREFIT_ADMIN_ADDR", "127.0.0.1:9200"),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(cfg.admin_addr, Some("127.0.0.1:9200".parse().unwrap()));
+        let err = cli
+            .run
+            .config_with(cli.cmd.clone(), &env(&[("COREFIT_ADMIN_PORT", "x")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("COREFIT_ADMIN_PORT"), "{err}");
+        let cli =
+            Cli::try_parse_from(["corefit", "--max-memory-per-worker", "auto", "--", "x"]).unwrap();
+        let cfg = cli.run.config(cli.cmd.clone(), None).unwrap();
+        assert_eq!(cfg.memory.ceiling, MemoryCeiling::Plan);
+    }
+
+    #[test]
+    fn control_subcommands_parse() {
+        let cli = Cli::try_parse_from([
+            "corefit",
+            "scale",
+            "-1",
+            "--force",
+            "--control-socket",
+            "/x.sock",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Scale(c)) => {
+                assert_eq!(c.target, "-1");
+                assert!(c.force);
+                assert_eq!(c.control.path(), std::path::PathBuf::from("/x.sock"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["corefit", "status", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Status(StatusCommand { json: true, .. }))
+        ));
     }
 
     #[test]

@@ -6,13 +6,20 @@
 //! worker's own code, 128+N when a signal N killed it, 127 when CMD does not
 //! exist, 126 when it cannot be executed; in cluster mode 0 after a clean
 //! stop, non-zero when a worker hit the respawn limit or had to be killed.
+//! `corefit status | reload | scale | stop`: 0 when the running corefit
+//! accepted the request, 1 when it refused or cannot be reached, 2 for a
+//! malformed scale target.
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use corefit::cli::{Cli, Command, PlanArgs, PlanCommand, RunArgs};
+use corefit::cli::{Cli, Command, PlanArgs, PlanCommand, RunArgs, RunEnv};
+use corefit::control::{client, Request, ScaleTarget};
 use corefit::decision::{decide, process_env};
 use corefit::explain::Report;
+use corefit::observe::table::status_table;
 use corefit::probe::LiveFacts;
 use corefit::supervise::{self, handoff};
 
@@ -25,7 +32,54 @@ fn main() -> ExitCode {
             args.inject_preload.as_deref(),
             &args.cmd,
         )),
+        Some(Command::Status(c)) => control(&c.control.path(), &Request::Status, c.json),
+        Some(Command::Reload(c)) => control(&c.path(), &Request::Reload, false),
+        Some(Command::Stop(c)) => control(&c.path(), &Request::Stop, false),
+        Some(Command::Scale(c)) => match c.target.parse::<ScaleTarget>() {
+            Ok(target) => control(
+                &c.control.path(),
+                &Request::Scale {
+                    target,
+                    force: c.force,
+                },
+                false,
+            ),
+            Err(e) => {
+                eprintln!("corefit scale: {e}");
+                ExitCode::from(2)
+            }
+        },
         None => run_supervised(&cli.plan, &cli.run, cli.cmd),
+    }
+}
+
+/// Sends one request to a running corefit and prints the answer: 0 when
+/// it was accepted, 1 when refused or corefit cannot be reached.
+fn control(path: &Path, request: &Request, json: bool) -> ExitCode {
+    match client::send(path, request, Duration::from_secs(15)) {
+        Ok(r) if r.ok => {
+            if let Some(snapshot) = &r.snapshot {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(snapshot).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", status_table(snapshot));
+                }
+            } else if let Some(m) = &r.message {
+                println!("{m}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            eprintln!("corefit: {}", r.error.as_deref().unwrap_or("refused"));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("corefit: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -83,7 +137,7 @@ fn run_supervised(plan_args: &PlanArgs, run_args: &RunArgs, cmd: Vec<String>) ->
             return ExitCode::from(2);
         }
     };
-    let config = match run_args.config(cmd, std::env::var("COREFIT_LOG_PREFIX").ok().as_deref()) {
+    let config = match run_args.config_with(cmd, &RunEnv::from_process()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("corefit: {e}");

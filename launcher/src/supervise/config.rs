@@ -101,6 +101,55 @@ pub struct RunConfig {
     pub log_format: LogFormat,
     /// `shared`: one socket, or one SO_REUSEPORT socket per worker.
     pub shared_sockets: super::sockets::SharedSockets,
+    /// Workers replaced at once during a rolling reload.
+    pub reload_parallelism: u32,
+    /// The control socket's path.
+    pub control_socket: std::path::PathBuf,
+    /// The admin HTTP endpoint's address, when enabled.
+    pub admin_addr: Option<std::net::SocketAddr>,
+    /// Memory sampling, reports, warnings and ceilings.
+    pub memory: MemorySettings,
+}
+
+/// What corefit does with each worker's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemorySettings {
+    /// Time between samples of every worker's process tree.
+    pub interval: Duration,
+    /// Log one line per worker at every sample.
+    pub report: bool,
+    /// Warn when a worker's tree uses more than this.
+    pub threshold_bytes: Option<u64>,
+    /// Restart a worker gracefully above this.
+    pub ceiling: MemoryCeiling,
+}
+
+/// `--max-memory-per-worker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryCeiling {
+    Off,
+    /// The plan's per-worker budget (its share of the memory limit, or
+    /// the memory per worker).
+    Plan,
+    Bytes(u64),
+}
+
+impl MemoryCeiling {
+    /// `off`, `auto` (the plan's budget) or a size (`512Mi`; plain = MiB).
+    pub fn parse(setting: &Setting<'_>) -> Result<MemoryCeiling, ConfigError> {
+        let Some(v) = setting.value else {
+            return Ok(MemoryCeiling::Off);
+        };
+        match v.trim().to_ascii_lowercase().as_str() {
+            "" | "off" | "0" | "false" | "no" => Ok(MemoryCeiling::Off),
+            "auto" | "plan" | "on" | "true" | "yes" => Ok(MemoryCeiling::Plan),
+            _ => match crate::plan::size::parse_size(v) {
+                Ok(b) if b > 0 => Ok(MemoryCeiling::Bytes(b)),
+                Ok(_) => Err(setting.invalid(v, "a size above 0")),
+                Err(e) => Err(setting.invalid(v, format!("off, auto or a size ({e})"))),
+            },
+        }
+    }
 }
 
 /// A value that cannot be a setting.

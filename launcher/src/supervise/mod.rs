@@ -12,11 +12,14 @@
 //! - [`sockets`]: the public listener, the shared socket, private ports.
 //! - [`proxy`] and [`balancer`]: the `proxy` strategy (least connections).
 //! - [`readiness`]: port probes and `NOTIFY_SOCKET`.
+//! - [`sampler`]: each worker tree's RSS and CPU on an interval; thresholds and ceilings.
+//! - [`cluster`]: the snapshot for status, /health and /metrics; the scaling cap.
 //! - [`logs`]: corefit's own log lines and the workers' output.
 //! - [`exit`]: exit reasons and codes (tini's), and the 127/126 pre-check.
 
 pub mod backoff;
 pub mod balancer;
+pub mod cluster;
 pub mod config;
 pub mod exit;
 pub mod handoff;
@@ -26,6 +29,7 @@ pub mod proxy;
 pub mod readiness;
 pub mod reaper;
 pub mod runtime;
+pub mod sampler;
 pub mod signals;
 pub mod sockets;
 pub mod spawn;

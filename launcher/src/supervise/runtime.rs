@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{getpid, Pid};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::backoff::Backoff;
+use super::cluster;
 use super::config::{human_duration, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
 use super::exit::{resolve_command, EXIT_FAILURE};
 use super::logs::{prefix, pump_lines, Logger, Stream};
@@ -21,10 +22,14 @@ use super::machine::{Action, Event, Policy, Supervisor, WorkerId};
 use super::proxy::{self, Routes};
 use super::readiness::{probe_port, NotifySocket};
 use super::reaper::{become_reaper, reap_all, ReaperRole};
+use super::sampler::Sampler;
 use super::signals;
 use super::sockets::SharedSockets;
 use super::sockets::{free_loopback_port, listen, with_inheritable, SharedSocket};
 use super::spawn::{spawn, SpawnSpec};
+use crate::control::server::ControlCommand;
+use crate::control::ScaleCap;
+use crate::observe::ClusterSnapshot;
 use crate::plan::{Mode, Plan};
 
 /// Longest wait for proxied connections and log pipes to finish after the
@@ -83,7 +88,15 @@ struct Run<'a> {
     preload: Option<std::os::fd::OwnedFd>,
     io: Vec<WorkerIo>,
     pumps: Vec<JoinHandle<()>>,
+    started: Instant,
+    sampler: Sampler,
+    snapshots: watch::Sender<ClusterSnapshot>,
+    surfaces: ops::Surfaces,
+    cap: ScaleCap,
 }
+
+#[path = "runtime_ops.rs"]
+mod ops;
 
 impl<'a> Run<'a> {
     /// Checks the command, becomes the reaper, installs signal handlers
@@ -189,18 +202,31 @@ impl<'a> Run<'a> {
             },
             grace: cfg.grace,
             ready_timeout: (ready != ReadyCheck::None).then_some(cfg.ready_timeout),
-            reload_parallelism: 1,
+            reload_parallelism: cfg.reload_parallelism,
             replace_in_place: strategy == SocketStrategy::None,
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let run = Run {
+        let supervisor = Supervisor::new(policy);
+        let sampler = Sampler::live();
+        let started = Instant::now();
+        let (snapshots, snapshot_rx) = watch::channel(cluster::snapshot(
+            started,
+            started,
+            plan,
+            strategy.as_str(),
+            &supervisor,
+            &sampler,
+        ));
+        let surfaces = ops::open_surfaces(&cfg.control_socket, cfg.admin_addr, snapshot_rx, logger)
+            .map_err(|e| fail(e, EXIT_FAILURE))?;
+        let mut run = Run {
             cfg,
             plan,
             logger,
             program,
             strategy,
             ready,
-            supervisor: Supervisor::new(policy),
+            supervisor,
             signals,
             events_tx,
             events_rx,
@@ -212,7 +238,16 @@ impl<'a> Run<'a> {
             preload,
             io: (0..workers).map(|_| WorkerIo::default()).collect(),
             pumps: Vec::new(),
+            started,
+            sampler,
+            snapshots,
+            surfaces,
+            cap: ScaleCap {
+                max: workers,
+                why: String::new(),
+            },
         };
+        run.cap = run.cap_from_plan();
         run.announce(public, restart);
         Ok(run)
     }
@@ -265,6 +300,9 @@ impl<'a> Run<'a> {
 
     async fn go(mut self) -> u8 {
         let mut queue = VecDeque::from([Event::Start]);
+        let mut sampling = tokio::time::interval(self.cfg.memory.interval);
+        sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut commands = self.surfaces.commands.take();
         loop {
             while let Some(event) = queue.pop_front() {
                 let actions = self.supervisor.handle(Instant::now(), event);
@@ -276,16 +314,21 @@ impl<'a> Run<'a> {
                     self.perform(action, &mut queue);
                 }
             }
+            self.publish();
             let deadline = self.supervisor.next_deadline();
             tokio::select! {
                 Some(sig) = self.signals.recv() => {
                     if sig == Signal::SIGCHLD {
                         queue.extend(reap_all().into_iter().map(|(pid, reason)| Event::Exited { pid, reason }));
+                    } else if matches!(sig, Signal::SIGTTIN | Signal::SIGTTOU) {
+                        self.scale_signal(sig, &mut queue);
                     } else {
                         queue.push_back(Event::Signal(sig));
                     }
                 }
                 Some(event) = self.events_rx.recv() => queue.push_back(event),
+                Some(cmd) = recv_command(&mut commands) => self.control(cmd, &mut queue),
+                _ = sampling.tick() => self.sample(&mut queue),
                 () = sleep_until(deadline) => {
                     // Reap too, in case a SIGCHLD was coalesced away.
                     queue.extend(reap_all().into_iter().map(|(pid, reason)| Event::Exited { pid, reason }));
@@ -337,6 +380,9 @@ impl<'a> Run<'a> {
     /// Performs `Spawn`: returns `Spawned` or `SpawnFailed`.
     fn start_worker(&mut self, id: WorkerId) -> Event {
         let failed = |message: String, code: u8| Event::SpawnFailed { id, message, code };
+        if id as usize >= self.io.len() {
+            self.io.resize_with(id as usize + 1, WorkerIo::default);
+        }
         let workers = self.io.len();
         let mut env = self.plan.worker_env.for_worker(id);
         let port = match self.strategy {
@@ -345,7 +391,18 @@ impl<'a> Run<'a> {
                 Err(e) => return failed(e.to_string(), EXIT_FAILURE),
             },
             // Checked in prepare(): cannot overflow.
-            SocketStrategy::None => self.cfg.port + id as u16,
+            SocketStrategy::None => match u16::try_from(id)
+                .ok()
+                .and_then(|i| self.cfg.port.checked_add(i))
+            {
+                Some(p) => p,
+                None => {
+                    return failed(
+                        format!("PORT {} + worker {id} runs past port 65535", self.cfg.port),
+                        EXIT_FAILURE,
+                    )
+                }
+            },
             SocketStrategy::Shared | SocketStrategy::Reuseport | SocketStrategy::Inject => {
                 self.cfg.port
             }
@@ -453,6 +510,21 @@ impl<'a> Run<'a> {
             let _ = tokio::time::timeout_at(until, pump).await;
         }
         self.notify_dir = None;
+        for task in self.surfaces.tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(path) = self.surfaces.control_path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn recv_command(
+    commands: &mut Option<mpsc::Receiver<ControlCommand>>,
+) -> Option<ControlCommand> {
+    match commands {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

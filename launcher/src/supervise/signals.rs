@@ -1,16 +1,16 @@
 //! The signals corefit listens for, merged into one stream.
 //!
-//! SIGTERM and SIGINT start a graceful stop; SIGHUP, SIGQUIT, SIGUSR1,
+//! SIGTERM and SIGINT start a graceful stop; SIGQUIT, SIGUSR1,
 //! SIGUSR2 and SIGWINCH are forwarded to every worker's process group;
-//! SIGCHLD wakes the reaper. (SIGTTIN / SIGTTOU are left alone: they are
-//! reserved for scaling up and down.)
+//! SIGCHLD wakes the reaper; SIGHUP starts a rolling reload (forwarded
+//! when restarts are off); SIGTTIN / SIGTTOU add or remove one worker.
 
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 /// Signals that are handled or forwarded.
-pub const HANDLED: [Signal; 8] = [
+pub const HANDLED: [Signal; 10] = [
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGHUP,
@@ -19,6 +19,8 @@ pub const HANDLED: [Signal; 8] = [
     Signal::SIGUSR2,
     Signal::SIGWINCH,
     Signal::SIGCHLD,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
 ];
 
 /// Installs the handlers (before any worker starts, so no SIGCHLD is

@@ -1,0 +1,244 @@
+//! The runtime's operating surface: the control socket's commands, the
+//! SIGTTIN/SIGTTOU scaling signals, the admin endpoint's snapshots and
+//! the memory sampling. (A child of `runtime`, so it shares `Run`.)
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, watch};
+
+use super::super::cluster::{plan_memory_budget, scale_cap, snapshot};
+use super::super::config::MemoryCeiling;
+use super::super::logs::Logger;
+use super::super::machine::{Event, Level};
+use super::super::sampler::Finding;
+use super::Run;
+use crate::control::protocol::{Request, Response};
+use crate::control::scale::{resolve, ScaleTarget};
+use crate::control::server::{self, ControlCommand};
+use crate::observe::ClusterSnapshot;
+use crate::plan::size::human_bytes;
+use crate::probe::procstat::all_processes;
+
+/// The control socket and the admin endpoint, once started.
+#[derive(Debug, Default)]
+pub(super) struct Surfaces {
+    pub commands: Option<mpsc::Receiver<ControlCommand>>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The control socket file, removed at exit.
+    pub control_path: Option<std::path::PathBuf>,
+}
+
+/// Binds the control socket (a warning, not a failure, when it cannot:
+/// another corefit may own the default path) and the admin endpoint (a
+/// failure: it was asked for explicitly). Must run inside the runtime.
+pub(super) fn open_surfaces(
+    control_path: &Path,
+    admin: Option<std::net::SocketAddr>,
+    snapshots: watch::Receiver<ClusterSnapshot>,
+    logger: Logger,
+) -> Result<Surfaces, String> {
+    let mut s = Surfaces::default();
+    match server::bind(control_path) {
+        Ok(listener) => {
+            let (tx, rx) = mpsc::channel(16);
+            s.tasks.push(tokio::spawn(server::serve(listener, tx)));
+            s.commands = Some(rx);
+            s.control_path = Some(control_path.to_owned());
+        }
+        Err(e) => logger.warn(&format!(
+            "control socket {} disabled: {e} (`corefit status/reload/scale/stop` will not reach this corefit; signals still work)",
+            control_path.display()
+        )),
+    }
+    if let Some(addr) = admin {
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(|e| format!("cannot listen on --admin-addr {addr}: {e}"))?;
+        s.tasks
+            .push(tokio::spawn(crate::admin::serve(listener, snapshots)));
+    }
+    Ok(s)
+}
+
+impl Run<'_> {
+    /// The snapshot now.
+    pub(super) fn snapshot(&self) -> ClusterSnapshot {
+        snapshot(
+            Instant::now(),
+            self.started,
+            self.plan,
+            self.strategy.as_str(),
+            &self.supervisor,
+            &self.sampler,
+        )
+    }
+
+    /// Publishes the snapshot for the admin endpoint.
+    pub(super) fn publish(&self) {
+        let s = self.snapshot();
+        self.snapshots.send_if_modified(|old| {
+            if *old == s {
+                false
+            } else {
+                *old = s;
+                true
+            }
+        });
+    }
+
+    /// The memory ceiling per worker, if any.
+    pub(super) fn ceiling(&self) -> Option<u64> {
+        match self.cfg.memory.ceiling {
+            MemoryCeiling::Off => None,
+            MemoryCeiling::Plan => Some(plan_memory_budget(self.plan)),
+            MemoryCeiling::Bytes(b) => Some(b),
+        }
+    }
+
+    /// SIGTTIN (+1) and SIGTTOU (-1), within the plan's caps.
+    pub(super) fn scale_signal(&mut self, sig: Signal, queue: &mut VecDeque<Event>) {
+        let delta = if sig == Signal::SIGTTIN { 1 } else { -1 };
+        match self.scale_to(ScaleTarget::Delta(delta), false) {
+            Ok(Some(n)) => queue.push_back(Event::Scale { workers: n }),
+            Ok(None) => {}
+            Err(e) => self.logger.warn(&format!("{} ignored: {e}", sig.as_str())),
+        }
+    }
+
+    /// The new count for a scale request, or why not; `None` when it
+    /// changes nothing.
+    fn scale_to(&self, target: ScaleTarget, force: bool) -> Result<Option<u32>, String> {
+        if !self.supervisor.accepting_commands() {
+            return Err("corefit is stopping".to_owned());
+        }
+        if self.supervisor.reloading() {
+            return Err("a rolling reload is in progress; scale after it completes".to_owned());
+        }
+        let current = self.supervisor.desired();
+        let n = resolve(current, target, &self.cap, force).map_err(|e| e.to_string())?;
+        if n > 1 && self.single_port_only() {
+            return Err(
+                "this run has one worker on the app's own port; scaling needs --socket proxy, shared or reuseport (or start with 2 workers)"
+                    .to_owned(),
+            );
+        }
+        Ok((n != current).then_some(n))
+    }
+
+    /// One worker with `--socket none` and no PORT given: a second worker
+    /// would fight the first for the app's own port.
+    fn single_port_only(&self) -> bool {
+        self.strategy == super::SocketStrategy::None && !self.cfg.port_given
+    }
+
+    /// Answers a control command (reload and scale answer when accepted).
+    pub(super) fn control(&mut self, cmd: ControlCommand, queue: &mut VecDeque<Event>) {
+        let response = match cmd.request {
+            Request::Status => Response::snapshot(self.snapshot()),
+            Request::Reload if !self.supervisor.accepting_commands() => {
+                Response::error("corefit is stopping")
+            }
+            Request::Reload => {
+                let msg = if self.supervisor.reloading() {
+                    "a reload is in progress; one more round will follow it".to_owned()
+                } else {
+                    format!(
+                        "rolling reload of {} worker(s) started, {} at a time",
+                        self.supervisor.desired(),
+                        self.cfg.reload_parallelism
+                    )
+                };
+                queue.push_back(Event::Reload);
+                Response::ok(msg)
+            }
+            Request::Scale { target, force } => match self.scale_to(target, force) {
+                Ok(Some(n)) => {
+                    queue.push_back(Event::Scale { workers: n });
+                    Response::ok(format!(
+                        "scaling from {} to {n} worker(s)",
+                        self.supervisor.desired()
+                    ))
+                }
+                Ok(None) => Response::ok(format!(
+                    "already at {} worker(s)",
+                    self.supervisor.desired()
+                )),
+                Err(e) => Response::error(e),
+            },
+            Request::Stop => {
+                queue.push_back(Event::Signal(Signal::SIGTERM));
+                Response::ok("stopping")
+            }
+        };
+        let _ = cmd.reply.send(response);
+    }
+
+    /// Samples every worker's tree; reports, warns, and asks the
+    /// supervisor to replace workers above the ceiling.
+    pub(super) fn sample(&mut self, queue: &mut VecDeque<Event>) {
+        let procs = all_processes(Path::new("/"));
+        let views = self.supervisor.processes();
+        let pids: Vec<i32> = views.iter().filter_map(|p| p.pid).collect();
+        self.sampler.sample(Instant::now(), &procs, &pids);
+        let id_of = |pid: i32| views.iter().find(|p| p.pid == Some(pid)).map(|p| p.id);
+        if self.cfg.memory.report {
+            let mut total = 0;
+            let mut parts = Vec::new();
+            for v in &views {
+                if let Some(s) = v.pid.and_then(|pid| self.sampler.get(pid)) {
+                    total += s.rss_bytes;
+                    parts.push(format!(
+                        "worker {} pid {} {}{}",
+                        v.id,
+                        v.pid.unwrap_or(0),
+                        human_bytes(s.rss_bytes),
+                        s.cpu_percent
+                            .map(|c| format!(" {c:.1}% cpu"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            self.logger.info(&format!(
+                "memory: {} total; {}",
+                human_bytes(total),
+                parts.join(", ")
+            ));
+        }
+        let ceiling = self.ceiling();
+        for f in self
+            .sampler
+            .findings(self.cfg.memory.threshold_bytes, ceiling)
+        {
+            match f {
+                Finding::AboveThreshold { pid, rss_bytes } => self.logger.log(
+                    Level::Warn,
+                    &format!(
+                        "worker {} (pid {pid}) uses {}, above the memory threshold of {}",
+                        id_of(pid).map_or("?".to_owned(), |i| i.to_string()),
+                        human_bytes(rss_bytes),
+                        human_bytes(self.cfg.memory.threshold_bytes.unwrap_or(0))
+                    ),
+                ),
+                Finding::AboveCeiling { pid, rss_bytes } => {
+                    if let (Some(id), Some(limit)) = (id_of(pid), ceiling) {
+                        queue.push_back(Event::MemoryExceeded {
+                            id,
+                            pid,
+                            rss_bytes,
+                            limit_bytes: limit,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Derived once: the cap scaling stays within.
+    pub(super) fn cap_from_plan(&self) -> crate::control::ScaleCap {
+        scale_cap(self.plan)
+    }
+}
