@@ -96,7 +96,7 @@ pub struct ExecWorkerArgs {
 /// and the error names the flag and the variable.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
-    /// How workers share the public port: proxy, shared, reuseport or none [default: proxy]
+    /// How workers share the public port: proxy, shared, reuseport, inject or none [default: proxy]
     #[arg(long, env = "COREFIT_SOCKET", value_name = "STRATEGY")]
     pub socket: Option<String>,
     /// With --socket shared: one (a single socket, bound once) or per-worker (one SO_REUSEPORT socket per worker, evenly balanced by the kernel) [default: per-worker]
