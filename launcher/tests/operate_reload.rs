@@ -1,0 +1,184 @@
+//! Rolling reload through the real binary and a real Node app that closes
+//! idle keep-alive connections on SIGTERM (tests/apps/server.js): under a
+//! bounded keep-alive load, a reload of 2 workers in `proxy` (by SIGHUP)
+//! and in `shared` (by `corefit reload`) mode fails no request and changes
+//! every worker pid; a replacement that never becomes ready aborts the
+//! reload and the old workers keep serving.
+
+mod operate_support;
+mod supervise_support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use operate_support::*;
+use supervise_support::*;
+
+fn start(
+    socket: &str,
+    port: u16,
+    control: &std::path::Path,
+    app_name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Corefit {
+    let port_s = port.to_string();
+    let app_path = app(app_name);
+    let control_s = control.display().to_string();
+    let mut args = vec![
+        "--mode",
+        "cluster",
+        "--workers",
+        "2",
+        "--allow-oversubscribe",
+        "--socket",
+        socket,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port_s,
+        "--grace-period",
+        "5s",
+        "--control-socket",
+        &control_s,
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--", "node", &app_path]);
+    Corefit::start(&args, env)
+}
+
+fn reload_under_load(socket: &str, by_signal: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let control = dir.path().join("c.sock");
+    let port = free_port();
+    let mut corefit = start(socket, port, &control, "ops_app.js", &[], &[]);
+    let before: BTreeSet<i32> = distinct_workers(port, 2, Duration::from_secs(15))
+        .into_keys()
+        .collect();
+    wait_for(Duration::from_secs(10), "both workers ready", || {
+        (ready_pids(&control) == before).then_some(())
+    });
+
+    let load = Load::start(port, 4);
+    load.wait_more(200, Duration::from_secs(20));
+    if by_signal {
+        corefit.signal(Signal::SIGHUP);
+    } else {
+        let out = ctl(&control, &["reload"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("rolling reload of 2 worker(s)"));
+    }
+    corefit.stderr.wait_line(
+        "reload complete: 2 worker(s) replaced",
+        Duration::from_secs(30),
+    );
+    // Both old processes are gone, and the load keeps being served.
+    for pid in &before {
+        wait_for(Duration::from_secs(10), "the old worker to exit", || {
+            gone(*pid).then_some(())
+        });
+    }
+    load.wait_more(200, Duration::from_secs(20));
+    let stats = load.finish();
+
+    assert_eq!(
+        stats.failed,
+        0,
+        "{socket}: {} failed of {}: {:?}",
+        stats.failed,
+        stats.ok + stats.failed,
+        stats.errors
+    );
+    let after = ready_pids(&control);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.is_disjoint(&before),
+        "pids not all changed: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.iter().any(|p| stats.pids.contains(p)),
+        "the new workers served the load: {after:?} vs {:?}",
+        stats.pids
+    );
+    // New connections reach both new workers (keep-alive connections may
+    // all hash to one of the SO_REUSEPORT sockets in `shared` mode).
+    let answering: BTreeSet<i32> = distinct_workers(port, 2, Duration::from_secs(10))
+        .into_keys()
+        .collect();
+    assert_eq!(answering, after);
+    let status = status_json(&control);
+    assert_eq!(status["restarts_by_reason"]["reload"], 2, "{status}");
+    assert_eq!(status["reloading"], false);
+
+    let out = ctl(&control, &["stop"]);
+    assert!(out.status.success());
+    assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert!(!control.exists(), "the control socket is removed at exit");
+}
+
+#[test]
+fn reload_under_load_fails_no_request_and_replaces_every_pid() {
+    // One after the other: the load measures, nothing else competes.
+    reload_under_load("proxy", true);
+    reload_under_load("shared", false);
+}
+
+#[test]
+fn a_replacement_never_ready_aborts_the_reload_and_the_old_workers_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let control = dir.path().join("c.sock");
+    let flag = dir.path().join("hang");
+    let flag_s = flag.display().to_string();
+    let port = free_port();
+    let mut corefit = start(
+        "proxy",
+        port,
+        &control,
+        "ops_app.js",
+        &["--ready-timeout", "1s"],
+        &[("HANG_IF_EXISTS", &flag_s)],
+    );
+    let before: BTreeSet<i32> = distinct_workers(port, 2, Duration::from_secs(15))
+        .into_keys()
+        .collect();
+    std::fs::write(&flag, "").expect("write flag");
+    let out = ctl(&control, &["reload"]);
+    assert!(out.status.success());
+    let line = corefit
+        .stderr
+        .wait_line("reload aborted", Duration::from_secs(15));
+    assert!(line.contains("worker 0"), "{line}");
+    let hung = corefit
+        .stderr
+        .wait_line("not ready after", Duration::from_secs(1));
+    let hung_pid: i32 = hung
+        .split("replacement pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {hung:?}"));
+    wait_for(
+        Duration::from_secs(5),
+        "the hung replacement to be gone",
+        || gone(hung_pid).then_some(()),
+    );
+    // The old workers still serve, and are the only ones.
+    let now: BTreeSet<i32> = distinct_workers(port, 2, Duration::from_secs(10))
+        .into_keys()
+        .collect();
+    assert_eq!(now, before);
+    assert_eq!(ready_pids(&control), before);
+    let status = status_json(&control);
+    assert_eq!(status["reloading"], false);
+    assert!(
+        status["restarts_by_reason"].get("reload").is_none(),
+        "{status}"
+    );
+    corefit.signal(Signal::SIGTERM);
+    assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
+}

@@ -1,0 +1,67 @@
+// A plain Node.js `http` server for corefit's operation tests (reload,
+// scaling, health, memory ceilings).
+//
+//   GET /          {"pid", "worker"} as JSON
+//   GET /grow?mb=N keeps N more MiB of filled buffers (a leak on demand)
+//
+// HANG_IF_EXISTS=PATH: when PATH exists at start, never listen (a
+// replacement that never becomes ready). HANG_WORKER=N: worker N never
+// listens. Listens on fd 3 under socket activation, else on PORT.
+// SIGTERM: answer every further request with `connection: close` for
+// DRAIN_MS (default 100), then stop accepting, close idle keep-alive
+// connections, finish in-flight requests and exit 0. (Node 20's
+// server.close() destroys idle keep-alive sockets at once, including those
+// whose next request already sits unread in the kernel: an app that closes
+// at once drops about one request per busy keep-alive connection under
+// any launcher. The short drain lets each connection's next request be
+// read and answered with `connection: close` first.)
+
+'use strict';
+
+const fs = require('fs');
+const http = require('http');
+
+const hang =
+  (process.env.HANG_IF_EXISTS && fs.existsSync(process.env.HANG_IF_EXISTS)) ||
+  (process.env.HANG_WORKER !== undefined &&
+    process.env.HANG_WORKER === process.env.COREFIT_WORKER_ID);
+
+const kept = [];
+let stopping = false;
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, 'http://localhost');
+  let body;
+  if (url.pathname === '/grow') {
+    const mb = Math.min(Math.max(Number(url.searchParams.get('mb') || 10), 1), 2048);
+    for (let i = 0; i < mb; i++) kept.push(Buffer.alloc(1024 * 1024, 1));
+    body = { pid: process.pid, kept_mb: kept.length };
+  } else {
+    body = { pid: process.pid, worker: process.env.COREFIT_WORKER_ID ?? null };
+  }
+  const text = JSON.stringify(body) + '\n';
+  res.writeHead(200, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    ...(stopping ? { connection: 'close' } : {}),
+  });
+  res.end(text);
+});
+
+if (hang) {
+  console.log(`ops_app.js: pid ${process.pid} will never listen`);
+  setInterval(() => {}, 1 << 30);
+} else {
+  const socketActivated =
+    process.env.LISTEN_FDS === '1' && Number(process.env.LISTEN_PID) === process.pid;
+  server.listen(socketActivated ? { fd: 3 } : { port: Number(process.env.PORT || 3000) });
+}
+
+process.on('SIGTERM', () => {
+  if (hang) process.exit(0);
+  stopping = true;
+  setTimeout(() => {
+    server.close(() => process.exit(0));
+    server.closeIdleConnections();
+  }, Number(process.env.DRAIN_MS || 100));
+});
