@@ -1,0 +1,376 @@
+//! Operating a running corefit through the real binary and a real Node
+//! app: scaling by SIGTTIN/SIGTTOU and `corefit scale`, `status --json`
+//! and `/metrics` against the real processes, `/health` 200 vs 503, the
+//! control socket's mode and owner check, and a leaking worker restarted
+//! at its memory ceiling.
+
+mod operate_support;
+mod supervise_support;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use operate_support::*;
+use supervise_support::*;
+
+struct Cluster {
+    corefit: Corefit,
+    port: u16,
+    admin: u16,
+    control: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn cluster(workers: &str, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let control = dir.path().join("c.sock");
+    let port = free_port();
+    let admin = free_port();
+    let (port_s, admin_s) = (port.to_string(), format!("127.0.0.1:{admin}"));
+    let control_s = control.display().to_string();
+    let app_path = app("ops_app.js");
+    let mut args = vec![
+        "--mode",
+        "cluster",
+        "--workers",
+        workers,
+        "--socket",
+        "proxy",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port_s,
+        "--grace-period",
+        "5s",
+        "--control-socket",
+        &control_s,
+        "--admin-addr",
+        &admin_s,
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--", "node", &app_path]);
+    let corefit = Corefit::start(&args, env);
+    Cluster {
+        corefit,
+        port,
+        admin,
+        control,
+        _dir: dir,
+    }
+}
+
+fn health(c: &Cluster) -> (u16, serde_json::Value) {
+    try_health(c).expect("the admin endpoint answers")
+}
+
+/// None while the admin endpoint is not listening yet.
+fn try_health(c: &Cluster) -> Option<(u16, serde_json::Value)> {
+    let r = get(c.admin, "/health", Duration::from_secs(5)).ok()?;
+    Some((
+        r.status,
+        serde_json::from_str(&r.body).expect("health is JSON"),
+    ))
+}
+
+/// Waits until /health says `n` desired, `n` ready, `n` processes.
+fn wait_workers(c: &Cluster, n: u64) -> serde_json::Value {
+    wait_for(
+        Duration::from_secs(15),
+        &format!("{n} workers ready"),
+        || {
+            let (code, doc) = try_health(c)?;
+            let w = &doc["workers"];
+            (code == 200 && w["desired"] == n && w["ready"] == n && w["active"] == n).then_some(doc)
+        },
+    )
+}
+
+/// Pids answering on the public port: exactly `n` distinct ones.
+fn answering(c: &Cluster, n: usize) -> BTreeSet<i32> {
+    let seen: BTreeSet<i32> = distinct_workers(c.port, n, Duration::from_secs(10))
+        .into_keys()
+        .collect();
+    // No more than n: a few more requests meet no other pid.
+    let mut more = seen.clone();
+    for _ in 0..(4 * n) {
+        if let Ok((pid, _)) = whoami(c.port) {
+            more.insert(pid);
+        }
+    }
+    assert_eq!(more, seen, "only {n} workers answer");
+    seen
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn scale_by_signals_and_by_command_changes_workers_and_health() {
+    let mut c = cluster("2", &["--allow-oversubscribe"], &[]);
+    wait_workers(&c, 2);
+    let two = answering(&c, 2);
+
+    c.corefit.signal(Signal::SIGTTIN);
+    wait_workers(&c, 3);
+    let three = answering(&c, 3);
+    assert!(two.is_subset(&three), "{two:?} {three:?}");
+
+    let msg = ok(&ctl(&c.control, &["scale", "-2"]));
+    assert!(msg.contains("from 3 to 1"), "{msg}");
+    wait_workers(&c, 1);
+    let one = answering(&c, 1);
+    assert!(one.is_subset(&two), "the lowest id stays: {one:?}");
+
+    let msg = ok(&ctl(&c.control, &["scale", "+1"]));
+    assert!(msg.contains("from 1 to 2"), "{msg}");
+    wait_workers(&c, 2);
+    c.corefit.signal(Signal::SIGTTOU);
+    wait_workers(&c, 1);
+    assert_eq!(answering(&c, 1), one);
+
+    // Bad targets are refused with the reason, and change nothing.
+    let out = ctl(&c.control, &["scale", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
+    let out = ctl(&c.control, &["scale", "lots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("N, +N or -N"));
+    assert_eq!(health(&c).1["workers"]["desired"], 1);
+
+    let doc = health(&c).1;
+    assert!(
+        doc["restarts"].as_object().is_some_and(|r| r.is_empty()),
+        "scaling is no restart: {doc}"
+    );
+    ok(&ctl(&c.control, &["stop"]));
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}
+
+#[test]
+fn scale_stays_within_the_plans_cap_unless_forced() {
+    // --max-workers 2: the cap.
+    let mut c = cluster("2", &["--max-workers", "2", "--allow-oversubscribe"], &[]);
+    wait_workers(&c, 2);
+    let out = ctl(&c.control, &["scale", "+1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("the cap is 2") && err.contains("--force"),
+        "{err}"
+    );
+    c.corefit.signal(Signal::SIGTTIN);
+    c.corefit
+        .stderr
+        .wait_line("SIGTTIN ignored", Duration::from_secs(5));
+    ok(&ctl(&c.control, &["scale", "3", "--force"]));
+    wait_workers(&c, 3);
+    c.corefit.signal(Signal::SIGTERM);
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}
+
+#[test]
+fn status_json_and_metrics_match_the_processes() {
+    let mut c = cluster(
+        "2",
+        &["--allow-oversubscribe", "--memory-interval", "200ms"],
+        &[],
+    );
+    wait_workers(&c, 2);
+    let pids = answering(&c, 2);
+    let status = status_json(&c.control);
+    let listed: BTreeSet<i32> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_i64().unwrap() as i32)
+        .collect();
+    assert_eq!(listed, pids, "{status}");
+    assert_eq!(status["desired"], 2);
+    assert_eq!(status["socket"], "proxy");
+    assert_eq!(status["mode"], "cluster");
+
+    // Kill worker 1: the restart shows, by worker and by reason.
+    let w1 = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == 1)
+        .unwrap()["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    c.corefit.descendants();
+    kill(Pid::from_raw(w1), Signal::SIGKILL).expect("kill worker 1");
+    let status = wait_for(Duration::from_secs(10), "worker 1 restarted", || {
+        let s = status_json(&c.control);
+        let w = s["workers"]
+            .as_array()?
+            .iter()
+            .find(|w| w["id"] == 1)?
+            .clone();
+        (w["phase"] == "ready" && w["pid"] != w1 && w["restarts"] == 1).then_some(s)
+    });
+    assert_eq!(status["restarts_by_reason"]["crash"], 1, "{status}");
+    // Memory is sampled from the real process trees.
+    let sampled = wait_for(Duration::from_secs(5), "memory samples", || {
+        let s = status_json(&c.control);
+        s["workers"]
+            .as_array()?
+            .iter()
+            .all(|w| w["rss_bytes"].as_u64().is_some_and(|b| b > 1 << 20))
+            .then_some(s)
+    });
+    let new_w1 = sampled["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == 1)
+        .unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+
+    let (code, metrics) = admin(c.admin, "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "corefit_workers_desired 2",
+        "corefit_workers_ready 2",
+        "corefit_worker_restarts_total{reason=\"crash\"} 1",
+        "corefit_plan_info{mode=\"cluster\",platform=",
+        "corefit_worker_resident_memory_bytes{worker=\"1\"}",
+        "# EOF",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
+    }
+    // The table names the new pid.
+    let table = ok(&ctl(&c.control, &["status"]));
+    assert!(
+        table.contains(&new_w1.to_string()) && table.contains("2 of 2 workers ready"),
+        "{table}"
+    );
+    // The admin endpoint only reads.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", c.admin)).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(
+        b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+    c.corefit.signal(Signal::SIGTERM);
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}
+
+#[test]
+fn health_is_503_until_every_desired_worker_is_ready() {
+    // Worker 1 never listens: 1 of 2 ready.
+    let mut c = cluster(
+        "2",
+        &["--allow-oversubscribe", "--ready-timeout", "60s"],
+        &[("HANG_WORKER", "1")],
+    );
+    let doc = wait_for(Duration::from_secs(15), "worker 0 ready", || {
+        let (code, doc) = try_health(&c)?;
+        (doc["workers"]["ready"] == 1).then_some((code, doc))
+    });
+    assert_eq!(doc.0, 503, "{}", doc.1);
+    assert_eq!(doc.1["status"], "degraded");
+    assert_eq!(doc.1["workers"]["desired"], 2);
+    let (code, workers) = admin(c.admin, "/health/workers");
+    assert_eq!(code, 200);
+    assert!(workers.contains("\"phase\":\"starting\""), "{workers}");
+    // Without the hung worker, the cluster is healthy.
+    ok(&ctl(&c.control, &["scale", "1"]));
+    let doc = wait_workers(&c, 1);
+    assert_eq!(doc["status"], "ok");
+    c.corefit.signal(Signal::SIGTERM);
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}
+
+#[test]
+fn the_control_socket_is_0600_and_refuses_another_user() {
+    let mut c = cluster("2", &["--allow-oversubscribe"], &[]);
+    wait_workers(&c, 2);
+    let mode = std::fs::metadata(&c.control).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Let `nobody` reach the socket file itself (the directory is 0700).
+    std::fs::set_permissions(c._dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            COREFIT,
+            "status",
+            "--control-socket",
+        ])
+        .arg(&c.control)
+        .env_clear()
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Permission denied") || err.contains("permission denied"),
+        "{err}"
+    );
+    // The owner still gets through.
+    ok(&ctl(&c.control, &["status"]));
+    c.corefit.signal(Signal::SIGTERM);
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}
+
+#[test]
+fn a_leaking_worker_is_replaced_at_its_ceiling_and_counted() {
+    let mut c = cluster(
+        "2",
+        &[
+            "--allow-oversubscribe",
+            "--memory-interval",
+            "100ms",
+            "--max-memory-per-worker",
+            "150Mi",
+        ],
+        &[],
+    );
+    wait_workers(&c, 2);
+    let before = answering(&c, 2);
+    let r = get(c.port, "/grow?mb=200", Duration::from_secs(10)).expect("grow");
+    let leaker = r.json()["pid"].as_i64().unwrap() as i32;
+    let line = c
+        .corefit
+        .stderr
+        .wait_line("above its ceiling", Duration::from_secs(10));
+    assert!(
+        line.contains(&format!("pid {leaker}")) && line.contains("150 MiB"),
+        "{line}"
+    );
+    wait_for(Duration::from_secs(10), "the leaker to be gone", || {
+        gone(leaker).then_some(())
+    });
+    let doc = wait_workers(&c, 2);
+    assert_eq!(doc["restarts"]["memory"], 1, "{doc}");
+    let after = answering(&c, 2);
+    assert!(!after.contains(&leaker));
+    assert_eq!(
+        after.intersection(&before).count(),
+        1,
+        "only the leaker was replaced"
+    );
+    let (_, metrics) = admin(c.admin, "/metrics");
+    assert!(
+        metrics.contains("corefit_worker_restarts_total{reason=\"memory\"} 1"),
+        "{metrics}"
+    );
+    c.corefit.signal(Signal::SIGTERM);
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}
