@@ -49,7 +49,7 @@ where
 ///
 /// With leader election, `/readyz` answers 200 for a standby too (it is
 /// healthy and ready to take over; a 503 there would stall every rollout
-/// of a two-replica Deployment), and says `standby` or `leader`; the
+/// of a two-replica Deployment), and says `standby` or `ok`; the
 /// `corefit_operator_leader` gauge tells them apart for monitoring.
 pub async fn run(
     cfg: Config,

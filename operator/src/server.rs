@@ -1,5 +1,5 @@
 //! The HTTP side: `/metrics` (Prometheus text), `/healthz` (the process
-//! serves), `/readyz` (200 `leader` once the caches have their first full
+//! serves), `/readyz` (200 `ok` once the caches have their first full
 //! list, or 200 `standby` while waiting for the Lease).
 
 use std::net::SocketAddr;
@@ -73,7 +73,7 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     if s.ready.load(Ordering::Relaxed) {
         // Without leader election the process always leads.
         let role = if s.metrics.leader.get() == 1 {
-            "leader"
+            "ok"
         } else {
             "standby"
         };

@@ -134,7 +134,7 @@ async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
     assert_eq!(holder(&leases).await.as_deref(), Some("op-b"));
     assert!(b.metric("corefit_operator_reconciles_total").await >= 2.0);
     let (code, body) = http_get(&b.addr, "/readyz").await.unwrap();
-    assert_eq!((code, body.as_str()), (200, "leader"));
+    assert_eq!((code, body.as_str()), (200, "ok"));
 
     // SIGTERM the leader: clean exit, holder cleared at once, and a new
     // candidate takes the free lease without waiting for expiry.
