@@ -7,7 +7,7 @@
 // HANG_IF_EXISTS=PATH: when PATH exists at start, never listen (a
 // replacement that never becomes ready). HANG_WORKER=N: worker N never
 // listens. Listens on fd 3 under socket activation, else on PORT.
-// SIGTERM: answer every further request with `connection: close` for
+// SIGTERM or SIGINT: answer every further request with `connection: close` for
 // DRAIN_MS (default 100), then stop accepting, close idle keep-alive
 // connections, finish in-flight requests and exit 0. (Node 20's
 // server.close() destroys idle keep-alive sockets at once, including those
@@ -57,11 +57,15 @@ if (hang) {
   server.listen(socketActivated ? { fd: 3 } : { port: Number(process.env.PORT || 3000) });
 }
 
-process.on('SIGTERM', () => {
+function stop() {
   if (hang) process.exit(0);
+  if (stopping) return;
   stopping = true;
   setTimeout(() => {
     server.close(() => process.exit(0));
     server.closeIdleConnections();
   }, Number(process.env.DRAIN_MS || 100));
-});
+}
+process.on('SIGTERM', stop);
+// PM2 stops workers with SIGINT.
+process.on('SIGINT', stop);
