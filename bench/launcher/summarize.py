@@ -10,7 +10,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-ORDER = ["single", "cluster", "pm2", "proxy", "shared", "shared-one", "reuseport"]
+ORDER = ["single", "cluster", "pm2", "proxy", "shared", "shared-one", "inject", "reuseport"]
 LABEL = {
     "single": "single `node`",
     "cluster": "Node `cluster`, 2 workers",
@@ -18,6 +18,7 @@ LABEL = {
     "proxy": "corefit proxy, 2 workers",
     "shared": "corefit shared (per-worker sockets), 2 workers",
     "shared-one": "corefit shared (one socket), 2 workers",
+    "inject": "corefit inject (unmodified app, preload shim), 2 workers",
     "reuseport": "corefit reuseport, 2 workers",
 }
 
