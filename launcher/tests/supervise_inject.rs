@@ -101,6 +101,16 @@ fn two_workers_one_socket(cmd: &[&str]) {
             "worker {pid} is corefit's child"
         );
     }
+    // Inspecting the program reads its headers, not the whole file (node is
+    // ~100 MB): corefit's peak memory stays that of a small supervisor.
+    let hwm_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", corefit.pid))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM");
+    assert!(hwm_kib < 32 * 1024, "corefit's peak RSS is {hwm_kib} KiB");
     let workers: Vec<i32> = seen.keys().copied().collect();
     corefit.signal(Signal::SIGTERM);
     assert_eq!(corefit.wait_exit(STOP), 0, "clean stop exits 0");

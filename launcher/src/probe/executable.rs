@@ -8,8 +8,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use object::read::elf::{ElfFile32, ElfFile64, ProgramHeader};
-use object::{elf::PT_INTERP, Endianness, FileKind};
+use object::{elf::PT_INTERP, Endianness, FileKind, ReadCache, ReadRef};
+use std::io::Read as _;
 use thiserror::Error;
+
+/// The longest `#!` line read.
+const SHEBANG_MAX: usize = 512;
 
 /// How deep `#!` chains are followed.
 const MAX_SCRIPT_DEPTH: usize = 4;
@@ -75,14 +79,22 @@ pub fn inspect(command: &str, path_var: Option<&str>) -> Result<Executable, Exec
             reason: e.to_string(),
         };
         let meta = std::fs::metadata(&path).map_err(unreadable)?;
-        let data = std::fs::read(&path).map_err(unreadable)?;
-        if let Some(next) = shebang_target(&data, path_var)? {
+        let file = std::fs::File::open(&path).map_err(unreadable)?;
+        // Only the first line and the ELF headers are read, never the whole
+        // program (node is ~100 MB).
+        let mut head = Vec::with_capacity(SHEBANG_MAX);
+        std::io::Read::take(&file, SHEBANG_MAX as u64)
+            .read_to_end(&mut head)
+            .map_err(unreadable)?;
+        if let Some(next) = shebang_target(&head, path_var)? {
             via_scripts.push(path);
             path = next;
             continue;
         }
+        let cache = ReadCache::new(file);
+        let data = &cache;
         let linkage =
-            linkage(&data).ok_or_else(|| ExecutableError::NotElf { path: path.clone() })?;
+            linkage(data).ok_or_else(|| ExecutableError::NotElf { path: path.clone() })?;
         return Ok(Executable {
             setuid_or_setgid: meta.permissions().mode() & 0o6000 != 0,
             path,
@@ -116,18 +128,19 @@ fn shebang_target(data: &[u8], path_var: Option<&str>) -> Result<Option<PathBuf>
     Ok(Some(PathBuf::from(interpreter)))
 }
 
-/// `Some(linkage)` for an ELF file, `None` for anything else. Pure.
-pub fn linkage(data: &[u8]) -> Option<Linkage> {
+/// `Some(linkage)` for an ELF file, `None` for anything else. Reads only
+/// the ranges it needs from `data` (bytes, or a `ReadCache` over a file).
+pub fn linkage<'d, R: ReadRef<'d>>(data: R) -> Option<Linkage> {
     let has_interp = match FileKind::parse(data).ok()? {
         FileKind::Elf64 => {
-            let f = ElfFile64::<Endianness>::parse(data).ok()?;
+            let f = ElfFile64::<Endianness, R>::parse(data).ok()?;
             let e = f.endian();
             f.elf_program_headers()
                 .iter()
                 .any(|ph| ph.p_type(e) == PT_INTERP)
         }
         FileKind::Elf32 => {
-            let f = ElfFile32::<Endianness>::parse(data).ok()?;
+            let f = ElfFile32::<Endianness, R>::parse(data).ok()?;
             let e = f.endian();
             f.elf_program_headers()
                 .iter()
@@ -156,10 +169,10 @@ mod tests {
 
     #[test]
     fn garbage_is_not_elf() {
-        assert_eq!(linkage(b""), None);
-        assert_eq!(linkage(b"\x7fELF"), None);
-        assert_eq!(linkage(&[0u8; 4096]), None);
-        assert_eq!(linkage(b"MZ\x90\x00"), None);
+        assert_eq!(linkage(&b""[..]), None);
+        assert_eq!(linkage(&b"\x7fELF"[..]), None);
+        assert_eq!(linkage(&[0u8; 4096][..]), None);
+        assert_eq!(linkage(&b"MZ\x90\x00"[..]), None);
     }
 
     #[test]
