@@ -63,6 +63,12 @@ impl Balancer {
         Some((id, backend.addr))
     }
 
+    /// True while worker `id` is routed at `addr` (false once it was
+    /// replaced, scaled away or stopped).
+    pub fn is_routed(&self, id: usize, addr: SocketAddr) -> bool {
+        matches!(self.slots.get(id), Some(Some(b)) if b.addr == addr)
+    }
+
     /// A connection to worker `id` at `addr` ended.
     pub fn release(&mut self, id: usize, addr: SocketAddr) {
         if let Some(Some(b)) = self.slots.get_mut(id) {
@@ -125,6 +131,7 @@ mod tests {
         b.route(1, addr(3));
         b.release(1, addr(2));
         assert_eq!(b.pick(None), Some((1, addr(3))));
+        assert!(b.is_routed(1, addr(3)) && !b.is_routed(1, addr(2)) && !b.is_routed(0, addr(3)));
         b.release(7, addr(3));
     }
 }

@@ -10,7 +10,8 @@
 //! - [`reaper`]: `waitpid(-1, WNOHANG)` until empty; child subreaper.
 //! - [`signals`]: the signals handled and forwarded.
 //! - [`sockets`]: the public listener, the shared socket, private ports.
-//! - [`proxy`] and [`balancer`]: the `proxy` strategy (least connections).
+//! - [`proxy`] and [`balancer`]: the `proxy` strategy (least connections);
+//!   [`retry`]: when an unanswered request goes to another worker.
 //! - [`readiness`]: port probes and `NOTIFY_SOCKET`.
 //! - [`sampler`]: each worker tree's RSS and CPU on an interval; thresholds and ceilings.
 //! - [`cluster`]: the snapshot for status, /health and /metrics; the scaling cap.
@@ -28,6 +29,7 @@ pub mod machine;
 pub mod proxy;
 pub mod readiness;
 pub mod reaper;
+pub mod retry;
 pub mod runtime;
 pub mod sampler;
 pub mod signals;

@@ -8,16 +8,22 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::balancer::Balancer;
 use super::logs::Logger;
+use super::retry::{retryable, MAX_RETRY_BYTES};
 
 /// How long a client connection waits for a ready worker (at start, or
 /// while every worker is restarting) before it is closed.
 pub const WAIT_FOR_WORKER: Duration = Duration::from_secs(10);
+
+/// How long the proxy waits for a client's next request after a worker
+/// that is being stopped closed the connection between two requests.
+pub const LINGER: Duration = Duration::from_millis(25);
 
 /// The routing table and the open-connection count, shared with the
 /// accept loop.
@@ -100,9 +106,63 @@ pub fn serve(listener: TcpListener, routes: Routes, logger: Logger) -> JoinHandl
 }
 
 /// Connects the client to a worker (trying a second worker if the first
-/// refuses) and copies both ways until both sides are done.
+/// refuses) and copies both ways until both sides are done. When a worker
+/// corefit is stopping closes the connection with an idempotent request
+/// unanswered, the request goes to another worker (see [`super::retry`]).
 async fn relay(mut client: TcpStream, peer: SocketAddr, routes: &Routes, logger: Logger) {
     let _ = client.set_nodelay(true);
+    // The client's bytes since the last byte a worker sent back.
+    let mut unanswered: Vec<u8> = Vec::new();
+    let mut client_done = false;
+    let mut retries = 0;
+    loop {
+        let Some((id, addr, upstream)) = connect(routes, peer, logger).await else {
+            return;
+        };
+        let end = pump(&mut client, upstream, &mut unanswered, &mut client_done).await;
+        let still_routed = routes.with(|b| {
+            b.release(id, addr);
+            b.is_routed(id, addr)
+        });
+        let stopping_worker_closed = end == End::UpstreamClosed && !client_done && !still_routed;
+        if stopping_worker_closed && unanswered.is_empty() {
+            // The worker closed between requests. The client may have
+            // sent its next request already, unaware: take what arrives
+            // before telling it (bounded), and send it on.
+            let mut buf = vec![0u8; 16 * 1024];
+            match tokio::time::timeout(LINGER, client.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => unanswered.extend_from_slice(&buf[..n]),
+                Ok(_) => client_done = true,
+                Err(_) => {}
+            }
+        }
+        let retry = stopping_worker_closed && !client_done && retries < 3 && retryable(&unanswered);
+        if !retry {
+            let _ = client.shutdown().await;
+            return;
+        }
+        retries += 1;
+        logger.info(&format!(
+            "proxy: worker {id} closed a connection from {peer} while stopping, with a request unanswered; sending it to another worker"
+        ));
+    }
+}
+
+/// Why copying stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The worker closed its side (or failed).
+    UpstreamClosed,
+    /// The client is gone.
+    ClientGone,
+}
+
+/// Picks a worker and connects, trying a second one if the first refuses.
+async fn connect(
+    routes: &Routes,
+    peer: SocketAddr,
+    logger: Logger,
+) -> Option<(usize, SocketAddr, TcpStream)> {
     let mut tried = None;
     for _ in 0..2 {
         let Some((id, addr)) = routes.pick_or_wait(tried).await else {
@@ -110,20 +170,71 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, routes: &Routes, logger:
                 "proxy: no worker ready within {}s for the connection from {peer}; closing it",
                 WAIT_FOR_WORKER.as_secs()
             ));
-            return;
+            return None;
         };
         match TcpStream::connect(addr).await {
-            Ok(mut upstream) => {
+            Ok(upstream) => {
                 let _ = upstream.set_nodelay(true);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                routes.with(|b| b.release(id, addr));
-                return;
+                return Some((id, addr, upstream));
             }
             Err(e) => {
                 routes.with(|b| b.release(id, addr));
                 logger.warn(&format!("proxy: worker {id} at {addr} refused: {e}"));
                 tried = Some(id);
             }
+        }
+    }
+    None
+}
+
+/// Copies both ways until the worker closes (or both sides are done),
+/// first sending `unanswered` again when it holds a request to retry.
+async fn pump(
+    client: &mut TcpStream,
+    mut upstream: TcpStream,
+    unanswered: &mut Vec<u8>,
+    client_done: &mut bool,
+) -> End {
+    let (mut ur, mut uw) = upstream.split();
+    if !unanswered.is_empty() && uw.write_all(unanswered).await.is_err() {
+        return End::UpstreamClosed;
+    }
+    let (mut cr, mut cw) = client.split();
+    let mut from_client = vec![0u8; 16 * 1024];
+    let mut from_upstream = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            r = cr.read(&mut from_client), if !*client_done => match r {
+                Ok(0) | Err(_) => {
+                    *client_done = true;
+                    let _ = uw.shutdown().await;
+                }
+                Ok(n) => {
+                    let chunk = &from_client[..n];
+                    // A leading 0 marks "too long to retry" until the
+                    // next response byte.
+                    if unanswered.first() != Some(&0) {
+                        if unanswered.len() + n <= MAX_RETRY_BYTES {
+                            unanswered.extend_from_slice(chunk);
+                        } else {
+                            unanswered.clear();
+                            unanswered.push(0);
+                        }
+                    }
+                    if uw.write_all(chunk).await.is_err() {
+                        return End::UpstreamClosed;
+                    }
+                }
+            },
+            r = ur.read(&mut from_upstream) => match r {
+                Ok(0) | Err(_) => return End::UpstreamClosed,
+                Ok(n) => {
+                    unanswered.clear();
+                    if cw.write_all(&from_upstream[..n]).await.is_err() {
+                        return End::ClientGone;
+                    }
+                }
+            },
         }
     }
 }
