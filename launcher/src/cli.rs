@@ -126,7 +126,7 @@ pub struct RunArgs {
     /// When exited workers restart: auto (never with one worker, always in cluster mode), always, never [default: auto]
     #[arg(long, env = "COREFIT_RESTART", value_name = "POLICY")]
     pub restart: Option<String>,
-    /// How a worker is known ready: auto (port for proxy/none, else at start), port, notify, none [default: auto]
+    /// How a worker is known ready: auto (port for proxy/none, else at start), port, notify (READY=1 on NOTIFY_SOCKET), ipc (Node's process.send('ready'), as PM2's wait_ready), none [default: auto]
     #[arg(long, env = "COREFIT_READY", value_name = "CHECK")]
     pub ready: Option<String>,
     /// A worker not ready within this time is killed and restarted [default: 30s]

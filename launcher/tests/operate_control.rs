@@ -374,3 +374,82 @@ fn a_leaking_worker_is_replaced_at_its_ceiling_and_counted() {
     c.corefit.signal(Signal::SIGTERM);
     assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
 }
+
+#[test]
+fn ipc_readiness_waits_for_process_send_ready() {
+    // Routed only once each worker said 'ready', 400 ms after listening;
+    // a reload waits for the replacement's message too.
+    let mut c = cluster(
+        "2",
+        &["--allow-oversubscribe", "--ready", "ipc"],
+        &[("SEND_READY_AFTER_MS", "400")],
+    );
+    let line = c
+        .corefit
+        .stderr
+        .wait_line("worker 0 (pid", Duration::from_secs(15));
+    let ms: f64 = line
+        .split("ready after ")
+        .nth(1)
+        .map(|t| {
+            let t = t.trim();
+            match t.strip_suffix("ms") {
+                Some(v) => v.parse().unwrap(),
+                None => t.trim_end_matches('s').parse::<f64>().unwrap() * 1000.0,
+            }
+        })
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(ms >= 400.0, "ready before the message: {line}");
+    assert!(c
+        .corefit
+        .stderr
+        .contains("readiness by process.send('ready')"));
+    wait_workers(&c, 2);
+    answering(&c, 2);
+    ok(&ctl(&c.control, &["reload"]));
+    c.corefit
+        .stderr
+        .wait_line("reload complete: 2", Duration::from_secs(15));
+    let replaced = c.corefit.stderr.text();
+    assert!(
+        replaced
+            .lines()
+            .filter(|l| l.contains("replacement pid") && l.contains("ready after"))
+            .count()
+            == 2,
+        "{replaced}"
+    );
+    c.corefit.signal(Signal::SIGTERM);
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}
+
+#[test]
+fn ipc_readiness_never_told_is_never_ready() {
+    // No SEND_READY_AFTER_MS: the app listens but never says so.
+    let mut c = cluster(
+        "2",
+        &[
+            "--allow-oversubscribe",
+            "--ready",
+            "ipc",
+            "--ready-timeout",
+            "60s",
+        ],
+        &[],
+    );
+    wait_for(Duration::from_secs(10), "both workers started", || {
+        try_health(&c).filter(|(_, d)| d["workers"]["active"] == 2)
+    });
+    // Both listen (their private ports accept) yet neither is routed.
+    wait_for(Duration::from_secs(10), "both apps listening", || {
+        (c.corefit.stdout.text().matches("listening").count() >= 2).then_some(())
+    });
+    let (code, doc) = health(&c);
+    assert_eq!(
+        (code, doc["workers"]["ready"].as_u64()),
+        (503, Some(0)),
+        "{doc}"
+    );
+    c.corefit.signal(Signal::SIGTERM);
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}

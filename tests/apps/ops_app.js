@@ -4,7 +4,8 @@
 //   GET /          {"pid", "worker"} as JSON
 //   GET /grow?mb=N keeps N more MiB of filled buffers (a leak on demand)
 //
-// HANG_IF_EXISTS=PATH: when PATH exists at start, never listen (a
+// SEND_READY_AFTER_MS=N: N ms after listening, process.send('ready')
+// (when started with an IPC channel). HANG_IF_EXISTS=PATH: when PATH exists at start, never listen (a
 // replacement that never becomes ready). HANG_WORKER=N: worker N never
 // listens. Listens on fd 3 under socket activation, else on PORT.
 // SIGTERM or SIGINT: answer every further request with `connection: close` for
@@ -54,7 +55,14 @@ if (hang) {
 } else {
   const socketActivated =
     process.env.LISTEN_FDS === '1' && Number(process.env.LISTEN_PID) === process.pid;
-  server.listen(socketActivated ? { fd: 3 } : { port: Number(process.env.PORT || 3000) });
+  server.listen(socketActivated ? { fd: 3 } : { port: Number(process.env.PORT || 3000) }, () => {
+    console.log(`ops_app.js: pid ${process.pid} listening`);
+    // PM2's wait_ready protocol: tell the launcher over Node's IPC channel.
+    const after = process.env.SEND_READY_AFTER_MS;
+    if (after !== undefined && process.send) {
+      setTimeout(() => process.send('ready'), Number(after));
+    }
+  });
 }
 
 function stop() {

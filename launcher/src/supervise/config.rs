@@ -72,6 +72,9 @@ pub enum ReadyCheck {
     Port,
     /// The worker sends `READY=1` to `NOTIFY_SOCKET` (sd_notify).
     Notify,
+    /// A Node worker calls `process.send('ready')` over the IPC channel
+    /// corefit opens for it (`NODE_CHANNEL_FD`), as PM2's `wait_ready`.
+    Ipc,
     /// Ready as soon as it is started.
     None,
 }

@@ -1,6 +1,9 @@
 //! Telling when a worker is ready: its private port accepts a TCP
 //! connection, or it sends `READY=1` to `NOTIFY_SOCKET` (the sd_notify
-//! protocol: newline-separated `KEY=VALUE` datagrams on a Unix socket).
+//! protocol: newline-separated `KEY=VALUE` datagrams on a Unix socket), or
+//! a Node worker calls `process.send('ready')` on the IPC channel corefit
+//! opened for it (Node's `NODE_CHANNEL_FD` protocol, JSON serialization:
+//! one JSON value a line).
 //! Each check is a task that reports once, through the event channel, and
 //! is aborted when its worker goes away.
 
@@ -97,9 +100,61 @@ impl Drop for NotifySocket {
     }
 }
 
+/// True when a line from a Node IPC channel is the message `'ready'`.
+pub fn ipc_says_ready(line: &str) -> bool {
+    line.trim() == "\"ready\""
+}
+
+/// A Node IPC channel for one worker: a socket pair; the child's end is
+/// passed as `NODE_CHANNEL_FD`.
+#[derive(Debug)]
+pub struct IpcChannel {
+    pub parent: std::os::unix::net::UnixStream,
+    pub child: std::os::unix::net::UnixStream,
+}
+
+impl IpcChannel {
+    pub fn new() -> std::io::Result<IpcChannel> {
+        let (parent, child) = std::os::unix::net::UnixStream::pair()?;
+        Ok(IpcChannel { parent, child })
+    }
+
+    /// Reads the channel until the worker's end closes, reporting `Ready`
+    /// on the first `'ready'` message. It keeps reading after that, so a
+    /// worker sending more messages never meets a closed channel.
+    pub fn watch(
+        parent: std::os::unix::net::UnixStream,
+        id: WorkerId,
+        pid: i32,
+        events: UnboundedSender<Event>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        use tokio::io::AsyncBufReadExt;
+        parent.set_nonblocking(true)?;
+        let stream = tokio::net::UnixStream::from_std(parent)?;
+        Ok(tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stream).lines();
+            let mut told = false;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if !told && ipc_says_ready(&line) {
+                    told = true;
+                    let _ = events.send(Event::Ready { id, pid });
+                }
+            }
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_node_ipc_ready() {
+        assert!(ipc_says_ready("\"ready\""));
+        assert!(ipc_says_ready("\"ready\"\n"));
+        assert!(!ipc_says_ready("{\"cmd\":\"NODE_HANDLE\"}"));
+        assert!(!ipc_says_ready("ready"));
+    }
 
     #[test]
     fn parses_sd_notify_datagrams() {

@@ -20,7 +20,7 @@ use super::exit::{resolve_command, EXIT_FAILURE};
 use super::logs::{prefix, pump_lines, Logger, Stream};
 use super::machine::{Action, Event, Policy, Supervisor, WorkerId};
 use super::proxy::{self, Routes};
-use super::readiness::{probe_port, NotifySocket};
+use super::readiness::{probe_port, IpcChannel, NotifySocket};
 use super::reaper::{become_reaper, reap_all, ReaperRole};
 use super::sampler::Sampler;
 use super::signals;
@@ -291,6 +291,7 @@ impl<'a> Run<'a> {
             match self.ready {
                 ReadyCheck::Port => "by port",
                 ReadyCheck::Notify => "by NOTIFY_SOCKET",
+                ReadyCheck::Ipc => "by process.send('ready')",
                 _ => "at start",
             },
             if restart { "on" } else { "off" },
@@ -434,6 +435,19 @@ impl<'a> Run<'a> {
             None => None,
         };
 
+        let ipc = if self.ready == ReadyCheck::Ipc {
+            match IpcChannel::new() {
+                Ok(c) => {
+                    env.insert("NODE_CHANNEL_FD".into(), c.child.as_raw_fd().to_string());
+                    env.insert("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into());
+                    Some(c)
+                }
+                Err(e) => return failed(format!("cannot open an IPC channel: {e}"), EXIT_FAILURE),
+            }
+        } else {
+            None
+        };
+
         let shared_fd = match &mut self.shared {
             Some(shared) => match shared.socket_for(id as usize) {
                 Ok(listener) => Some(listener.as_raw_fd()),
@@ -450,12 +464,19 @@ impl<'a> Run<'a> {
             shared_fd,
             inject_preload: self.preload.as_ref().map(crate::inject::preload_path),
         };
+        // The child inherits the shared socket and its IPC end (each made
+        // inheritable only for this spawn).
+        let with_ipc = || match &ipc {
+            Some(c) => with_inheritable(&c.child, || spawn(&spec)),
+            None => Ok(spawn(&spec)),
+        };
         let spawned = match shared_fd {
-            Some(fd) => match with_inheritable(&fd, || spawn(&spec)) {
-                Ok(r) => r,
-                Err(e) => return failed(e.to_string(), EXIT_FAILURE),
-            },
-            None => spawn(&spec),
+            Some(fd) => with_inheritable(&fd, with_ipc).and_then(|r| r),
+            None => with_ipc(),
+        };
+        let spawned = match spawned {
+            Ok(r) => r,
+            Err(e) => return failed(e.to_string(), EXIT_FAILURE),
         };
         let started = match spawned {
             Ok(s) => s,
@@ -468,6 +489,17 @@ impl<'a> Run<'a> {
         }
         if let Some(err) = started.stderr {
             self.pump(err.into(), Stream::Stderr, pfx);
+        }
+        if let Some(IpcChannel { parent, child }) = ipc {
+            drop(child);
+            match IpcChannel::watch(parent, id, pid, self.events_tx.clone()) {
+                // Not aborted with the worker's other checks: it ends when
+                // the worker's end closes.
+                Ok(task) => self.pumps.push(task),
+                Err(e) => self
+                    .logger
+                    .warn(&format!("worker {id}: cannot read its IPC channel: {e}")),
+            }
         }
         let task = match (self.ready, notify) {
             (ReadyCheck::Notify, Some(n)) => Some(n.watch(id, pid, self.events_tx.clone())),
