@@ -38,6 +38,17 @@
 //!    crashed workers with exponential backoff up to a respawn limit, and
 //!    on SIGTERM/SIGINT stops accepting, forwards, waits the grace period,
 //!    then SIGKILLs. Exit codes are tini's (own code, 128+N, 127, 126).
+//! 6. Operating a running cluster: SIGHUP / `corefit reload` replaces the
+//!    workers one at a time (the machine holds two processes for one
+//!    worker id meanwhile: the old one is *retired* once its replacement
+//!    is ready and routed; a replacement never ready aborts the reload);
+//!    SIGTTIN / SIGTTOU / `corefit scale` change the count within the
+//!    plan's caps ([`control::scale`]); the [`control`] socket answers
+//!    `status | reload | scale | stop`; the runtime publishes a
+//!    [`observe::ClusterSnapshot`] on a watch channel after every batch of
+//!    events for the read-only [`admin`] endpoint; each worker's process
+//!    tree is sampled on an interval (`supervise::sampler`) for status,
+//!    metrics, warnings and a memory ceiling that replaces the worker.
 //!
 //! ```text
 //!  signals, SIGCHLD (reap), readiness, timers
