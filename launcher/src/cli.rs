@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::plan::FlagValues;
 use std::net::SocketAddr;
 
-use crate::supervise::config::{ConfigError, MemoryCeiling, MemorySettings, Setting};
+use crate::supervise::config::{ConfigError, Liveness, MemoryCeiling, MemorySettings, Setting};
 use crate::supervise::sockets::SharedSockets;
 use crate::supervise::{LogFormat, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
 
@@ -156,6 +156,18 @@ pub struct RunArgs {
     /// Restart a worker gracefully above this memory: off, auto (the plan's per-worker budget) or a size [default: off]
     #[arg(long, env = "COREFIT_MAX_MEMORY_PER_WORKER", value_name = "SIZE")]
     pub max_memory_per_worker: Option<String>,
+    /// HTTP path probed on each worker's own port (proxy, none) to find hung workers, e.g. /health; off unless set
+    #[arg(long, env = "COREFIT_LIVENESS_PATH", value_name = "PATH")]
+    pub liveness_path: Option<String>,
+    /// Time between liveness probes [default: 5s]
+    #[arg(long, env = "COREFIT_LIVENESS_INTERVAL", value_name = "DURATION")]
+    pub liveness_interval: Option<String>,
+    /// A probe without a 2xx/3xx answer within this time failed [default: 2s]
+    #[arg(long, env = "COREFIT_LIVENESS_TIMEOUT", value_name = "DURATION")]
+    pub liveness_timeout: Option<String>,
+    /// Failed probes in a row that get a worker replaced [default: 3]
+    #[arg(long, env = "COREFIT_LIVENESS_FAILURES", value_name = "N")]
+    pub liveness_failures: Option<String>,
     #[command(flatten)]
     pub control: ControlArgs,
 }
@@ -287,6 +299,7 @@ impl RunArgs {
                 }
                 n
             },
+            liveness: self.liveness(s)?,
             control_socket: self.control.path(),
             admin_addr: admin_addr(self.admin_addr.as_deref(), env)?,
             memory: MemorySettings {
@@ -328,6 +341,65 @@ impl RunArgs {
                 ))?,
             },
         })
+    }
+}
+
+impl RunArgs {
+    fn liveness(
+        &self,
+        s: for<'a> fn(&'static str, &'static str, &'a Option<String>) -> Setting<'a>,
+    ) -> Result<Option<Liveness>, ConfigError> {
+        let Some(path) = &self.liveness_path else {
+            return Ok(None);
+        };
+        if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::Invalid {
+                flag: "--liveness-path",
+                var: "COREFIT_LIVENESS_PATH",
+                value: path.clone(),
+                expected: "a path starting with / and without spaces".into(),
+            });
+        }
+        let failures: u32 = s(
+            "--liveness-failures",
+            "COREFIT_LIVENESS_FAILURES",
+            &self.liveness_failures,
+        )
+        .parsed("3", "a whole number from 1 to 1000")?;
+        if !(1..=1000).contains(&failures) {
+            return Err(ConfigError::Invalid {
+                flag: "--liveness-failures",
+                var: "COREFIT_LIVENESS_FAILURES",
+                value: failures.to_string(),
+                expected: "a whole number from 1 to 1000".into(),
+            });
+        }
+        let interval = s(
+            "--liveness-interval",
+            "COREFIT_LIVENESS_INTERVAL",
+            &self.liveness_interval,
+        )
+        .duration("5s")?;
+        let timeout = s(
+            "--liveness-timeout",
+            "COREFIT_LIVENESS_TIMEOUT",
+            &self.liveness_timeout,
+        )
+        .duration("2s")?;
+        if interval < std::time::Duration::from_millis(50) || timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                flag: "--liveness-interval",
+                var: "COREFIT_LIVENESS_INTERVAL",
+                value: format!("{interval:?} (timeout {timeout:?})"),
+                expected: "an interval of at least 50ms and a timeout above 0".into(),
+            });
+        }
+        Ok(Some(Liveness {
+            path: path.clone(),
+            interval,
+            timeout,
+            failures,
+        }))
     }
 }
 

@@ -453,3 +453,57 @@ fn ipc_readiness_never_told_is_never_ready() {
     c.corefit.signal(Signal::SIGTERM);
     assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
 }
+
+#[test]
+fn a_hung_worker_fails_its_liveness_probes_and_is_replaced() {
+    let mut c = cluster(
+        "2",
+        &[
+            "--allow-oversubscribe",
+            "--liveness-path",
+            "/",
+            "--liveness-interval",
+            "200ms",
+            "--liveness-timeout",
+            "300ms",
+            "--liveness-failures",
+            "2",
+        ],
+        &[],
+    );
+    wait_workers(&c, 2);
+    let before = answering(&c, 2);
+    // One request blocks one worker's event loop (it never answers).
+    let port = c.port;
+    std::thread::spawn(move || {
+        let _ = get(port, "/block", Duration::from_secs(20));
+    });
+    let line = c
+        .corefit
+        .stdout
+        .wait_line("blocking its event loop", Duration::from_secs(5));
+    let hung: i32 = line
+        .split("pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(before.contains(&hung));
+    let line = c
+        .corefit
+        .stderr
+        .wait_line("liveness probes in a row", Duration::from_secs(10));
+    assert!(line.contains(&format!("pid {hung}")), "{line}");
+    // It ignores SIGTERM (its loop is blocked): killed after the grace period.
+    wait_for(
+        Duration::from_secs(10),
+        "the hung worker to be gone",
+        || gone(hung).then_some(()),
+    );
+    let doc = wait_workers(&c, 2);
+    assert_eq!(doc["restarts"]["unresponsive"], 1, "{doc}");
+    let after = answering(&c, 2);
+    assert!(!after.contains(&hung) && after.intersection(&before).count() == 1);
+    c.corefit.signal(Signal::SIGTERM);
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}

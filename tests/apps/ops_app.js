@@ -3,6 +3,7 @@
 //
 //   GET /          {"pid", "worker"} as JSON
 //   GET /grow?mb=N keeps N more MiB of filled buffers (a leak on demand)
+//   GET /block     blocks the event loop for 60 s (a hung worker)
 //
 // SEND_READY_AFTER_MS=N: N ms after listening, process.send('ready')
 // (when started with an IPC channel). HANG_IF_EXISTS=PATH: when PATH exists at start, never listen (a
@@ -33,6 +34,12 @@ let stopping = false;
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://localhost');
   let body;
+  if (url.pathname === '/block') {
+    // A hung worker: the event loop never turns again (60 s at most).
+    console.log(`ops_app.js: pid ${process.pid} blocking its event loop`);
+    const until = Date.now() + 60000;
+    while (Date.now() < until) {}
+  }
   if (url.pathname === '/grow') {
     const mb = Math.min(Math.max(Number(url.searchParams.get('mb') || 10), 1), 2048);
     for (let i = 0; i < mb; i++) kept.push(Buffer.alloc(1024 * 1024, 1));

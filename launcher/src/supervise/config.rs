@@ -112,6 +112,19 @@ pub struct RunConfig {
     pub admin_addr: Option<std::net::SocketAddr>,
     /// Memory sampling, reports, warnings and ceilings.
     pub memory: MemorySettings,
+    /// HTTP liveness probes of each worker's own port, when enabled.
+    pub liveness: Option<Liveness>,
+}
+
+/// `--liveness-path` and friends: `GET path` on each ready worker's own
+/// port every `interval`; `failures` in a row (no 2xx/3xx within
+/// `timeout`) get the worker replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Liveness {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failures: u32,
 }
 
 /// What corefit does with each worker's memory.

@@ -28,7 +28,9 @@
 //!   (each worker's own fixed PORT, which two processes cannot share) the
 //!   old process is stopped first and the new one started after it.
 //! - `Scale`: grow by spawning new ids, shrink by retiring the highest.
-//! - `MemoryExceeded`: the worker is replaced as in a reload.
+//! - `MemoryExceeded`, and `probe_failures` failed liveness `Probe`s in a
+//!   row (a hung worker, unrouted at once): the worker is replaced as in a
+//!   reload, counted as `memory` / `unresponsive`.
 //! - Any other signal the runtime listens for is forwarded to every group.
 //! - Whatever is left of a worker's process group when the worker exits
 //!   is killed, so a restarted worker starts clean.
@@ -52,6 +54,7 @@ pub const EXIT_KILLED_AFTER_GRACE: u8 = 128 + 9;
 pub const RESTART_CRASH: &str = "crash";
 pub const RESTART_RELOAD: &str = "reload";
 pub const RESTART_MEMORY: &str = "memory";
+pub const RESTART_UNRESPONSIVE: &str = "unresponsive";
 
 /// The rules' parameters.
 #[derive(Debug, Clone)]
@@ -75,6 +78,8 @@ pub struct Policy {
     /// Stop the old process before starting its replacement (workers that
     /// bind a fixed port of their own).
     pub replace_in_place: bool,
+    /// Failed liveness probes in a row that get a worker replaced (0: off).
+    pub probe_failures: u32,
 }
 
 /// Something that happened.
@@ -107,6 +112,8 @@ pub enum Event {
         rss_bytes: u64,
         limit_bytes: u64,
     },
+    /// A liveness probe of worker `id` (`pid`) passed or failed.
+    Probe { id: WorkerId, pid: i32, ok: bool },
     /// Time passed (a deadline from [`Supervisor::next_deadline`] is due).
     Tick,
 }
@@ -185,8 +192,10 @@ struct Worker {
     /// A replacement on its way, and why.
     incoming: Option<(Incoming, &'static str)>,
     /// `replace_in_place`: the process was told to stop so it can be
-    /// started again, for this reason.
-    in_place: Option<&'static str>,
+    /// started again, for this reason (SIGKILL at the deadline).
+    in_place: Option<InPlace>,
+    /// Liveness probes failed in a row.
+    probe_failures: u32,
 }
 
 impl Worker {
@@ -197,8 +206,17 @@ impl Worker {
             restarts: 0,
             incoming: None,
             in_place: None,
+            probe_failures: 0,
         }
     }
+}
+
+/// A stop-then-start replacement in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InPlace {
+    why: &'static str,
+    deadline: Instant,
+    killed: bool,
 }
 
 /// An old process on its way out (replaced, scaled away or discarded).
@@ -309,6 +327,16 @@ impl Supervisor {
         }
         for r in self.retiring.iter().filter(|r| !r.killed) {
             consider(r.deadline);
+        }
+        for w in &self.workers {
+            if let Some(InPlace {
+                deadline,
+                killed: false,
+                ..
+            }) = w.in_place
+            {
+                consider(deadline);
+            }
         }
         if let Phase::Stopping {
             deadline,
@@ -471,9 +499,46 @@ impl Supervisor {
                 rss_bytes,
                 limit_bytes,
             } => self.on_memory(now, id, pid, rss_bytes, limit_bytes, &mut out),
+            Event::Probe { id, pid, ok } => self.on_probe(now, id, pid, ok, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
         }
         out
+    }
+
+    /// Counts failed liveness probes; at `probe_failures` in a row the
+    /// worker is replaced (it no longer gets new connections meanwhile).
+    fn on_probe(&mut self, now: Instant, id: WorkerId, pid: i32, ok: bool, out: &mut Vec<Action>) {
+        let limit = self.policy.probe_failures;
+        let Some(w) = self.workers.get_mut(id as usize) else {
+            return;
+        };
+        let current = matches!(w.slot, Slot::Running { pid: p, ready: true, .. } if p == pid);
+        if !current || limit == 0 || self.phase != Phase::Running {
+            return;
+        }
+        if ok {
+            w.probe_failures = 0;
+            return;
+        }
+        w.probe_failures += 1;
+        if w.probe_failures < limit || w.incoming.is_some() || w.in_place.is_some() {
+            return;
+        }
+        let failures = w.probe_failures;
+        w.probe_failures = 0;
+        log(
+            out,
+            Level::Warn,
+            format!(
+                "worker {id} (pid {pid}) failed {failures} liveness probes in a row: replacing it"
+            ),
+        );
+        if !self.policy.replace_in_place {
+            // A hung worker gets no new connections while it is replaced
+            // (before the Spawn: the runtime ties checks to the id).
+            out.push(Action::Unroute { id });
+        }
+        self.replace(now, id, RESTART_UNRESPONSIVE, out);
     }
 
     fn on_spawned(&mut self, now: Instant, id: WorkerId, pid: i32, out: &mut Vec<Action>) {
@@ -683,7 +748,7 @@ impl Supervisor {
         let uptime = now.saturating_duration_since(since);
 
         if self.phase == Phase::Running {
-            if let Some(why) = self.workers[id].in_place.take() {
+            if let Some(InPlace { why, .. }) = self.workers[id].in_place.take() {
                 // Stopped on purpose, to be started again.
                 out.push(Action::SignalGroup {
                     pid,
@@ -919,6 +984,25 @@ impl Supervisor {
             });
             self.replacement_failed(id, out);
         }
+        for (id, w) in self.workers.iter_mut().enumerate() {
+            if let (Some(p), Slot::Running { pid, .. }) = (&mut w.in_place, &w.slot) {
+                if !p.killed && p.deadline <= now {
+                    p.killed = true;
+                    log(
+                        out,
+                        Level::Warn,
+                        format!(
+                            "worker {id} (pid {pid}) still running {} after SIGTERM; sending SIGKILL",
+                            human_duration(self.policy.grace)
+                        ),
+                    );
+                    out.push(Action::SignalGroup {
+                        pid: *pid,
+                        signal: Signal::SIGKILL,
+                    });
+                }
+            }
+        }
         for r in self.retiring.iter_mut() {
             if !r.killed && r.deadline <= now {
                 r.killed = true;
@@ -1042,7 +1126,7 @@ impl Supervisor {
     /// ready or is already being replaced.
     fn replace(
         &mut self,
-        _now: Instant,
+        now: Instant,
         id: WorkerId,
         why: &'static str,
         out: &mut Vec<Action>,
@@ -1061,7 +1145,11 @@ impl Supervisor {
             return false;
         }
         if in_place {
-            w.in_place = Some(why);
+            w.in_place = Some(InPlace {
+                why,
+                deadline: now + self.policy.grace,
+                killed: false,
+            });
             log(
                 out,
                 Level::Info,

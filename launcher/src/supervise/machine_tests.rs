@@ -16,6 +16,7 @@ fn policy(workers: u32, restart: bool) -> Policy {
         ready_timeout: None,
         reload_parallelism: 1,
         replace_in_place: false,
+        probe_failures: 0,
     }
 }
 
@@ -796,4 +797,85 @@ fn sighup_is_forwarded_when_restarts_are_off() {
         acts(s.handle(t0, Event::Reload)),
         vec![Action::Spawn { id: 0 }]
     );
+}
+
+#[test]
+fn failed_liveness_probes_in_a_row_replace_a_hung_worker() {
+    let t0 = Instant::now();
+    let mut p = checked(2);
+    p.probe_failures = 3;
+    let mut s = ready(p, t0);
+    let probe = |ok| Event::Probe {
+        id: 1,
+        pid: 101,
+        ok,
+    };
+    assert!(acts(s.handle(t0, probe(false))).is_empty());
+    assert!(acts(s.handle(t0, probe(false))).is_empty());
+    // A success in between resets the count.
+    assert!(acts(s.handle(t0, probe(true))).is_empty());
+    assert!(acts(s.handle(t0, probe(false))).is_empty());
+    assert!(acts(s.handle(t0, probe(false))).is_empty());
+    let a = s.handle(t0, probe(false));
+    assert!(
+        logs(&a)
+            .iter()
+            .any(|l| l.contains("failed 3 liveness probes")),
+        "{a:?}"
+    );
+    // Unrouted at once, replaced as in a reload.
+    assert_eq!(
+        acts(a),
+        vec![Action::Unroute { id: 1 }, Action::Spawn { id: 1 }]
+    );
+    // Probes of the old pid meanwhile change nothing.
+    assert!(acts(s.handle(t0, probe(false))).is_empty());
+    s.handle(t0, Event::Spawned { id: 1, pid: 201 });
+    let a = acts(s.handle(t0, Event::Ready { id: 1, pid: 201 }));
+    assert_eq!(a, vec![Action::Route { id: 1 }, term(101)]);
+    assert_eq!(s.restarts_by_reason().get("unresponsive"), Some(&1));
+    // It ignores SIGTERM: SIGKILL after the grace period.
+    assert_eq!(
+        acts(s.handle(t0 + secs(25.0), Event::Tick)),
+        vec![kill9(101)]
+    );
+}
+
+#[test]
+fn probes_are_off_unless_a_limit_is_set() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(1), t0);
+    for _ in 0..10 {
+        assert!(acts(s.handle(
+            t0,
+            Event::Probe {
+                id: 0,
+                pid: 100,
+                ok: false
+            }
+        ))
+        .is_empty());
+    }
+}
+
+#[test]
+fn in_place_replacement_kills_a_process_ignoring_sigterm_after_grace() {
+    let t0 = Instant::now();
+    let mut p = checked(1);
+    p.replace_in_place = true;
+    let mut s = ready(p, t0);
+    s.handle(t0, Event::Reload);
+    assert_eq!(s.next_deadline(), Some(t0 + secs(25.0)));
+    assert_eq!(
+        acts(s.handle(t0 + secs(25.0), Event::Tick)),
+        vec![kill9(100)]
+    );
+    let a = acts(s.handle(
+        t0 + secs(25.1),
+        Event::Exited {
+            pid: 100,
+            reason: ExitReason::Signal(9),
+        },
+    ));
+    assert_eq!(a, vec![kill9(100), Action::Spawn { id: 0 }]);
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,6 +24,10 @@ pub const WAIT_FOR_WORKER: Duration = Duration::from_secs(10);
 /// How long the proxy waits for a client's next request after a worker
 /// that is being stopped closed the connection between two requests.
 pub const LINGER: Duration = Duration::from_millis(25);
+
+/// A request a stopping worker had for longer than this before it closed
+/// the connection is not sent again: the worker was working on it.
+pub const RETRY_WINDOW: Duration = Duration::from_millis(100);
 
 /// The routing table and the open-connection count, shared with the
 /// accept loop.
@@ -119,7 +123,8 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, routes: &Routes, logger:
         let Some((id, addr, upstream)) = connect(routes, peer, logger).await else {
             return;
         };
-        let end = pump(&mut client, upstream, &mut unanswered, &mut client_done).await;
+        let (end, unanswered_since) =
+            pump(&mut client, upstream, &mut unanswered, &mut client_done).await;
         let still_routed = routes.with(|b| {
             b.release(id, addr);
             b.is_routed(id, addr)
@@ -136,7 +141,14 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, routes: &Routes, logger:
                 Err(_) => {}
             }
         }
-        let retry = stopping_worker_closed && !client_done && retries < 3 && retryable(&unanswered);
+        // A worker that closed long after the request reached it was
+        // working on it (e.g. killed after the grace period): not retried.
+        let fresh = unanswered_since.is_none_or(|t| t.elapsed() < RETRY_WINDOW);
+        let retry = stopping_worker_closed
+            && fresh
+            && !client_done
+            && retries < 3
+            && retryable(&unanswered);
         if !retry {
             let _ = client.shutdown().await;
             return;
@@ -189,15 +201,17 @@ async fn connect(
 
 /// Copies both ways until the worker closes (or both sides are done),
 /// first sending `unanswered` again when it holds a request to retry.
+/// Also returns when the oldest unanswered byte was sent to this worker.
 async fn pump(
     client: &mut TcpStream,
     mut upstream: TcpStream,
     unanswered: &mut Vec<u8>,
     client_done: &mut bool,
-) -> End {
+) -> (End, Option<Instant>) {
     let (mut ur, mut uw) = upstream.split();
+    let mut since = (!unanswered.is_empty()).then(Instant::now);
     if !unanswered.is_empty() && uw.write_all(unanswered).await.is_err() {
-        return End::UpstreamClosed;
+        return (End::UpstreamClosed, since);
     }
     let (mut cr, mut cw) = client.split();
     let mut from_client = vec![0u8; 16 * 1024];
@@ -211,6 +225,7 @@ async fn pump(
                 }
                 Ok(n) => {
                     let chunk = &from_client[..n];
+                    since.get_or_insert_with(Instant::now);
                     // A leading 0 marks "too long to retry" until the
                     // next response byte.
                     if unanswered.first() != Some(&0) {
@@ -222,16 +237,17 @@ async fn pump(
                         }
                     }
                     if uw.write_all(chunk).await.is_err() {
-                        return End::UpstreamClosed;
+                        return (End::UpstreamClosed, since);
                     }
                 }
             },
             r = ur.read(&mut from_upstream) => match r {
-                Ok(0) | Err(_) => return End::UpstreamClosed,
+                Ok(0) | Err(_) => return (End::UpstreamClosed, since),
                 Ok(n) => {
                     unanswered.clear();
+                    since = None;
                     if cw.write_all(&from_upstream[..n]).await.is_err() {
-                        return End::ClientGone;
+                        return (End::ClientGone, since);
                     }
                 }
             },

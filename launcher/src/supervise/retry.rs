@@ -14,8 +14,11 @@
 //! idempotent HTTP/1.x request, they go to another worker.
 //!
 //! Never for a worker that is still routed (a crash is not retried), never
-//! for POST/PATCH or anything not HTTP, and never once any response byte
-//! for those bytes arrived.
+//! for POST/PATCH or anything not HTTP, never once any response byte for
+//! those bytes arrived, and never when the worker had the request for more
+//! than `proxy::RETRY_WINDOW` before closing (it was working on it, e.g. a
+//! hung worker killed after the grace period: sending its request on
+//! could hang the next worker too).
 
 /// Most bytes kept for a retry; a longer unanswered request is not retried.
 pub const MAX_RETRY_BYTES: usize = 64 * 1024;

@@ -204,7 +204,19 @@ impl<'a> Run<'a> {
             ready_timeout: (ready != ReadyCheck::None).then_some(cfg.ready_timeout),
             reload_parallelism: cfg.reload_parallelism,
             replace_in_place: strategy == SocketStrategy::None,
+            probe_failures: match (&cfg.liveness, strategy) {
+                (Some(l), SocketStrategy::Proxy | SocketStrategy::None) => l.failures,
+                _ => 0,
+            },
         };
+        if cfg.liveness.is_some()
+            && !matches!(strategy, SocketStrategy::Proxy | SocketStrategy::None)
+        {
+            logger.warn(&format!(
+                "--liveness-path ignored with --socket {}: workers have no port of their own to probe (use proxy or none)",
+                strategy.as_str()
+            ));
+        }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let supervisor = Supervisor::new(policy);
         let sampler = Sampler::live();
@@ -304,6 +316,13 @@ impl<'a> Run<'a> {
         let mut sampling = tokio::time::interval(self.cfg.memory.interval);
         sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands = self.surfaces.commands.take();
+        let mut probing = tokio::time::interval(
+            self.cfg
+                .liveness
+                .as_ref()
+                .map_or(Duration::from_secs(3600), |l| l.interval),
+        );
+        probing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(event) = queue.pop_front() {
                 let actions = self.supervisor.handle(Instant::now(), event);
@@ -330,6 +349,7 @@ impl<'a> Run<'a> {
                 Some(event) = self.events_rx.recv() => queue.push_back(event),
                 Some(cmd) = recv_command(&mut commands) => self.control(cmd, &mut queue),
                 _ = sampling.tick() => self.sample(&mut queue),
+                _ = probing.tick() => self.probe_liveness(),
                 () = sleep_until(deadline) => {
                     // Reap too, in case a SIGCHLD was coalesced away.
                     queue.extend(reap_all().into_iter().map(|(pid, reason)| Event::Exited { pid, reason }));

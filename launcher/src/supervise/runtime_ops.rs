@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use super::super::cluster::{plan_memory_budget, scale_cap, snapshot};
 use super::super::config::MemoryCeiling;
 use super::super::logs::Logger;
-use super::super::machine::{Event, Level};
+use super::super::machine::{Event, Level, ProcessState};
 use super::super::sampler::Finding;
 use super::Run;
 use crate::control::protocol::{Request, Response};
@@ -237,8 +237,56 @@ impl Run<'_> {
         }
     }
 
+    /// Starts one liveness probe per ready worker with a port of its own;
+    /// each reports `Event::Probe`.
+    pub(super) fn probe_liveness(&self) {
+        let Some(l) = &self.cfg.liveness else { return };
+        if !matches!(
+            self.strategy,
+            super::SocketStrategy::Proxy | super::SocketStrategy::None
+        ) {
+            return;
+        }
+        for v in self.supervisor.processes() {
+            let (Some(pid), ProcessState::Ready) = (v.pid, v.state) else {
+                continue;
+            };
+            let Some(port) = self.io.get(v.id as usize).and_then(|io| io.port) else {
+                continue;
+            };
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let events = self.events_tx.clone();
+            let (path, timeout, id) = (l.path.clone(), l.timeout, v.id);
+            tokio::spawn(async move {
+                let ok = http_probe(addr, &path, timeout).await;
+                let _ = events.send(Event::Probe { id, pid, ok });
+            });
+        }
+    }
+
     /// Derived once: the cap scaling stays within.
     pub(super) fn cap_from_plan(&self) -> crate::control::ScaleCap {
         scale_cap(self.plan)
+    }
+}
+
+/// `GET path` on `addr`: true on a 2xx or 3xx status line within `timeout`.
+pub(super) async fn http_probe(
+    addr: std::net::SocketAddr,
+    path: &str,
+    timeout: std::time::Duration,
+) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: corefit-liveness\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.ok()?;
+        Some(head)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Some(head)) => head.starts_with(b"HTTP/1.") && matches!(head[9], b'2' | b'3'),
+        _ => false,
     }
 }
