@@ -34,10 +34,21 @@ fi
 STARTED=""
 cleanup() {
   if [ -n "$STARTED" ]; then
-    COREFIT_K8S_STATE="$STARTED" "$ROOT/tests/k8s/control-plane.sh" stop || true
+    # Its output goes to a file first: with our stderr a closed pipe (e.g.
+    # `run.sh | head`), a log line would kill the stop half-way.
+    trap '' PIPE
+    local out
+    out=$(mktemp)
+    COREFIT_K8S_STATE="$STARTED" "$ROOT/tests/k8s/control-plane.sh" stop >"$out" 2>&1 || true
+    cat "$out" >&2 2>/dev/null || true
+    rm -f "$out"
+    STARTED=""
   fi
 }
 trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 if [ -n "${COREFIT_HELM_KUBECONFIG:-}" ]; then
   [ -f "$COREFIT_HELM_KUBECONFIG" ] || { log "error: COREFIT_HELM_KUBECONFIG=$COREFIT_HELM_KUBECONFIG is not a file"; exit 1; }
