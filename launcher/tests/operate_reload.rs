@@ -135,6 +135,13 @@ fn reload_under_load_fails_no_request_and_replaces_every_pid() {
 }
 
 #[test]
+fn reload_under_load_with_inject_fails_no_request() {
+    // The unmodified app's own listen(PORT) gets the shared socket(s)
+    // through the preload shim; the reload behaves as in `shared`.
+    reload_under_load("inject", false, "ops_app.js");
+}
+
+#[test]
 fn a_replacement_never_ready_aborts_the_reload_and_the_old_workers_serve() {
     let dir = tempfile::tempdir().expect("tempdir");
     let control = dir.path().join("c.sock");
