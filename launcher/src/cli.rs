@@ -168,6 +168,9 @@ pub struct RunArgs {
     /// Failed probes in a row that get a worker replaced [default: 3]
     #[arg(long, env = "COREFIT_LIVENESS_FAILURES", value_name = "N")]
     pub liveness_failures: Option<String>,
+    /// Live resize: re-read the cgroup CPU and memory limits this often, re-plan, and grow or shrink the pool (unless the worker count was given); off unless set [env: COREFIT_RESIZE_INTERVAL]
+    #[arg(long, env = "COREFIT_RESIZE_INTERVAL", value_name = "DURATION")]
+    pub resize_interval: Option<String>,
     #[command(flatten)]
     pub control: ControlArgs,
 }
@@ -300,6 +303,26 @@ impl RunArgs {
                 n
             },
             liveness: self.liveness(s)?,
+            resize_interval: match self.resize_interval.as_deref().map(str::trim) {
+                None | Some("off" | "0" | "") => None,
+                Some(_) => {
+                    let d = s(
+                        "--resize-interval",
+                        "COREFIT_RESIZE_INTERVAL",
+                        &self.resize_interval,
+                    )
+                    .duration("0")?;
+                    if d < std::time::Duration::from_millis(100) {
+                        return Err(ConfigError::Invalid {
+                            flag: "--resize-interval",
+                            var: "COREFIT_RESIZE_INTERVAL",
+                            value: self.resize_interval.clone().unwrap_or_default(),
+                            expected: "off, or at least 100ms".into(),
+                        });
+                    }
+                    Some(d)
+                }
+            },
             control_socket: self.control.path(),
             admin_addr: admin_addr(self.admin_addr.as_deref(), env)?,
             memory: MemorySettings {
@@ -605,6 +628,12 @@ mod tests {
         assert!(run_error(&["--memory-threshold", "lots"]).contains("--memory-threshold"));
         assert!(run_error(&["--max-memory-per-worker=-5"]).contains("--max-memory-per-worker"));
         assert!(run_error(&["--memory-interval", "1ms"]).contains("at least 50ms"));
+        assert!(run_error(&["--resize-interval", "10ms"]).contains("--resize-interval"));
+        assert!(run_error(&["--liveness-path", "health"]).contains("--liveness-path"));
+        assert!(
+            run_error(&["--liveness-path", "/h", "--liveness-failures", "0"])
+                .contains("--liveness-failures")
+        );
         let cli = Cli::try_parse_from(["corefit", "--", "x"]).unwrap();
         let env = |pairs: &[(&str, &str)]| {
             let get = |k: &str| {

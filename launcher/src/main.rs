@@ -20,6 +20,7 @@ use corefit::control::{client, Request, ScaleTarget};
 use corefit::decision::{decide, process_env};
 use corefit::explain::Report;
 use corefit::observe::table::status_table;
+use corefit::plan::overrides::{Sourced, WorkerChoice};
 use corefit::probe::LiveFacts;
 use corefit::supervise::{self, handoff};
 
@@ -144,5 +145,18 @@ fn run_supervised(plan_args: &PlanArgs, run_args: &RunArgs, cmd: Vec<String>) ->
             return ExitCode::from(2);
         }
     };
-    ExitCode::from(supervise::run(&config, &report.decision))
+    // Live resize re-plans with the same flags and environment.
+    let replan = || decide_from(plan_args).ok().map(|r| r.decision);
+    let fixed = match &report.inputs.overrides.workers {
+        Some(Sourced {
+            value: WorkerChoice::Count(n),
+            source,
+        }) => Some(format!("{source}={n}")),
+        _ => None,
+    };
+    let resize = supervise::Resize {
+        replan: &replan,
+        fixed,
+    };
+    ExitCode::from(supervise::run_with(&config, &report.decision, Some(resize)))
 }

@@ -114,6 +114,8 @@ pub struct RunConfig {
     pub memory: MemorySettings,
     /// HTTP liveness probes of each worker's own port, when enabled.
     pub liveness: Option<Liveness>,
+    /// Live resize: re-read the cgroup limits this often and re-plan.
+    pub resize_interval: Option<Duration>,
 }
 
 /// `--liveness-path` and friends: `GET path` on each ready worker's own

@@ -37,4 +37,4 @@ pub mod sockets;
 pub mod spawn;
 
 pub use config::{LogFormat, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
-pub use runtime::run;
+pub use runtime::{run, run_with, Resize};

@@ -39,6 +39,28 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 /// Runs `cfg.command` as the plan says until the run ends; returns the exit
 /// code.
 pub fn run(cfg: &RunConfig, plan: &Plan) -> u8 {
+    run_with(cfg, plan, None)
+}
+
+/// Live resize: how to re-plan from fresh readings, and whether the
+/// worker count may follow (not when it was given explicitly).
+pub struct Resize<'a> {
+    /// Probes again and plans; `None` when that fails (logged by caller).
+    pub replan: &'a dyn Fn() -> Option<Plan>,
+    /// Why the count is fixed (e.g. `--workers 4`), if it is.
+    pub fixed: Option<String>,
+}
+
+impl std::fmt::Debug for Resize<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resize")
+            .field("fixed", &self.fixed)
+            .finish()
+    }
+}
+
+/// [`run`], with live resize when `cfg.resize_interval` is set.
+pub fn run_with(cfg: &RunConfig, plan: &Plan, resize: Option<Resize<'_>>) -> u8 {
     let logger = Logger {
         format: cfg.log_format,
     };
@@ -53,7 +75,7 @@ pub fn run(cfg: &RunConfig, plan: &Plan) -> u8 {
         }
     };
     rt.block_on(async {
-        match Run::prepare(cfg, plan, logger) {
+        match Run::prepare(cfg, plan, logger, resize) {
             Ok(run) => run.go().await,
             Err(code) => code,
         }
@@ -71,6 +93,9 @@ struct WorkerIo {
 struct Run<'a> {
     cfg: &'a RunConfig,
     plan: &'a Plan,
+    /// The latest plan after a live resize.
+    current: Option<Plan>,
+    resize: Option<Resize<'a>>,
     logger: Logger,
     program: PathBuf,
     strategy: SocketStrategy,
@@ -101,8 +126,16 @@ mod ops;
 impl<'a> Run<'a> {
     /// Checks the command, becomes the reaper, installs signal handlers
     /// and opens the sockets. Errors are logged; the `Err` is the exit code.
-    fn prepare(cfg: &'a RunConfig, plan: &'a Plan, logger: Logger) -> Result<Run<'a>, u8> {
+    fn prepare(
+        cfg: &'a RunConfig,
+        plan: &'a Plan,
+        logger: Logger,
+        resize: Option<Resize<'a>>,
+    ) -> Result<Run<'a>, u8> {
         let workers = plan.workers.max(1);
+        let resize = resize.filter(|_| cfg.resize_interval.is_some());
+        // The pool may grow: keep the proxy and restarts even for one worker.
+        let may_grow = resize.as_ref().is_some_and(|r| r.fixed.is_none());
         let fail = |msg: String, code: u8| {
             logger.error(&msg);
             code
@@ -113,7 +146,7 @@ impl<'a> Run<'a> {
         )
         .map_err(|e| fail(e.to_string(), e.exit_code()))?;
 
-        let strategy = if workers == 1 && cfg.socket == SocketStrategy::Proxy {
+        let strategy = if workers == 1 && cfg.socket == SocketStrategy::Proxy && !may_grow {
             SocketStrategy::None
         } else {
             cfg.socket
@@ -129,7 +162,7 @@ impl<'a> Run<'a> {
         let restart = match cfg.restart {
             RestartPolicy::Always => true,
             RestartPolicy::Never => false,
-            RestartPolicy::Auto => plan.mode == Mode::Cluster || workers > 1,
+            RestartPolicy::Auto => plan.mode == Mode::Cluster || workers > 1 || may_grow,
         };
         if strategy == SocketStrategy::None && u32::from(cfg.port) + workers - 1 > 65535 {
             return Err(fail(
@@ -234,6 +267,8 @@ impl<'a> Run<'a> {
         let mut run = Run {
             cfg,
             plan,
+            current: None,
+            resize,
             logger,
             program,
             strategy,
@@ -323,6 +358,13 @@ impl<'a> Run<'a> {
                 .map_or(Duration::from_secs(3600), |l| l.interval),
         );
         probing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resizing = tokio::time::interval(
+            self.cfg
+                .resize_interval
+                .filter(|_| self.resize.is_some())
+                .unwrap_or(Duration::from_secs(3600)),
+        );
+        resizing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(event) = queue.pop_front() {
                 let actions = self.supervisor.handle(Instant::now(), event);
@@ -350,6 +392,7 @@ impl<'a> Run<'a> {
                 Some(cmd) = recv_command(&mut commands) => self.control(cmd, &mut queue),
                 _ = sampling.tick() => self.sample(&mut queue),
                 _ = probing.tick() => self.probe_liveness(),
+                _ = resizing.tick() => self.resize(&mut queue),
                 () = sleep_until(deadline) => {
                     // Reap too, in case a SIGCHLD was coalesced away.
                     queue.extend(reap_all().into_iter().map(|(pid, reason)| Event::Exited { pid, reason }));
@@ -405,7 +448,7 @@ impl<'a> Run<'a> {
             self.io.resize_with(id as usize + 1, WorkerIo::default);
         }
         let workers = self.io.len();
-        let mut env = self.plan.worker_env.for_worker(id);
+        let mut env = self.plan().worker_env.for_worker(id);
         let port = match self.strategy {
             SocketStrategy::Proxy => match free_loopback_port() {
                 Ok(p) => p,

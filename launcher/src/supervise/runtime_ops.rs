@@ -20,6 +20,7 @@ use crate::control::scale::{resolve, ScaleTarget};
 use crate::control::server::{self, ControlCommand};
 use crate::observe::ClusterSnapshot;
 use crate::plan::size::human_bytes;
+use crate::plan::Plan;
 use crate::probe::procstat::all_processes;
 
 /// The control socket and the admin endpoint, once started.
@@ -65,12 +66,57 @@ pub(super) fn open_surfaces(
 }
 
 impl Run<'_> {
+    /// The plan in force: the latest live resize's, else the first.
+    pub(super) fn plan(&self) -> &Plan {
+        self.current.as_ref().unwrap_or(self.plan)
+    }
+
+    /// Live resize: probes and plans again; when the CPU or memory limit
+    /// changed, the new plan is in force and the pool grows or shrinks to
+    /// its count (unless the count was given, or a reload runs: then the
+    /// next tick tries again).
+    pub(super) fn resize(&mut self, queue: &mut VecDeque<Event>) {
+        let Some(r) = &self.resize else { return };
+        if self.cfg.resize_interval.is_none() || !self.supervisor.accepting_commands() {
+            return;
+        }
+        let Some(new) = (r.replan)() else { return };
+        let old = self.plan();
+        let limits_changed = new.effective_cpus.value != old.effective_cpus.value
+            || new.memory.as_ref().map(|m| m.value) != old.memory.as_ref().map(|m| m.value);
+        if limits_changed {
+            let mem = |p: &Plan| {
+                p.memory
+                    .as_ref()
+                    .map_or("unlimited".to_owned(), |m| human_bytes(m.value))
+            };
+            self.logger.info(&format!(
+                "limits changed: CPUs {} -> {}, memory {} -> {}; the plan now says {} worker(s){}",
+                old.effective_cpus.value,
+                new.effective_cpus.value,
+                mem(old),
+                mem(&new),
+                new.workers,
+                r.fixed
+                    .as_ref()
+                    .map(|f| format!(" (the count stays: {f})"))
+                    .unwrap_or_default()
+            ));
+            self.current = Some(new);
+            self.cap = self.cap_from_plan();
+        }
+        let want = self.plan().workers.max(1);
+        if r.fixed.is_none() && want != self.supervisor.desired() && !self.supervisor.reloading() {
+            queue.push_back(Event::Scale { workers: want });
+        }
+    }
+
     /// The snapshot now.
     pub(super) fn snapshot(&self) -> ClusterSnapshot {
         snapshot(
             Instant::now(),
             self.started,
-            self.plan,
+            self.plan(),
             self.strategy.as_str(),
             &self.supervisor,
             &self.sampler,
@@ -94,7 +140,7 @@ impl Run<'_> {
     pub(super) fn ceiling(&self) -> Option<u64> {
         match self.cfg.memory.ceiling {
             MemoryCeiling::Off => None,
-            MemoryCeiling::Plan => Some(plan_memory_budget(self.plan)),
+            MemoryCeiling::Plan => Some(plan_memory_budget(self.plan())),
             MemoryCeiling::Bytes(b) => Some(b),
         }
     }
@@ -266,7 +312,7 @@ impl Run<'_> {
 
     /// Derived once: the cap scaling stays within.
     pub(super) fn cap_from_plan(&self) -> crate::control::ScaleCap {
-        scale_cap(self.plan)
+        scale_cap(self.plan())
     }
 }
 
