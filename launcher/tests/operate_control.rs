@@ -124,6 +124,17 @@ fn scale_by_signals_and_by_command_changes_workers_and_health() {
     wait_workers(&c, 3);
     let three = answering(&c, 3);
     assert!(two.is_subset(&three), "{two:?} {three:?}");
+    // The new worker is told the current count.
+    let told = wait_for(Duration::from_secs(5), "the new worker's answer", || {
+        let v = get(c.port, "/", Duration::from_secs(5)).ok()?.json();
+        let pid = v["pid"].as_i64()? as i32;
+        (!two.contains(&pid)).then_some(v)
+    });
+    assert_eq!(
+        (told["worker"].as_str(), told["workers"].as_str()),
+        (Some("2"), Some("3")),
+        "{told}"
+    );
 
     let msg = ok(&ctl(&c.control, &["scale", "-2"]));
     assert!(msg.contains("from 3 to 1"), "{msg}");

@@ -1,7 +1,7 @@
 // A plain Node.js `http` server for corefit's operation tests (reload,
 // scaling, health, memory ceilings).
 //
-//   GET /          {"pid", "worker"} as JSON
+//   GET /          {"pid", "worker", "workers"} as JSON
 //   GET /grow?mb=N keeps N more MiB of filled buffers (a leak on demand)
 //   GET /block     blocks the event loop for 60 s (a hung worker)
 //
@@ -45,7 +45,11 @@ const server = http.createServer((req, res) => {
     for (let i = 0; i < mb; i++) kept.push(Buffer.alloc(1024 * 1024, 1));
     body = { pid: process.pid, kept_mb: kept.length };
   } else {
-    body = { pid: process.pid, worker: process.env.COREFIT_WORKER_ID ?? null };
+    body = {
+      pid: process.pid,
+      worker: process.env.COREFIT_WORKER_ID ?? null,
+      workers: process.env.COREFIT_WORKERS ?? null,
+    };
   }
   const text = JSON.stringify(body) + '\n';
   res.writeHead(200, {

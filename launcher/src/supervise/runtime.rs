@@ -449,6 +449,11 @@ impl<'a> Run<'a> {
         }
         let workers = self.io.len();
         let mut env = self.plan().worker_env.for_worker(id);
+        // After scaling, the count workers are told is the current one.
+        env.insert(
+            "COREFIT_WORKERS".to_owned(),
+            self.supervisor.desired().to_string(),
+        );
         let port = match self.strategy {
             SocketStrategy::Proxy => match free_loopback_port() {
                 Ok(p) => p,
