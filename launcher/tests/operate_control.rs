@@ -518,3 +518,57 @@ fn a_hung_worker_fails_its_liveness_probes_and_is_replaced() {
     c.corefit.signal(Signal::SIGTERM);
     assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
 }
+
+#[test]
+fn memory_report_lines_and_threshold_warnings_from_the_environment() {
+    // ENABLE_MEMORY_MONITORING and MEMORY_THRESHOLD_MB, the names people use.
+    let mut c = cluster(
+        "2",
+        &["--allow-oversubscribe", "--memory-interval", "100ms"],
+        &[
+            ("ENABLE_MEMORY_MONITORING", "1"),
+            ("MEMORY_THRESHOLD_MB", "1"),
+        ],
+    );
+    wait_workers(&c, 2);
+    let pids = answering(&c, 2);
+    let line = wait_for(
+        Duration::from_secs(5),
+        "a report naming both workers",
+        || {
+            c.corefit
+                .stderr
+                .text()
+                .lines()
+                .find(|l| {
+                    l.contains("memory: ") && pids.iter().all(|p| l.contains(&format!("pid {p} ")))
+                })
+                .map(str::to_owned)
+        },
+    );
+    assert!(line.contains("MiB total"), "{line}");
+    for pid in &pids {
+        c.corefit
+            .stderr
+            .wait_line(&format!("(pid {pid}) uses"), Duration::from_secs(5));
+    }
+    // Warned once per crossing, not at every sample.
+    std::thread::sleep(Duration::from_millis(50));
+    let warnings = |t: String| t.matches("above the memory threshold of 1 MiB").count();
+    let n = warnings(c.corefit.stderr.text());
+    c.corefit
+        .stderr
+        .wait_line("memory: ", Duration::from_secs(1));
+    let reports_before = c.corefit.stderr.text().matches("memory: ").count();
+    wait_for(Duration::from_secs(5), "three more reports", || {
+        (c.corefit.stderr.text().matches("memory: ").count() >= reports_before + 3).then_some(())
+    });
+    assert_eq!(
+        warnings(c.corefit.stderr.text()),
+        n,
+        "warned again without a new crossing"
+    );
+    assert_eq!(n, 2);
+    c.corefit.signal(Signal::SIGTERM);
+    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+}
