@@ -2,7 +2,8 @@
 //! cluster mode do.
 //!
 //! - [`config`]: the typed settings of a run and their parsers.
-//! - [`machine`]: the rules, as a pure state machine (`handle(now, Event) -> Vec<Action>`).
+//! - [`machine`]: the rules, as a pure state machine (`handle(now, Event) -> Vec<Action>`);
+//!   its replacement rules (reload, scaling, memory, liveness) in `machine_replace.rs`.
 //! - [`backoff`]: restart delays.
 //! - [`runtime`]: the one loop that feeds events and performs actions.
 //! - [`spawn`]: starting a worker in its own process group.
