@@ -195,3 +195,73 @@ fn a_replacement_never_ready_aborts_the_reload_and_the_old_workers_serve() {
     corefit.signal(Signal::SIGTERM);
     assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
 }
+
+/// Node processes under corefit right now.
+fn workers_alive(corefit: &mut Corefit) -> usize {
+    corefit
+        .descendants()
+        .into_iter()
+        .filter(|p| {
+            alive(*p)
+                && std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "node")
+        })
+        .count()
+}
+
+#[test]
+fn a_second_sighup_is_coalesced_and_sigterm_during_a_reload_stops_cleanly() {
+    // Each replacement says 'ready' 300 ms after listening: a reload of 2
+    // takes over half a second, long enough to interrupt.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let control = dir.path().join("c.sock");
+    let port = free_port();
+    let mut corefit = start(
+        "proxy",
+        port,
+        &control,
+        "ops_app.js",
+        &["--ready", "ipc"],
+        &[("SEND_READY_AFTER_MS", "300")],
+    );
+    distinct_workers(port, 2, Duration::from_secs(15));
+    wait_for(Duration::from_secs(10), "both workers ready", || {
+        (ready_pids(&control).len() == 2).then_some(())
+    });
+    corefit.signal(Signal::SIGHUP);
+    corefit
+        .stderr
+        .wait_line("rolling reload of 2", Duration::from_secs(5));
+    // Two more while it runs (the kernel may merge them into one).
+    corefit.signal(Signal::SIGHUP);
+    corefit.signal(Signal::SIGHUP);
+    // Never more than one replacement beside the 2 workers (old processes
+    // draining for 100 ms may still be counted).
+    let mut most = 0;
+    wait_for(Duration::from_secs(20), "two reload rounds", || {
+        most = most.max(workers_alive(&mut corefit));
+        (corefit.stderr.text().matches("reload complete: 2").count() == 2).then_some(())
+    });
+    assert!(most <= 4, "up to {most} node processes during the reload");
+    let log = corefit.stderr.text();
+    // However many arrived, they made one more round, not more.
+    assert!(log.contains("one more round follows this one"), "{log}");
+    let status = status_json(&control);
+    assert_eq!(status["restarts_by_reason"]["reload"], 4, "{status}");
+    assert_eq!(status["reloading"], false);
+
+    // SIGTERM in the middle of a reload: everything stops, exit 0.
+    corefit.signal(Signal::SIGHUP);
+    corefit
+        .stderr
+        .wait_line("replacement started", Duration::from_secs(5));
+    corefit.signal(Signal::SIGTERM);
+    assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert!(corefit.stderr.contains("reload cancelled by the stop"));
+    let leftovers: Vec<i32> = corefit
+        .descendants()
+        .into_iter()
+        .filter(|p| alive(*p))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
