@@ -327,6 +327,9 @@ impl Corefit {
 impl Drop for Corefit {
     fn drop(&mut self) {
         if self.try_status().is_none() {
+            // Stopped first, so it starts no worker between the listing
+            // and the kill (a worker started then would outlive the test).
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGSTOP);
             self.descendants();
             let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
             if let Some(child) = self.child.as_mut() {
