@@ -285,23 +285,12 @@ impl RunArgs {
                 &self.shared_sockets,
             )
             .choice(SharedSockets::PerWorker)?,
-            reload_parallelism: {
-                let n: u32 = s(
-                    "--reload-parallelism",
-                    "COREFIT_RELOAD_PARALLELISM",
-                    &self.reload_parallelism,
-                )
-                .parsed("1", "a whole number from 1 to 4096")?;
-                if !(1..=4096).contains(&n) {
-                    return Err(ConfigError::Invalid {
-                        flag: "--reload-parallelism",
-                        var: "COREFIT_RELOAD_PARALLELISM",
-                        value: n.to_string(),
-                        expected: "a whole number from 1 to 4096".into(),
-                    });
-                }
-                n
-            },
+            reload_parallelism: s(
+                "--reload-parallelism",
+                "COREFIT_RELOAD_PARALLELISM",
+                &self.reload_parallelism,
+            )
+            .count(1, 4096)?,
             liveness: self.liveness(s)?,
             resize_interval: match self.resize_interval.as_deref().map(str::trim) {
                 None | Some("off" | "0" | "") => None,
@@ -383,20 +372,12 @@ impl RunArgs {
                 expected: "a path starting with / and without spaces".into(),
             });
         }
-        let failures: u32 = s(
+        let failures = s(
             "--liveness-failures",
             "COREFIT_LIVENESS_FAILURES",
             &self.liveness_failures,
         )
-        .parsed("3", "a whole number from 1 to 1000")?;
-        if !(1..=1000).contains(&failures) {
-            return Err(ConfigError::Invalid {
-                flag: "--liveness-failures",
-                var: "COREFIT_LIVENESS_FAILURES",
-                value: failures.to_string(),
-                expected: "a whole number from 1 to 1000".into(),
-            });
-        }
+        .count(3, 1000)?;
         let interval = s(
             "--liveness-interval",
             "COREFIT_LIVENESS_INTERVAL",

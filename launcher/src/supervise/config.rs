@@ -238,6 +238,18 @@ impl<'a> Setting<'a> {
         v.trim().parse().map_err(|_| self.invalid(v, expected))
     }
 
+    /// A whole number from 1 to `max`.
+    pub fn count(&self, default: u32, max: u32) -> Result<u32, ConfigError> {
+        let expected = format!("a whole number from 1 to {max}");
+        let Some(v) = self.value else {
+            return Ok(default);
+        };
+        match v.trim().parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(self.invalid(v, expected)),
+        }
+    }
+
     /// A TCP port, 1-65535.
     pub fn port(&self, default: u16) -> Result<u16, ConfigError> {
         let Some(v) = self.value else {
