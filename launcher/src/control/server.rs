@@ -2,6 +2,10 @@
 //! (mode 0600, and only peers with corefit's own uid or root are served),
 //! reads one request line, hands it to the supervisor's loop as a
 //! [`ControlCommand`] and writes back the reply.
+//!
+//! Bounded: at most [`MAX_REQUEST_BYTES`] + 1 bytes of a connection are
+//! read (a longer line gets an error reply, unread), within
+//! [`REQUEST_TIMEOUT`].
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -151,6 +155,28 @@ mod tests {
         .unwrap();
         assert!(r.0.ok && r.1.ok);
         assert_eq!(supervisor.await.unwrap().len(), 2);
+
+        // A request far over the cap, without a newline: refused after
+        // MAX_REQUEST_BYTES + 1 bytes, without waiting for the rest.
+        let p = path.clone();
+        let huge = tokio::task::spawn_blocking(move || {
+            use std::io::{BufRead, Write};
+            let mut s = std::os::unix::net::UnixStream::connect(&p).unwrap();
+            let reader = s.try_clone().unwrap();
+            // The server stops reading at the cap: the rest may not fit.
+            let _ = s.write_all(&vec![b'x'; MAX_REQUEST_BYTES * 256]);
+            let mut line = String::new();
+            std::io::BufReader::new(reader)
+                .read_line(&mut line)
+                .unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        assert!(
+            huge.contains("\"ok\":false") && huge.contains("longer than 4096"),
+            "{huge}"
+        );
 
         // Garbage gets an error line, not a hang.
         let p = path.clone();
