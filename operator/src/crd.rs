@@ -2,17 +2,24 @@
 //! committed `crds/clusterapp.yaml` is this output; a test fails when they
 //! differ (run `cargo run -p corefit-operator --bin crdgen` to refresh it).
 //!
-//! One rewrite on top of kube's generator: `nullable: true` is dropped from
-//! every optional field. The operator never writes nulls (absent fields are
-//! omitted), and apiservers up to at least 1.20 publish nullable fields with
-//! no type, so `kubectl explain` would print `<>` for them.
+//! Two rewrites on top of kube's generator:
+//! - `nullable: true` is dropped from every optional field. The operator
+//!   never writes nulls (absent fields are omitted), and apiservers up to at
+//!   least 1.20 publish nullable fields with no type, so `kubectl explain`
+//!   would print `<>` for them.
+//! - `metadata.name` is held to a DNS-1035 label ([`NAME_PATTERN`], at most
+//!   63 characters), the only restriction of `metadata` a CRD may make: the
+//!   app's name names its Service and is a label value, so a longer or
+//!   dotted name (which any custom resource may otherwise have, up to 253
+//!   characters) is refused by the API server with a message naming
+//!   `metadata.name`, instead of failing later, child by child.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::types::ClusterApp;
+use crate::types::{ClusterApp, NAME_MAX_LENGTH, NAME_PATTERN};
 
 /// Where the generated CRD lives, relative to the workspace root.
 pub const CRD_PATH: &str = "crds/clusterapp.yaml";
@@ -29,7 +36,36 @@ pub enum CrdError {
 pub fn crd() -> Result<CustomResourceDefinition, CrdError> {
     let mut value = serde_json::to_value(ClusterApp::crd())?;
     strip_nullable(&mut value);
+    restrict_name(&mut value);
     Ok(serde_json::from_value(value)?)
+}
+
+fn restrict_name(crd: &mut Value) {
+    let versions = crd
+        .pointer_mut("/spec/versions")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
+    for version in versions {
+        if let Some(props) = version
+            .pointer_mut("/schema/openAPIV3Schema/properties")
+            .and_then(Value::as_object_mut)
+        {
+            props.insert(
+                "metadata".to_owned(),
+                serde_json::json!({
+                    "type": "object",
+                    "properties": {
+                        "name": {
+                            "type": "string",
+                            "maxLength": NAME_MAX_LENGTH,
+                            "pattern": NAME_PATTERN,
+                        }
+                    }
+                }),
+            );
+        }
+    }
 }
 
 fn strip_nullable(v: &mut Value) {
@@ -86,6 +122,44 @@ mod tests {
         let mut missing = Vec::new();
         walk("", schema, &mut missing);
         assert!(missing.is_empty(), "undocumented fields: {missing:?}");
+    }
+
+    /// The schema's name rule is the one `validate::check_name` applies.
+    #[test]
+    fn metadata_name_is_a_dns_1035_label() {
+        let crd = serde_json::to_value(crd().unwrap()).unwrap();
+        let name = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+            ["metadata"]["properties"]["name"];
+        assert_eq!(name["maxLength"], 63);
+        assert_eq!(name["pattern"], NAME_PATTERN);
+        for ok in ["a", "web", "api-2", &"a".repeat(63)] {
+            assert!(crate::validate::check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["9lives", "a.b", "Web", "a-", "café", &"a".repeat(64)] {
+            assert!(crate::validate::check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The bounds written as literals in the schema attributes are the
+    /// constants the operator checks with.
+    #[test]
+    fn list_and_string_bounds_match_the_constants() {
+        use crate::types::{ENV_NAME_PATTERN, MAX_ARG_BYTES, MAX_LIST_ITEMS};
+        let crd = serde_json::to_value(crd().unwrap()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"];
+        for list in ["command", "args"] {
+            assert_eq!(spec[list]["maxItems"], MAX_LIST_ITEMS, "{list}");
+            assert_eq!(spec[list]["items"]["maxLength"], MAX_ARG_BYTES, "{list}");
+        }
+        assert_eq!(spec["env"]["maxItems"], MAX_LIST_ITEMS);
+        let var = &spec["env"]["items"]["properties"];
+        assert_eq!(var["value"]["maxLength"], MAX_ARG_BYTES);
+        assert_eq!(var["name"]["pattern"], ENV_NAME_PATTERN);
+        let workers = &spec["scaling"]["properties"]["workers"];
+        assert_eq!(workers["minimum"], 1.0);
+        assert_eq!(workers["maximum"], 4096.0);
+        assert!(workers.get("anyOf").is_none(), "{workers}");
     }
 
     #[test]

@@ -178,3 +178,57 @@ fn sourced<T>(value: T, source: &str) -> Sourced<T> {
         source: source.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corefit::plan::overrides::WorkerChoice;
+
+    /// Absurd sizes that pass validation (a 1-byte pod, 2^64-1 bytes,
+    /// 18 quadrillion CPUs, 4096 workers asked) decide without a panic or
+    /// an overflow, within 1 worker and the node's CPUs.
+    #[test]
+    fn absurd_sizes_decide_within_bounds() {
+        let info = ClusterInfo::default();
+        let cpus = [None, Some(1), Some(999), Some(2000), Some(u64::MAX)];
+        let mems = [None, Some(1), Some(16 << 20), Some(u64::MAX)];
+        let per_worker = [None, Some(16 << 20), Some(u64::MAX)];
+        let workers = [
+            None,
+            Some(WorkerChoice::Auto),
+            Some(WorkerChoice::Count(4096)),
+        ];
+        let strategies = [Strategy::Auto, Strategy::Horizontal, Strategy::Vertical];
+        let mut n = 0;
+        for cpu in cpus {
+            for mem in mems {
+                for mpw in per_worker {
+                    for w in workers {
+                        for strategy in strategies {
+                            let app = Checked {
+                                image: "x".to_owned(),
+                                strategy,
+                                cpu_millis: cpu,
+                                memory_bytes: mem,
+                                memory_per_worker: mpw,
+                                workers: w,
+                                replicas: 1000,
+                                port: 65535,
+                                admin_port: 1,
+                            };
+                            let d = decide(&app, &info);
+                            assert!(
+                                (1..=info.node_cpus).contains(&d.workers),
+                                "{app:?} -> {} workers",
+                                d.workers
+                            );
+                            assert!(d.reasons.last().unwrap().starts_with("decision: "));
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 5 * 4 * 3 * 3 * 3);
+    }
+}

@@ -5,12 +5,33 @@ use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum QuantityError {
-    #[error("{field}={value:?} is not a quantity (expected e.g. 500m, 2, 512Mi, 1Gi)")]
+    #[error("{field}={} is not a quantity (expected e.g. 500m, 2, 512Mi, 1Gi)", quoted(.value))]
     Syntax { field: String, value: String },
-    #[error("{field}={value:?} is too large")]
+    #[error("{field}={} is too large", quoted(.value))]
     Overflow { field: String, value: String },
-    #[error("{field}={value:?} must be above zero")]
+    #[error("{field}={} must be above zero", quoted(.value))]
     Zero { field: String, value: String },
+}
+
+/// The most characters of a user's value quoted in a message (a condition
+/// or an event should not carry a megabyte of someone's input).
+const SHOWN_CHARS: usize = 64;
+
+/// `value` for a message, cut after [`SHOWN_CHARS`] characters with its
+/// full length in bytes: `12345…(1048576 bytes)`.
+pub fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => value.to_owned(),
+        Some((cut, _)) => format!("{}…({} bytes)", &value[..cut], value.len()),
+    }
+}
+
+/// As [`shown`], in quotes (`{:?}`, so control characters show as escapes).
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}…({} bytes)", &value[..cut], value.len()),
+    }
 }
 
 /// A parsed quantity as the exact fraction `num / den`.
@@ -20,7 +41,14 @@ struct Exact {
     den: u128,
 }
 
-fn parse_exact(raw: &str) -> Option<Exact> {
+/// Why a quantity did not parse.
+enum Bad {
+    Syntax,
+    /// Well formed, but beyond what 128 bits hold.
+    Overflow,
+}
+
+fn parse_exact(raw: &str) -> Result<Exact, Bad> {
     let s = raw.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -41,36 +69,40 @@ fn parse_exact(raw: &str) -> Option<Exact> {
         "Ti" => (1 << 40, 1),
         "Pi" => (1 << 50, 1),
         "Ei" => (1 << 60, 1),
-        _ => return None,
+        _ => return Err(Bad::Syntax),
     };
     let (int, frac) = match number.split_once('.') {
         Some((i, f)) => (i, f),
         None => (number, ""),
     };
     if (int.is_empty() && frac.is_empty()) || frac.contains('.') || frac.len() > 9 {
-        return None;
+        return Err(Bad::Syntax);
     }
     if number.ends_with('.') {
-        return None;
+        return Err(Bad::Syntax);
     }
+    // Only ASCII digits are left: a failed parse is a number too long.
     let digits = format!("{int}{frac}");
-    let mantissa: u128 = digits.parse().ok()?;
+    let mantissa: u128 = digits.parse().map_err(|_| Bad::Overflow)?;
     let scale = 10u128.pow(frac.len() as u32);
-    Some(Exact {
-        num: mantissa.checked_mul(mul)?,
-        den: scale.checked_mul(div)?,
+    Ok(Exact {
+        num: mantissa.checked_mul(mul).ok_or(Bad::Overflow)?,
+        den: scale.checked_mul(div).ok_or(Bad::Overflow)?,
     })
 }
 
 fn parse_scaled(field: &str, raw: &str, unit: u128) -> Result<u64, QuantityError> {
-    let e = parse_exact(raw).ok_or_else(|| QuantityError::Syntax {
-        field: field.to_owned(),
-        value: raw.to_owned(),
-    })?;
     let overflow = || QuantityError::Overflow {
         field: field.to_owned(),
         value: raw.to_owned(),
     };
+    let e = parse_exact(raw).map_err(|bad| match bad {
+        Bad::Syntax => QuantityError::Syntax {
+            field: field.to_owned(),
+            value: raw.to_owned(),
+        },
+        Bad::Overflow => overflow(),
+    })?;
     let scaled = e.num.checked_mul(unit).ok_or_else(overflow)?;
     // Kubernetes rounds up to the smallest unit.
     let v = scaled.div_ceil(e.den);
@@ -184,5 +216,57 @@ mod tests {
             bytes("m", "1000000Ei"),
             Err(QuantityError::Overflow { .. })
         ));
+    }
+
+    /// Absurd inputs: huge, negative, not numbers, other scripts' digits.
+    /// Each is an error naming the field; none panics.
+    #[test]
+    fn absurd() {
+        let long = "9".repeat(1 << 20);
+        for raw in [
+            "999999999Ei",
+            "99999999999999999999999999999999999999999",
+            "340282366920938463463374607431768211456",
+            "18446744073709551616",
+            "9999999999999999999E",
+            long.as_str(),
+        ] {
+            let e = bytes("spec.resources.memory", raw).unwrap_err();
+            assert!(matches!(e, QuantityError::Overflow { .. }), "{raw}: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("spec.resources.memory") && msg.contains("too large"),
+                "{msg}"
+            );
+            assert!(
+                msg.len() < 200,
+                "the message quotes a megabyte: {}",
+                msg.len()
+            );
+        }
+        assert!(cpu_millis("c", "18446744073709552").is_err());
+        assert_eq!(
+            cpu_millis("c", "18446744073709551"),
+            Ok(18_446_744_073_709_551_000)
+        );
+        for raw in [
+            "1e30", "-1", "NaN", "Infinity", "1.5.5", "\u{663}", "\u{ff12}", "0x10", "+1", "", ".",
+        ] {
+            let e = cpu_millis("spec.resources.cpu", raw).unwrap_err();
+            assert!(matches!(e, QuantityError::Syntax { .. }), "{raw:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn shown_values_are_cut() {
+        assert_eq!(shown("512Mi"), "512Mi");
+        assert_eq!(quoted("a\nb"), "\"a\\nb\"");
+        let long = "é".repeat(100);
+        let s = shown(&long);
+        assert!(
+            s.starts_with(&"é".repeat(64)) && s.ends_with("…(200 bytes)"),
+            "{s}"
+        );
+        assert_eq!(quoted(&"x".repeat(64)), format!("{:?}", "x".repeat(64)));
     }
 }

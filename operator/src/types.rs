@@ -11,11 +11,36 @@ use std::borrow::Cow;
 
 use kube::CustomResource;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A Kubernetes quantity as users write it: `500m`, `2`, `1.5`, `512Mi`, `1G`.
 pub const QUANTITY_PATTERN: &str =
     r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$";
+
+/// The most entries `command`, `args` and `env` each hold (the schema's
+/// `maxItems`): far more than any app needs, and small enough that the
+/// per-entry bookkeeping of server-side apply cannot push the Deployment
+/// past etcd's object size limit.
+pub const MAX_LIST_ITEMS: usize = 1000;
+
+/// The longest single string Linux passes to a program, as an argument or
+/// as one `NAME=value` environment entry with its NUL (`MAX_ARG_STRLEN`,
+/// 32 pages): `execve` fails with E2BIG beyond it. The schema bounds the
+/// characters; [`crate::validate`] counts the bytes.
+pub const MAX_ARG_BYTES: usize = 131_072;
+
+/// An environment variable name as the API server accepts it for a
+/// container (`IsEnvVarName`): letters, digits, `_`, `.`, `-`, not
+/// starting with a digit.
+pub const ENV_NAME_PATTERN: &str = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$";
+
+/// The app's name names its Deployment, Service, HPA and PDB, and is the
+/// value of their labels: Services need a DNS-1035 label (at most 63
+/// characters, a lowercase letter first), so the CRD holds
+/// `metadata.name` to that ([`crate::crd`] adds it to the schema).
+pub const NAME_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// See [`NAME_PATTERN`].
+pub const NAME_MAX_LENGTH: usize = 63;
 
 /// An app run under the corefit launcher: the operator turns it into a
 /// Deployment and a Service, and decides between more replicas
@@ -48,12 +73,16 @@ pub struct ClusterAppSpec {
     pub image: Option<String>,
 
     /// The app's command (the container's entrypoint is replaced by the
-    /// launcher, which then runs this). Defaults to the image's own.
+    /// launcher, which then runs this). Defaults to the image's own. At
+    /// most 1000 entries of at most 128 KiB each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(max = 131072)))]
     pub command: Option<Vec<String>>,
 
-    /// Arguments for the command.
+    /// Arguments for the command. At most 1000 entries of at most 128 KiB
+    /// each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(max = 131072)))]
     pub args: Option<Vec<String>>,
 
     /// The port the app serves on; the Service exposes it under the same
@@ -63,8 +92,11 @@ pub struct ClusterAppSpec {
     pub port: i32,
 
     /// Extra environment for the app. `COREFIT_MODE` and `COREFIT_WORKERS`
-    /// are set by the operator and may not appear here.
+    /// are set by the operator and may not appear here. At most 1000
+    /// variables; with `command` and `args` at most 512 KiB in all (the
+    /// Deployment, its ReplicaSets and every pod carry them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub env: Vec<EnvVar>,
 
     /// CPU and memory of each pod (used as both request and limit, so the
@@ -95,11 +127,16 @@ fn default_port() -> i32 {
 /// One environment variable.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
 pub struct EnvVar {
-    /// The variable's name.
-    #[schemars(length(min = 1, max = 253))]
+    /// The variable's name: letters, digits, `_`, `.` and `-`, not
+    /// starting with a digit.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    )]
     pub name: String,
-    /// Its value (empty when omitted).
+    /// Its value (empty when omitted); at most 128 KiB with the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 131072))]
     pub value: Option<String>,
 }
 
@@ -221,13 +258,16 @@ impl JsonSchema for Workers {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // The bounds sit on the int-or-string node itself: `minimum` and
+        // `maximum` apply to a number only, `pattern` to a string only. (In
+        // an `anyOf` of the two, each branch let the other kind through
+        // unchecked: `workers: -5` passed the schema.)
         json_schema!({
             "description": "`auto` or a number of workers from 1 to 4096.",
             "x-kubernetes-int-or-string": true,
-            "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": 4096},
-                {"type": "string", "pattern": "^(auto|[0-9]+)$"}
-            ]
+            "minimum": 1,
+            "maximum": 4096,
+            "pattern": "^(auto|[0-9]+)$"
         })
     }
 }
@@ -274,17 +314,32 @@ pub struct ClusterAppStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<String>,
     /// Pods wanted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_count"
+    )]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub replicas: Option<i32>,
     /// Who sets the replica count: `ClusterApp` (its `scaling.replicas`)
     /// or `HorizontalPodAutoscaler` (with `scaling.autoscaling`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas_owner: Option<String>,
     /// Pods ready.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_count"
+    )]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub ready_replicas: Option<i32>,
     /// Worker processes per pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_count"
+    )]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub workers_per_pod: Option<i32>,
     /// The pods' label selector as a string (for the scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,4 +371,78 @@ pub struct Condition {
     /// The generation this condition describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// Reads a count in the status. The operator writes these; anything else
+/// found there (out of range, negative, not a whole number: written by
+/// someone else, or stored before the schema bounded them) reads as
+/// absent, so one odd object cannot make the list of all apps fail to
+/// decode and stall the operator. Its next status write replaces it.
+fn lenient_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.as_ref()
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|n| i32::try_from(n).ok())
+        .filter(|n| *n >= 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app_with_status(status: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "corefit.dev/v1alpha1",
+            "kind": "ClusterApp",
+            "metadata": {"name": "a", "namespace": "n"},
+            "spec": {"image": "x"},
+            "status": status,
+        })
+    }
+
+    /// Junk in the status never fails the decoding of the app (a list
+    /// with one such object would otherwise fail as a whole).
+    #[test]
+    fn odd_status_counts_read_as_absent() {
+        for junk in [
+            json!(3_000_000_000_i64),
+            json!(-1),
+            json!(-9_999_999_999_i64),
+            json!(1.5),
+            json!(1e308),
+            json!(u64::MAX),
+            json!("7"),
+            json!(null),
+        ] {
+            let v = app_with_status(json!({
+                "replicas": junk, "readyReplicas": junk, "workersPerPod": junk,
+                "mode": "single"
+            }));
+            let app: ClusterApp =
+                serde_json::from_value(v).unwrap_or_else(|e| panic!("{junk}: {e}"));
+            let st = app.status.unwrap();
+            assert_eq!(
+                (st.replicas, st.ready_replicas, st.workers_per_pod),
+                (None, None, None),
+                "{junk}"
+            );
+            assert_eq!(st.mode.as_deref(), Some("single"));
+        }
+        let v = app_with_status(json!({"replicas": 3, "readyReplicas": 0, "workersPerPod": 2}));
+        let st = serde_json::from_value::<ClusterApp>(v)
+            .unwrap()
+            .status
+            .unwrap();
+        assert_eq!(
+            (st.replicas, st.ready_replicas, st.workers_per_pod),
+            (Some(3), Some(0), Some(2))
+        );
+        // Absent stays absent, and round-trips.
+        let v = app_with_status(json!({}));
+        let app = serde_json::from_value::<ClusterApp>(v).unwrap();
+        assert_eq!(app.status, Some(ClusterAppStatus::default()));
+        let back = serde_json::to_value(&app).unwrap();
+        assert_eq!(back["status"], json!({}));
+    }
 }

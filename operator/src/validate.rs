@@ -5,8 +5,16 @@
 use corefit::plan::overrides::{WorkerChoice, MAX_REQUESTABLE_WORKERS, MIN_MEMORY_PER_WORKER};
 use thiserror::Error;
 
-use crate::quantity::{self, QuantityError};
-use crate::types::{ClusterAppSpec, LauncherMode, Strategy, Workers};
+use crate::quantity::{self, quoted, shown, QuantityError};
+use crate::types::{ClusterAppSpec, LauncherMode, Strategy, Workers, MAX_ARG_BYTES};
+
+/// The most bytes `command`, `args` and `env` (as `NAME=value`) may add
+/// up to. The Deployment, each of its ReplicaSets and every pod carry
+/// them, with server-side apply's bookkeeping of each entry, and each of
+/// those objects must fit etcd's 1.5 MiB request limit; 512 KiB leaves
+/// room for the rest. (Linux allows about 2 MiB of arguments and
+/// environment in all, so this never refuses a pod that could start.)
+pub const MAX_COMMAND_AND_ENV_BYTES: usize = 512 * 1024;
 
 /// The launcher's admin port when the spec names none.
 pub const DEFAULT_ADMIN_PORT: i32 = 9901;
@@ -23,29 +31,39 @@ pub const RESERVED_ENV: [&str; 4] = [
 pub enum SpecError {
     #[error("spec.image is missing or blank: a ClusterApp needs a container image")]
     MissingImage,
+    #[error("spec.image={} is not an image reference: it holds whitespace, control or non-ASCII characters", quoted(.0))]
+    BadImage(String),
     #[error(transparent)]
     Quantity(#[from] QuantityError),
-    #[error("spec.scaling.memoryPerWorker={per_worker} is above the pod's memory (spec.resources.memory={memory}): not even one worker fits")]
+    #[error("spec.scaling.memoryPerWorker={} is above the pod's memory (spec.resources.memory={}): not even one worker fits", shown(.per_worker), shown(.memory))]
     MemoryPerWorkerAboveMemory { per_worker: String, memory: String },
-    #[error("spec.scaling.memoryPerWorker={0} is below the 16Mi minimum per worker")]
+    #[error("spec.scaling.memoryPerWorker={} is below the 16Mi minimum per worker", shown(.0))]
     MemoryPerWorkerTooSmall(String),
     #[error("spec.scaling.strategy=Vertical needs spec.resources.cpu: the workers per pod come from the pod's CPUs")]
     VerticalWithoutCpu,
     #[error("spec.scaling.workers={0} conflicts with spec.scaling.strategy=Horizontal, which runs 1 worker per pod")]
     HorizontalWithWorkers(u32),
-    #[error("spec.scaling.workers={0:?} is not 'auto' or a whole number from 1 to 4096")]
+    #[error("spec.scaling.workers={} is not 'auto' or a whole number from 1 to 4096", quoted(.0))]
     BadWorkers(String),
     #[error("spec.scaling.autoscaling.minReplicas={min} is above spec.scaling.autoscaling.maxReplicas={max}")]
     AutoscalingBounds { min: i32, max: i32 },
     #[error("spec.launcher.adminPort={0} is the same as spec.port: the launcher's admin port needs its own")]
     AdminPortClash(i32),
-    #[error("spec.env sets {0}, which the operator sets from its decision")]
+    #[error("spec.env sets {}, which the operator sets from its decision", shown(.0))]
     ReservedEnv(String),
-    #[error("spec.env sets {0} more than once")]
+    #[error("spec.env sets {} more than once", shown(.0))]
     DuplicateEnv(String),
-    #[error("spec.env name {0:?} is not a valid environment variable name")]
+    #[error("spec.env name {} is not a valid environment variable name", quoted(.0))]
     BadEnvName(String),
-    #[error("metadata.name={0:?} cannot name a Service: it must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters)")]
+    /// Names the field, never the value (it may be a secret).
+    #[error("{field} is {bytes} bytes, above {MAX_ARG_BYTES}: the most Linux passes to a program as one argument or NAME=value (the container would fail to start with E2BIG)")]
+    StringTooLong { field: String, bytes: usize },
+    #[error("spec.command, spec.args and spec.env add up to {0} bytes, above the {MAX_COMMAND_AND_ENV_BYTES}-byte limit: the Deployment, its ReplicaSets and every pod carry them, and each must fit etcd's 1.5 MiB object limit")]
+    CommandAndEnvTooLarge(usize),
+    /// Names the field, never the value (it may be a secret).
+    #[error("{0} holds a NUL character, which no program can be given in an argument or environment variable")]
+    NulCharacter(String),
+    #[error("metadata.name={} cannot name a Service: it must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters)", quoted(.0))]
     BadName(String),
     #[error(
         "spec.launcher.mode=InitContainer needs spec.launcher.image (the image holding /corefit)"
@@ -60,6 +78,7 @@ impl SpecError {
     pub fn reason(&self) -> &'static str {
         match self {
             SpecError::MissingImage => "MissingImage",
+            SpecError::BadImage(_) => "BadImage",
             SpecError::Quantity(_) => "BadQuantity",
             SpecError::MemoryPerWorkerAboveMemory { .. } => "MemoryPerWorkerAboveMemory",
             SpecError::MemoryPerWorkerTooSmall(_) => "MemoryPerWorkerTooSmall",
@@ -71,6 +90,9 @@ impl SpecError {
             SpecError::ReservedEnv(_) => "ReservedEnv",
             SpecError::DuplicateEnv(_) => "DuplicateEnv",
             SpecError::BadEnvName(_) => "BadEnvName",
+            SpecError::StringTooLong { .. } => "StringTooLong",
+            SpecError::CommandAndEnvTooLarge(_) => "CommandAndEnvTooLarge",
+            SpecError::NulCharacter(_) => "NulCharacter",
             SpecError::BadName(_) => "BadName",
             SpecError::InitContainerWithoutImage => "InitContainerWithoutImage",
             SpecError::InitContainerWithoutCommand => "InitContainerWithoutCommand",
@@ -101,6 +123,11 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
         .filter(|i| !i.is_empty())
         .ok_or(SpecError::MissingImage)?
         .to_owned();
+    // Image references are ASCII with no whitespace (the kubelet would
+    // report InvalidImageName on every pod; say so here, once).
+    if !image.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(SpecError::BadImage(image));
+    }
 
     let res = spec.resources.clone().unwrap_or_default();
     let cpu_millis = res
@@ -176,6 +203,7 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
             return Err(SpecError::DuplicateEnv(e.name.clone()));
         }
     }
+    check_sizes(spec)?;
 
     if spec.launcher.mode == LauncherMode::InitContainer {
         if spec
@@ -202,6 +230,50 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
         port: spec.port,
         admin_port,
     })
+}
+
+/// Every string a process gets must be passable to `execve`: no NUL, each
+/// at most [`MAX_ARG_BYTES`] (an environment entry as `NAME=value` with
+/// its NUL), and all together at most [`MAX_COMMAND_AND_ENV_BYTES`].
+/// Errors name the field (and a variable's name), never a value.
+fn check_sizes(spec: &ClusterAppSpec) -> Result<(), SpecError> {
+    let mut total = 0usize;
+    let lists = [("spec.command", &spec.command), ("spec.args", &spec.args)];
+    for (list, items) in lists {
+        for (i, item) in items.iter().flatten().enumerate() {
+            let field = || format!("{list}[{i}]");
+            if item.contains('\0') {
+                return Err(SpecError::NulCharacter(field()));
+            }
+            let bytes = item.len() + 1;
+            if bytes > MAX_ARG_BYTES {
+                return Err(SpecError::StringTooLong {
+                    field: field(),
+                    bytes,
+                });
+            }
+            total += bytes;
+        }
+    }
+    for (i, e) in spec.env.iter().enumerate() {
+        let value = e.value.as_deref().unwrap_or("");
+        let field = || format!("spec.env[{i}] ({})", e.name);
+        if value.contains('\0') {
+            return Err(SpecError::NulCharacter(format!("the value of {}", field())));
+        }
+        let bytes = e.name.len() + 1 + value.len() + 1;
+        if bytes > MAX_ARG_BYTES {
+            return Err(SpecError::StringTooLong {
+                field: format!("{} as NAME=value", field()),
+                bytes,
+            });
+        }
+        total += bytes;
+    }
+    if total > MAX_COMMAND_AND_ENV_BYTES {
+        return Err(SpecError::CommandAndEnvTooLarge(total));
+    }
+    Ok(())
 }
 
 fn parse_workers(w: &Workers) -> Result<WorkerChoice, SpecError> {
@@ -245,4 +317,120 @@ fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == '.' || c == '-')
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> ClusterAppSpec {
+        serde_json::from_value(v).expect("spec")
+    }
+
+    fn env(vars: &[(&str, &str)]) -> serde_json::Value {
+        vars.iter()
+            .map(|(n, v)| serde_json::json!({"name": n, "value": v}))
+            .collect()
+    }
+
+    #[test]
+    fn images_must_be_printable_ascii() {
+        for bad in ["ünïcødé:1", "x\ny:1", "a b:1", "app:1\u{0}", "x\u{7f}"] {
+            let e = check(&spec(serde_json::json!({"image": bad}))).unwrap_err();
+            assert_eq!(e.reason(), "BadImage", "{bad:?}");
+            assert!(e.to_string().starts_with("spec.image="), "{e}");
+        }
+        // Surrounding blanks are trimmed, as before.
+        for ok in [
+            "registry.example:5000/team/api:2.0.0",
+            "api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "  web:1  ",
+        ] {
+            assert!(
+                check(&spec(serde_json::json!({"image": ok}))).is_ok(),
+                "{ok}"
+            );
+        }
+    }
+
+    const SECRET: &str = "hunter2-s3cr3t";
+
+    /// Size and NUL errors name the field and the variable, never a value.
+    #[test]
+    fn oversized_or_nul_strings_are_refused_by_name() {
+        let at_limit = "x".repeat(MAX_ARG_BYTES - 3);
+        assert!(check(&spec(
+            serde_json::json!({"image": "a", "env": env(&[("A", &at_limit)])})
+        ))
+        .is_ok());
+        let over = format!("{SECRET}{}", "x".repeat(MAX_ARG_BYTES));
+        // 50,000 three-byte characters: under the schema's 131072-character
+        // bound, over Linux's 131072 bytes.
+        let euros = "€".repeat(50_000);
+        let with_nul = format!("{SECRET}\0tail");
+        let cases: [(serde_json::Value, &str, &str); 6] = [
+            (
+                serde_json::json!({"image": "a", "env": env(&[("OK", "1"), ("DB_PASSWORD", &over)])}),
+                "StringTooLong",
+                "spec.env[1] (DB_PASSWORD)",
+            ),
+            (
+                serde_json::json!({"image": "a", "env": env(&[("GREETING", &euros)])}),
+                "StringTooLong",
+                "150010 bytes",
+            ),
+            (
+                serde_json::json!({"image": "a", "args": ["ok", over]}),
+                "StringTooLong",
+                "spec.args[1]",
+            ),
+            (
+                serde_json::json!({"image": "a", "env": env(&[("API_TOKEN", &with_nul)])}),
+                "NulCharacter",
+                "the value of spec.env[0] (API_TOKEN)",
+            ),
+            (
+                serde_json::json!({"image": "a", "command": ["node", with_nul]}),
+                "NulCharacter",
+                "spec.command[1]",
+            ),
+            (
+                serde_json::json!({"image": "a", "env": (0..600)
+                    .map(|i| serde_json::json!({"name": format!("V{i}"), "value": format!("{SECRET}{}", "x".repeat(1000))}))
+                    .collect::<Vec<_>>()}),
+                "CommandAndEnvTooLarge",
+                "add up to 611890 bytes",
+            ),
+        ];
+        for (s, reason, text) in cases {
+            let e = check(&spec(s)).unwrap_err();
+            let msg = e.to_string();
+            assert_eq!(e.reason(), reason, "{msg}");
+            assert!(msg.contains(text), "{msg:?} should contain {text:?}");
+            assert!(!msg.contains(SECRET), "{msg} shows a value");
+            assert!(msg.len() < 400, "{msg}");
+        }
+    }
+
+    /// A megabyte of input in a field the message quotes is cut.
+    #[test]
+    fn messages_quote_at_most_a_little_of_the_input() {
+        let huge = "9".repeat(1 << 20);
+        for s in [
+            serde_json::json!({"image": "a", "scaling": {"workers": huge}}),
+            serde_json::json!({"image": format!("a {huge}")}),
+            serde_json::json!({"image": "a", "resources": {"memory": huge}}),
+        ] {
+            let msg = check(&spec(s)).unwrap_err().to_string();
+            assert!(msg.len() < 300, "{} bytes: {}", msg.len(), &msg[..100]);
+            assert!(
+                msg.contains("(1048576 bytes)") || msg.contains("(1048578 bytes)"),
+                "{msg}"
+            );
+        }
+        let name = "x".repeat(300);
+        assert!(check_name(&name).unwrap_err().to_string().len() < 300);
+        let e = SpecError::BadEnvName(format!("{name}\u{0}"));
+        assert!(e.to_string().len() < 300);
+    }
 }
