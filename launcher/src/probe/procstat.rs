@@ -122,12 +122,16 @@ pub struct Usage {
 /// `ticks_per_second` come from sysconf (live) or a test.
 pub fn tree_usage(processes: &[Stat], pid: u32, page_size: u64, ticks_per_second: u64) -> Usage {
     let t = tree(processes, pid);
+    // Saturating: the fields are whatever u64 a stat line held, and a sum
+    // that overflowed would panic (debug) or wrap to a tiny figure.
     Usage {
-        rss_bytes: t
+        rss_bytes: t.iter().fold(0u64, |sum, p| {
+            sum.saturating_add(p.rss_pages.saturating_mul(page_size))
+        }),
+        cpu_seconds: t
             .iter()
-            .map(|p| p.rss_pages.saturating_mul(page_size))
-            .sum(),
-        cpu_seconds: t.iter().map(|p| (p.utime + p.stime) as f64).sum::<f64>()
+            .map(|p| p.utime as f64 + p.stime as f64)
+            .sum::<f64>()
             / ticks_per_second.max(1) as f64,
         processes: t.len() as u32,
     }
@@ -182,6 +186,27 @@ mod tests {
         assert_eq!(u.rss_bytes, (2 + 3 + 4) * 4096);
         assert_eq!(u.cpu_seconds, 3.0);
         assert_eq!(tree_usage(&ps, 999, 4096, 100), Usage::default());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/proc_files.rs): utime + stime
+    /// near u64::MAX overflowed (a panic with overflow checks), and so did
+    /// the RSS sum over a tree.
+    #[test]
+    fn huge_counters_saturate_instead_of_overflowing() {
+        let line = |pid: u32, ppid: u32| {
+            format!(
+                "{pid} (x) S {ppid} 1 1 0 -1 0 0 0 0 0 {max} {max} 0 0 20 0 1 0 1 1 {max} 1 1",
+                max = u64::MAX
+            )
+        };
+        let ps = vec![
+            parse_stat(&line(1, 0)).unwrap(),
+            parse_stat(&line(2, 1)).unwrap(),
+        ];
+        let u = tree_usage(&ps, 1, 4096, 100);
+        assert_eq!(u.processes, 2);
+        assert_eq!(u.rss_bytes, u64::MAX);
+        assert!(u.cpu_seconds > 3.6e17, "{u:?}");
     }
 
     #[test]
