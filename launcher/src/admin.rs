@@ -3,7 +3,8 @@
 //! [`ClusterSnapshot`] the supervisor published on a watch channel.
 //!
 //! It only reads: it holds a `watch::Receiver` and nothing that could
-//! change the cluster, and any method but GET and HEAD is refused (405).
+//! change the cluster, and any method but GET and HEAD is refused (405,
+//! with `Allow: GET, HEAD`), on every path.
 
 use std::convert::Infallible;
 
@@ -27,6 +28,8 @@ pub struct Reply {
 }
 
 const JSON: &str = "application/json";
+/// The only methods served (the `Allow` header of a 405).
+const ALLOWED: &str = "GET, HEAD";
 
 /// Routes one request.
 pub fn route(method: &Method, path: &str, snapshot: &ClusterSnapshot) -> Reply {
@@ -92,6 +95,13 @@ pub async fn serve(listener: TcpListener, snapshots: watch::Receiver<ClusterSnap
                     if let Ok(v) = reply.content_type.parse() {
                         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
                     }
+                    if reply.status == 405 {
+                        // RFC 9110 §15.5.6: a 405 lists the methods allowed.
+                        resp.headers_mut().insert(
+                            hyper::header::ALLOW,
+                            hyper::header::HeaderValue::from_static(ALLOWED),
+                        );
+                    }
                     Ok::<_, Infallible>(resp)
                 }
             });
@@ -120,8 +130,28 @@ mod tests {
         assert_eq!(m.status, 200);
         assert!(m.body.contains("corefit_workers_desired 2"));
         assert_eq!(route(&Method::GET, "/nope", &s).status, 404);
-        for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
-            assert_eq!(route(&method, "/health", &s).status, 405, "{method}");
+        // Nothing but GET and HEAD, on any path, known or not.
+        let writes = [
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::CONNECT,
+            Method::from_bytes(b"SCALE").unwrap(),
+        ];
+        for method in writes {
+            for path in [
+                "/health",
+                "/health/workers",
+                "/metrics",
+                "/",
+                "/stop",
+                "/x?y",
+            ] {
+                assert_eq!(route(&method, path, &s).status, 405, "{method} {path}");
+            }
         }
     }
 
@@ -150,6 +180,20 @@ mod tests {
         let out = get("/health").await;
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
         assert!(out.contains("\"status\":\"ok\""), "{out}");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+        assert!(
+            out.to_ascii_lowercase()
+                .contains("\r\nallow: get, head\r\n"),
+            "{out}"
+        );
         server.abort();
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::plan::decide::cpus_phrase;
 use crate::plan::facts::{CgroupLayout, Limits, Platform};
+use crate::plan::redact;
 use crate::plan::size::human_bytes;
 use crate::plan::{Overrides, Plan};
 use crate::strategies::{CommandReport, Support};
@@ -192,7 +193,7 @@ impl Report {
             d.workers - 1
         );
         for (k, v) in &d.worker_env.common {
-            let _ = writeln!(out, "  {k}={v}");
+            let _ = writeln!(out, "  {k}={}", redact::shown(k, v));
         }
         out
     }
@@ -237,4 +238,45 @@ fn overrides_phrase(o: &Overrides) -> String {
 fn trim_float(v: f64) -> String {
     let r = (v * 1000.0).round() / 1000.0;
     format!("{r}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::facts::{CpuFacts, MemoryFacts, PlatformKind};
+
+    /// A secret-looking variable in the printed worker environment shows
+    /// its name, never its value, in text and in JSON.
+    #[test]
+    fn secret_values_are_redacted_in_text_and_json() {
+        let limits = Limits {
+            cgroup: CgroupLayout::V2,
+            cpu: CpuFacts {
+                host_cpus: 2,
+                affinity_cpus: None,
+                quota: None,
+                cpuset: None,
+            },
+            memory: MemoryFacts {
+                host_bytes: Some(1 << 30),
+                limit: None,
+                high: None,
+            },
+        };
+        let platform = Platform::new(PlatformKind::Vps, "test");
+        let overrides = Overrides::default();
+        let mut plan = crate::plan::plan(&limits, &platform, &overrides);
+        plan.worker_env
+            .common
+            .insert("API_TOKEN".to_owned(), "tok-s3cr3t".to_owned());
+        let report = Report::new(limits, platform, overrides, plan, Vec::new());
+        let text = report.to_text();
+        assert!(text.contains("  API_TOKEN=<redacted>\n"), "{text}");
+        assert!(text.contains("  COREFIT_WORKERS=2\n"), "{text}");
+        let json = report.to_json();
+        assert!(json.contains("\"API_TOKEN\": \"<redacted>\""), "{json}");
+        assert!(!text.contains("s3cr3t") && !json.contains("s3cr3t"));
+        // The plan itself keeps the value: the workers get it.
+        assert_eq!(report.decision.worker_env.common["API_TOKEN"], "tok-s3cr3t");
+    }
 }

@@ -5,10 +5,12 @@
 //! - [`decide`]: the matrix, `plan(&Limits, &Platform, &Overrides) -> Plan`.
 //! - [`worker_env`]: the environment each worker gets.
 //! - [`size`]: memory sizes as users write them.
+//! - [`redact`]: secret-looking variables' values, never printed.
 
 pub mod decide;
 pub mod facts;
 pub mod overrides;
+pub mod redact;
 pub mod size;
 pub mod worker_env;
 

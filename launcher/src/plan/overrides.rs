@@ -78,7 +78,7 @@ pub struct FlagValues {
 
 /// A flag or variable whose value makes no sense.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid {source_name}={value:?}: {reason}")]
+#[error("invalid {source_name}={}: {reason}", super::redact::quoted(.source_name, .value))]
 pub struct OverrideError {
     pub source_name: String,
     pub value: String,
@@ -194,7 +194,11 @@ fn pick<'a>(
     let mut it = set.into_iter();
     let first = it.next()?;
     for (name, value) in it {
-        shadowed.push(format!("{name}={value:?} is overridden by {}", first.0));
+        shadowed.push(format!(
+            "{name}={} is overridden by {}",
+            super::redact::quoted(name, value),
+            first.0
+        ));
     }
     Some(first)
 }
@@ -258,6 +262,28 @@ fn parse_bool(raw: &str) -> Result<bool, String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Messages about a setting never print a secret-looking value (none
+    /// of corefit's own settings has such a name; this keeps it so).
+    #[test]
+    fn messages_redact_secret_looking_values() {
+        let e = err("MY_TOKEN", "tok-s3cr3t", "not a number".to_owned());
+        assert_eq!(e.to_string(), "invalid MY_TOKEN=<redacted>: not a number");
+        let e = err("MAX_WORKERS", "abc", "not a number".to_owned());
+        assert_eq!(e.to_string(), "invalid MAX_WORKERS=\"abc\": not a number");
+        let env = Env::from([
+            ("COREFIT_WORKERS".to_owned(), "2".to_owned()),
+            ("WEB_CONCURRENCY".to_owned(), "3".to_owned()),
+        ]);
+        let mut shadowed = Vec::new();
+        let first = pick(&WORKER_SOURCES, None, &env, &mut shadowed);
+        assert_eq!(first, Some(("COREFIT_WORKERS", "2")));
+        assert_eq!(
+            shadowed,
+            ["WEB_CONCURRENCY=\"3\" is overridden by COREFIT_WORKERS"]
+        );
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {

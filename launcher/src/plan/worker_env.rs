@@ -24,7 +24,9 @@ pub const NODE_HEAP_FLOOR_MIB: u64 = 32;
 /// The environment the plan hands to workers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkerEnv {
-    /// Variables every worker gets.
+    /// Variables every worker gets (printed with secret-looking values
+    /// redacted; the workers get the real ones).
+    #[serde(serialize_with = "super::redact::serialize_env")]
     pub common: BTreeMap<String, String>,
     /// The Node heap ceiling set, in MiB, if any.
     pub node_max_old_space_mib: Option<u64>,
