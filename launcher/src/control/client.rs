@@ -44,10 +44,24 @@ pub fn send(path: &Path, request: &Request, timeout: Duration) -> Result<Respons
         path: path.to_owned(),
         source,
     };
-    let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+    let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
         path: path.to_owned(),
         source,
     })?;
+    exchange(path, stream, request, timeout)
+}
+
+/// One request and one response on a connected stream.
+fn exchange(
+    path: &Path,
+    mut stream: UnixStream,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let io = |source| ClientError::Io {
+        path: path.to_owned(),
+        source,
+    };
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let mut line = serde_json::to_string(request).map_err(|e| ClientError::BadResponse {
@@ -55,13 +69,55 @@ pub fn send(path: &Path, request: &Request, timeout: Duration) -> Result<Respons
         detail: e.to_string(),
     })?;
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(io)?;
+    // A server that refuses us (another user's corefit) answers and closes
+    // without reading the request, so the write can fail with EPIPE or
+    // ECONNRESET while its answer waits in our receive buffer: read it
+    // before reporting the write error.
+    let written = stream.write_all(line.as_bytes());
     let mut reply = String::new();
-    BufReader::new(std::io::Read::take(stream, MAX_RESPONSE_BYTES))
-        .read_line(&mut reply)
-        .map_err(io)?;
+    let read =
+        BufReader::new(std::io::Read::take(stream, MAX_RESPONSE_BYTES)).read_line(&mut reply);
+    match (written, read) {
+        (Ok(()), Err(e)) => return Err(io(e)),
+        (Err(e), _) if reply.trim().is_empty() => return Err(io(e)),
+        _ => {}
+    }
     serde_json::from_str(&reply).map_err(|e| ClientError::BadResponse {
         path: path.to_owned(),
         detail: format!("{e}: {:?}", reply.chars().take(200).collect::<String>()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A server that answers and closes before reading the request (as
+    /// corefit does for another user): the client reports its answer, not
+    /// the broken pipe its own write then meets.
+    #[test]
+    fn an_answer_sent_before_the_close_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let stream = UnixStream::connect(&path).unwrap();
+        // The server answers and is gone before the client writes a byte.
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"{\"ok\":false,\"error\":\"permission denied\"}\n")
+            .unwrap();
+        drop(s);
+        let r = exchange(&path, stream, &Request::Status, Duration::from_secs(5)).unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.error.as_deref(), Some("permission denied"));
+
+        // Gone without a word: the error is the write's.
+        let stream = UnixStream::connect(&path).unwrap();
+        drop(listener.accept().unwrap());
+        let e = exchange(&path, stream, &Request::Status, Duration::from_secs(5)).unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe),
+            "{e}"
+        );
+    }
 }
