@@ -40,10 +40,6 @@ const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Sends one request and reads one response, with a timeout.
 pub fn send(path: &Path, request: &Request, timeout: Duration) -> Result<Response, ClientError> {
-    let io = |source| ClientError::Io {
-        path: path.to_owned(),
-        source,
-    };
     let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
         path: path.to_owned(),
         source,
