@@ -7,7 +7,12 @@
 //! - a worker whose event loop hangs, found by liveness probes;
 //! - SIGTERM in the middle of a rolling reload;
 //! - SIGHUP twice (the second during the reload the first started);
-//! - a real cgroup v1 memory limit that OOM-kills a leaking worker.
+//! - a real cgroup v1 memory limit that OOM-kills a leaking worker;
+//! - the same limit reached while corefit's proxy holds thousands of
+//!   connections, which makes corefit the largest process: the OOM killer
+//!   must still take a worker (corefit's `oom_score_adj` is 500 below its
+//!   workers', `supervise::oom`; without it corefit was killed and both
+//!   workers were left running without it).
 //!
 //! Each scenario asserts that corefit stayed alive and kept serving
 //! (refused connections, failures with a justified bound, the longest
@@ -115,6 +120,16 @@ fn start(
     wait_ready(run.admin, 2, Duration::from_secs(20));
     distinct_workers(run.port, 2, Duration::from_secs(20));
     run
+}
+
+impl Drop for Run {
+    /// After a failed scenario: nothing of the run outlives the test (the
+    /// `Corefit` guard then kills corefit and what it saw under it).
+    fn drop(&mut self) {
+        if self.corefit.try_status().is_some() {
+            orphans_after_exit(&self.mark);
+        }
+    }
 }
 
 impl Run {
@@ -457,7 +472,7 @@ fn sigterm_in_the_middle_of_a_rolling_reload_stops_cleanly() {
         None,
     );
     let traffic = Traffic::start(run.port, KEEPALIVE, FRESH);
-    traffic.wait_more(200, Duration::from_secs(20));
+    traffic.wait_more(5000, Duration::from_secs(30));
     let started = Instant::now();
     run.corefit.descendants();
     run.corefit.signal(Signal::SIGHUP);
@@ -466,6 +481,7 @@ fn sigterm_in_the_middle_of_a_rolling_reload_stops_cleanly() {
         .wait_line("replacement started", Duration::from_secs(10));
     run.corefit.descendants();
     let at_term = traffic.elapsed();
+    let gap_before_term = traffic.longest_gap();
     run.assert_alive("the reload");
     run.corefit.signal(Signal::SIGTERM);
     // While corefit stops, every worker that exits is reaped at once.
@@ -494,13 +510,19 @@ fn sigterm_in_the_middle_of_a_rolling_reload_stops_cleanly() {
     // (new connections are refused once the listener closes).
     let before = stats.failed_before(at_term);
     assert_eq!(before, 0, "{}", stats.summary());
+    assert!(gap_before_term < GAP_LIMIT, "{}", stats.summary());
     assert_clean(&end, scenario);
+    // The gap that matters is the one while it served (after SIGTERM
+    // it stops answering on purpose).
+    let mut figures = figures(&stats, 0, &end);
+    figures.retain(|(k, _)| *k != "longest gap");
+    figures.push(("longest gap", format!("{} ms", gap_before_term.as_millis())));
     record::record(
         "launcher",
         scenario,
         "SIGHUP under load, SIGTERM once the first replacement started (proxy, readiness by IPC 300 ms)",
         chaos,
-        &figures(&stats, 0, &end),
+        &figures,
         &format!(
             "reload cancelled, every process stopped, exit 0; 0 failed before SIGTERM, {} failed and {} refused after it (corefit stopping)",
             stats.failed(),
@@ -601,12 +623,27 @@ fn sighup_twice_replaces_every_pid_without_a_failed_request() {
 
 // --- f. a memory cgroup OOM-kills a worker ----------------------------------
 
-/// A cgroup directory removed (rmdir) on drop, once empty.
+/// A cgroup directory the test made, removed (rmdir) on drop: whatever
+/// is still in it (only after a failed test) is killed first, and the
+/// removal waits (bounded) for the processes to leave.
 struct CgroupDir(PathBuf);
 
 impl Drop for CgroupDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let procs = std::fs::read_to_string(self.0.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            if std::fs::remove_dir(&self.0).is_ok()
+                || !self.0.exists()
+                || Instant::now() >= deadline
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -784,4 +821,218 @@ fn a_memory_cgroup_oom_kills_a_worker_and_corefit_restarts_it() {
             stats.failed()
         ),
     );
+}
+
+/// The test process's own `oom_score_adj` (what corefit inherits).
+fn own_oom_adj() -> i32 {
+    read(Path::new("/proc/self/oom_score_adj"))
+        .trim()
+        .parse()
+        .expect("oom_score_adj is a number")
+}
+
+fn oom_adj(pid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// One request on a new connection, left open: corefit's proxy keeps its
+/// two buffers for it.
+fn held_connection(port: u16) -> std::io::Result<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf)?;
+    if !buf[..n].starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other("no 200 response"));
+    }
+    Ok(s)
+}
+
+#[test]
+fn corefit_holding_thousands_of_connections_is_not_the_oom_victim() {
+    let _one = serialize();
+    let scenario = "OOM while corefit holds thousands of connections";
+    const LIMIT_MIB: u64 = 200;
+    const MOST: usize = 8000;
+    // Without its oom_score_adj below its workers', corefit (about 32 KiB
+    // of proxy buffers per connection) outgrows each Node worker after
+    // about 1600 connections and is the OOM killer's pick: the service
+    // is gone and both workers are left running without it.
+    let cg =
+        CgroupDir(own_memory_dir().join(format!("corefit-chaos-conns-{}", std::process::id())));
+    std::fs::create_dir(&cg.0)
+        .unwrap_or_else(|e| panic!("cannot create cgroup {} (run as root): {e}", cg.0.display()));
+    std::fs::write(
+        cg.0.join("memory.limit_in_bytes"),
+        (LIMIT_MIB << 20).to_string(),
+    )
+    .expect("set memory.limit_in_bytes");
+    // Two file descriptors per proxied connection: as many as allowed.
+    let script = format!(
+        "echo $$ > '{}' && ulimit -n \"$(ulimit -Hn)\" && exec \"$@\"",
+        cg.0.join("cgroup.procs").display()
+    );
+    let mut run = start(
+        scenario,
+        "proxy",
+        "chaos_app.js",
+        &["--grace-period", "5s", "--memory-per-worker", "64Mi"],
+        &[],
+        Some(&["/bin/sh", "-c", &script, "sh"]),
+    );
+    // corefit's oom_score_adj is 500 below its workers': lowered (with
+    // CAP_SYS_RESOURCE) or, without it (this machine, most containers),
+    // the workers' raised.
+    let inherited = own_oom_adj();
+    assert!(
+        (-499..=500).contains(&inherited),
+        "the test's own oom_score_adj {inherited} leaves room either way"
+    );
+    let own = oom_adj(run.corefit.pid).expect("corefit's oom_score_adj");
+    let offset = corefit::supervise::oom::SUPERVISOR_OFFSET;
+    for (id, pid) in ready_workers(run.admin) {
+        assert_eq!(oom_adj(pid), Some(own + offset), "worker {id}");
+    }
+    run.corefit
+        .stderr
+        .wait_line("oom_score_adj", Duration::from_secs(1));
+
+    let traffic = Traffic::start(run.port, 2, 1);
+    traffic.wait_more(200, Duration::from_secs(20));
+    let started = Instant::now();
+    let kills_before = oom_kills(&cg.0);
+    let mut held = Vec::new();
+    let mut refused_held = 0u64;
+    let mut peak = (0i64, 0i64);
+    while oom_kills(&cg.0) == kills_before && held.len() < MOST {
+        run.assert_alive("the connection surge");
+        for _ in 0..50 {
+            match held_connection(run.port) {
+                Ok(s) => held.push(s),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused_held += 1,
+                // A worker killed mid-request, or the system out of files.
+                Err(e) => eprintln!("{scenario}: connection {}: {e}", held.len()),
+            }
+        }
+        let me = badness_kib(run.corefit.pid, 0).unwrap_or(0);
+        let biggest_worker = ready_workers(run.admin)
+            .iter()
+            .filter_map(|w| badness_kib(w.1, 0))
+            .max()
+            .unwrap_or(0);
+        if me > peak.0 {
+            peak = (me, biggest_worker);
+        }
+    }
+    let opened = held.len();
+    let kills = oom_kills(&cg.0) - kills_before;
+    assert!(
+        kills >= 1,
+        "{scenario}: {opened} connections and no OOM kill (corefit {} KiB, biggest worker {} KiB)",
+        peak.0,
+        peak.1
+    );
+    run.assert_alive("the OOM kill");
+    // The victim was a worker, restarted.
+    let restarts = wait_for(
+        Duration::from_secs(15),
+        "the OOM-killed worker's restart",
+        || {
+            let r = restarts(run.admin, "crash");
+            (r >= kills).then_some(r)
+        },
+    );
+    let chaos = started.elapsed();
+    drop(held);
+    wait_ready(run.admin, 2, Duration::from_secs(15));
+    traffic.wait_more(200, Duration::from_secs(20));
+    let stats = traffic.finish();
+    let log = run.corefit.stderr.text();
+    let end = run.stop();
+    eprintln!(
+        "{scenario}: {opened} connections held, {kills} OOM kill(s); resident KiB at the peak: corefit {}, biggest worker {}; {}",
+        peak.0,
+        peak.1,
+        stats.summary()
+    );
+
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("was killed by signal 9 (SIGKILL)"))
+            .count() as u64,
+        kills,
+        "{log}"
+    );
+    assert_eq!(restarts, kills, "one crash restart per OOM kill");
+    // The proof that corefit's own value mattered: it was the largest.
+    assert!(
+        peak.0 > peak.1,
+        "corefit ({} KiB) never outgrew its workers ({} KiB): the scenario proved nothing",
+        peak.0,
+        peak.1
+    );
+    assert_eq!(stats.refused() + refused_held, 0, "{}", stats.summary());
+    let bound = kills * (stats.clients as u64) * 2;
+    assert!(stats.failed() <= bound, "{}", stats.summary());
+    assert_clean(&end, scenario);
+    drop(cg);
+    record::record(
+        "launcher",
+        scenario,
+        &format!("cgroup v1 memory limit {LIMIT_MIB} MiB; keep-alive connections opened through the proxy until the OOM killer acts ({opened} held)"),
+        chaos,
+        &figures(&stats, restarts, &end),
+        &format!(
+            "corefit ({} MiB resident) outgrew each worker ({} MiB) yet a worker was killed ({kills}) thanks to corefit's oom_score_adj {own} vs the workers' {}; restarted, served throughout",
+            peak.0 / 1024,
+            peak.1 / 1024,
+            own + offset
+        ),
+    );
+}
+
+#[test]
+fn without_restarts_the_oom_score_adj_stays_as_inherited() {
+    // One worker under tini's semantics: its death ends the run as
+    // corefit's would, so nothing is changed.
+    let port = free_port();
+    let port_s = port.to_string();
+    let app_path = app("chaos_app.js");
+    let mut corefit = Corefit::start(
+        &[
+            "--mode",
+            "single",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+            "--control-socket",
+            "/nonexistent-dir/c.sock",
+            "--",
+            "node",
+            &app_path,
+        ],
+        &[],
+    );
+    let line = corefit
+        .stdout
+        .wait_line("listening", Duration::from_secs(15));
+    let worker: i32 = line
+        .split("pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let inherited = own_oom_adj();
+    assert_eq!(oom_adj(corefit.pid), Some(inherited));
+    assert_eq!(oom_adj(worker), Some(inherited));
+    assert!(!corefit.stderr.contains("oom_score_adj"));
+    corefit.signal(Signal::SIGTERM);
+    assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
 }

@@ -9,6 +9,8 @@
 //! - [`spawn`]: starting a worker in its own process group.
 //! - [`handoff`]: `shared` mode's fd-3 handoff inside the worker (`__exec-worker`).
 //! - [`reaper`]: `waitpid(-1, WNOHANG)` until empty; child subreaper.
+//! - [`oom`]: corefit's `oom_score_adj` 500 below its workers', so the OOM
+//!   killer takes a worker (restarted), not the supervisor.
 //! - [`signals`]: the signals handled and forwarded.
 //! - [`sockets`]: the public listener, the shared socket, private ports.
 //! - [`proxy`] and [`balancer`]: the `proxy` strategy (least connections);
@@ -27,6 +29,7 @@ pub mod exit;
 pub mod handoff;
 pub mod logs;
 pub mod machine;
+pub mod oom;
 pub mod proxy;
 pub mod readiness;
 pub mod reaper;

@@ -19,6 +19,7 @@ use super::config::{human_duration, ReadyCheck, RestartPolicy, RunConfig, Socket
 use super::exit::{resolve_command, EXIT_FAILURE};
 use super::logs::{prefix, pump_lines, Logger, Stream};
 use super::machine::{Action, Event, Policy, Supervisor, WorkerId};
+use super::oom;
 use super::proxy::{self, Routes};
 use super::readiness::{probe_port, IpcChannel, NotifySocket};
 use super::reaper::{become_reaper, reap_all, ReaperRole};
@@ -111,6 +112,8 @@ struct Run<'a> {
     notify_seq: u64,
     /// `inject`: the preload shim in a sealed memfd workers load by path.
     preload: Option<std::os::fd::OwnedFd>,
+    /// The `oom_score_adj` each worker gets, above corefit's own.
+    worker_oom_adj: Option<i32>,
     io: Vec<WorkerIo>,
     pumps: Vec<JoinHandle<()>>,
     started: Instant,
@@ -185,6 +188,16 @@ impl<'a> Run<'a> {
                 "cannot become child subreaper ({why}); orphans of workers will not be reaped by corefit"
             )),
             ReaperRole::Init | ReaperRole::Subreaper => {}
+        }
+        // Only when a killed worker is restarted: without restarts its
+        // death ends the run as corefit's would.
+        let protection = if restart {
+            oom::protect_self(std::path::Path::new("/proc"))
+        } else {
+            oom::Protection::Unchanged("restarts are off".to_owned())
+        };
+        if let Some(line) = protection.describe() {
+            logger.info(&line);
         }
         let signals = signals::listen()
             .map_err(|e| fail(format!("cannot install signal handlers: {e}"), EXIT_FAILURE))?;
@@ -283,6 +296,7 @@ impl<'a> Run<'a> {
             notify_dir,
             notify_seq: 0,
             preload,
+            worker_oom_adj: protection.worker_value(),
             io: (0..workers).map(|_| WorkerIo::default()).collect(),
             pumps: Vec::new(),
             started,
@@ -551,6 +565,21 @@ impl<'a> Run<'a> {
             Err(e) => return failed(e.to_string(), e.exit_code()),
         };
         let pid = started.pid;
+        if let Some(adj) = self.worker_oom_adj {
+            // Raising a child's value needs no privilege. A worker already
+            // gone (ESRCH, ENOENT) is reported by its exit.
+            let gone = |e: &std::io::Error| {
+                e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(nix::libc::ESRCH)
+            };
+            match oom::set_worker(std::path::Path::new("/proc"), pid, adj) {
+                Ok(()) => {}
+                Err(e) if gone(&e) => {}
+                Err(e) => self.logger.warn(&format!(
+                    "worker {id} (pid {pid}): cannot set its oom_score_adj to {adj}: {e}"
+                )),
+            }
+        }
         let pfx = prefix(self.cfg.log_prefix, id);
         if let Some(out) = started.stdout {
             self.pump(out.into(), Stream::Stdout, pfx.clone());

@@ -173,6 +173,12 @@ impl Traffic {
         self.lock().started.elapsed()
     }
 
+    /// The longest time without an answer so far (up to now).
+    pub fn longest_gap(&self) -> Duration {
+        let s = self.lock();
+        s.longest_gap.max(s.last_ok.elapsed())
+    }
+
     /// Failures so far.
     pub fn failures(&self) -> usize {
         self.lock().failures.len()
