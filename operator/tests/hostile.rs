@@ -1019,3 +1019,82 @@ async fn secret_env_values_never_reach_logs_events_or_status() {
         "no secret value in the operator's log, events or status",
     );
 }
+
+/// The operator as shipped runs non-root with a read-only root
+/// filesystem: deploy/deployment.yaml (the chart rendered with its
+/// defaults; tests/helm/test_deploy.py fails when it drifts, and
+/// tests/helm/test_security.py checks the chart under other values and its
+/// schema) and the final USER of every image.
+#[test]
+fn the_shipped_operator_runs_non_root_read_only() {
+    let start = Instant::now();
+    let text = std::fs::read_to_string(repo_root().join("deploy/deployment.yaml")).unwrap();
+    let d: Deployment = serde_yaml::from_str(&text).expect("deploy/deployment.yaml");
+    let pod = d.spec.template.spec.expect("pod spec");
+    let psc = pod.security_context.clone().unwrap_or_default();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    let mut containers = 0;
+    for c in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
+        let sc = c.security_context.clone().unwrap_or_default();
+        let uid = sc.run_as_user.or(psc.run_as_user);
+        assert!(uid.is_some_and(|u| u > 0), "{}: runAsUser {uid:?}", c.name);
+        let gid = sc.run_as_group.or(psc.run_as_group);
+        assert!(gid.is_some_and(|g| g > 0), "{}: runAsGroup {gid:?}", c.name);
+        assert_eq!(sc.run_as_non_root.or(psc.run_as_non_root), Some(true));
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_ne!(sc.privileged, Some(true), "{}", c.name);
+        let caps = sc.capabilities.unwrap_or_default();
+        assert!(caps.drop.unwrap_or_default().iter().any(|c| c == "ALL"));
+        assert!(caps.add.unwrap_or_default().is_empty());
+        containers += 1;
+    }
+    let mut images = 0;
+    for file in [
+        "operator/Dockerfile",
+        "launcher/Dockerfile",
+        "examples/node-app/Dockerfile",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let last_from = lines
+            .iter()
+            .rposition(|l| l.trim_start().starts_with("FROM "))
+            .expect("FROM");
+        let user = lines[last_from..]
+            .iter()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("USER "))
+            .unwrap_or_else(|| panic!("{file}: no USER in the final stage"));
+        let ids: Vec<u32> = user
+            .split(':')
+            .map(|p| {
+                p.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{file}: USER {user} is not numeric"))
+            })
+            .collect();
+        assert!(
+            ids.len() == 2 && ids.iter().all(|&i| i > 0),
+            "{file}: USER {user}"
+        );
+        images += 1;
+    }
+    record::record(
+        "security",
+        "operator image and manifests",
+        "deploy/deployment.yaml (the chart's default render) and the final USER of the 3 Dockerfiles",
+        start.elapsed(),
+        &[
+            ("containers checked", containers.to_string()),
+            ("images checked", images.to_string()),
+            ("runAsUser", psc.run_as_user.unwrap_or(0).to_string()),
+            ("root or writable root found", "0".to_owned()),
+        ],
+        "non-root numeric uid/gid, read-only root filesystem, no escalation, all capabilities dropped",
+    );
+}
