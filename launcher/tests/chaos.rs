@@ -766,6 +766,16 @@ fn a_memory_cgroup_oom_kills_a_worker_and_corefit_restarts_it() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+    // End just after a restart: the next OOM kill is then about 3 s away
+    // and cannot race the stop (a worker SIGKILLed while stopping makes
+    // corefit exit 137, as it should).
+    let seen = restarts(run.admin, "crash");
+    wait_for(
+        Duration::from_secs(15),
+        "the next OOM kill's restart",
+        || (restarts(run.admin, "crash") > seen).then_some(()),
+    );
+    wait_ready(run.admin, 2, Duration::from_secs(15));
     let chaos = started.elapsed();
     let kills = oom_kills(&cg.0) - kills_before;
     let restarts = wait_for(Duration::from_secs(15), "a restart per OOM kill", || {

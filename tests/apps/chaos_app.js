@@ -8,8 +8,8 @@
 //   LEAK_WORKER=N  worker N (COREFIT_WORKER_ID) leaks: every LEAK_EVERY_MS
 //                  (default 100) it keeps LEAK_MB (default 8) more MiB of
 //                  filled buffers, starting LEAK_AFTER_MS (default 0) after
-//                  listening, up to LEAK_LIMIT_MB (default 4096). A
-//                  replacement with the same id leaks again.
+//                  listening, up to LEAK_LIMIT_MB (default 4096), until
+//                  told to stop. A replacement with the same id leaks again.
 //   HANG_FLAG=PATH every 50 ms each worker tries to delete PATH; the one
 //                  that succeeds blocks its event loop for HANG_MS (default
 //                  60000): one hung worker each time the test creates PATH.
@@ -56,11 +56,12 @@ server.listen(socketActivated ? { fd: 3 } : { port: Number(process.env.PORT || 3
 });
 
 const kept = [];
+let leaking = null;
 function leak() {
   const mb = Number(process.env.LEAK_MB || 8);
   const limit = Number(process.env.LEAK_LIMIT_MB || 4096);
   console.log(`chaos_app.js: pid ${process.pid} worker ${me} starts leaking ${mb} MiB at a time`);
-  setInterval(() => {
+  leaking = setInterval(() => {
     for (let i = 0; i < mb && kept.length < limit; i++) {
       kept.push(Buffer.alloc(1024 * 1024, 1));
     }
@@ -83,6 +84,7 @@ if (process.env.HANG_FLAG) {
 function stop() {
   if (stopping) return;
   stopping = true;
+  clearInterval(leaking);
   setTimeout(() => {
     server.close(() => process.exit(0));
     server.closeIdleConnections();

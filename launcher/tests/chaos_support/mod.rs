@@ -98,9 +98,10 @@ impl TrafficStats {
     /// The first failures, in words, for assertion messages.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "{} answered, {} failed, {} refused, longest gap {:?}; first failures:",
+            "{} answered, {} failed ({} on fresh connections), {} refused, longest gap {:?}; first failures:",
             self.ok,
             self.failed(),
+            self.count(|f| f.fresh && f.kind != Fail::Refused),
             self.refused(),
             self.longest_gap
         );
