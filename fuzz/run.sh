@@ -21,7 +21,8 @@
 #   reproduction command and leaves the input in fuzz/artifacts/TARGET/.
 # - With COREFIT_RELIABILITY_OUT naming a file, one JSON line per target
 #   is appended to it (the shape tests/common/record.rs writes; rendered by
-#   scripts/render_reliability.py into docs/reliability.md).
+#   scripts/render_reliability.py into docs/reliability.md). libFuzzer's
+#   full output for each target is kept in ${COREFIT_CACHE}/fuzz-logs/.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -35,6 +36,7 @@ MAX_LEN=4096
 CACHE=${COREFIT_CACHE:-$HOME/.cache/corefit}
 TARGET_DIR=$CACHE/fuzz-target
 CORPUS_CACHE=$CACHE/fuzz-corpus
+LOGS=$CACHE/fuzz-logs
 export RUSTC_BOOTSTRAP=1
 # ASan's quarantine (256 MB by default) would dominate the peak RSS figure;
 # the targets are safe Rust, where use-after-free is not the question.
@@ -56,7 +58,7 @@ fault() {
   esac
 }
 
-mkdir -p "$TARGET_DIR"
+mkdir -p "$TARGET_DIR" "$LOGS"
 cargo fetch --locked --quiet
 start=$(date +%s)
 cargo fuzz build -O -a --target-dir "$TARGET_DIR"
@@ -88,12 +90,15 @@ for t in "${targets[@]}"; do
   fi
   ms=$((($(date +%s%N) - t0) / 1000000))
   wall=$((ms / 1000)).$((ms % 1000 / 100))
+  echo "$out" >"$LOGS/$t.log"
   runs=$(echo "$out" | grep -Eo '^Done [0-9]+ runs' | grep -Eo '[0-9]+' || true)
+  fuzz_s=$(echo "$out" | grep -Eo '^Done [0-9]+ runs in [0-9]+' | grep -Eo '[0-9]+$' || true)
+  slowest=$(echo "$out" | grep -Eo 'stat::slowest_unit_time_sec: *[0-9]+' | grep -Eo '[0-9]+$' || true)
   rss=$(echo "$out" | grep -Eo 'stat::peak_rss_mb: *[0-9]+' | grep -Eo '[0-9]+$' || true)
   corpus_size=$(find "$corpus" -type f | wc -l)
   cp -n "$corpus"/* "$CORPUS_CACHE/$t"/ 2>/dev/null || true
-  printf 'fuzz: %-17s %10s executions in %5.1fs, peak RSS %4s MiB, corpus %5s, no crash\n' \
-    "$t" "${runs:-?}" "$wall" "${rss:-?}" "$corpus_size"
+  printf 'fuzz: %-17s %10s executions in %5.1fs (fuzzing %ss, slowest input %ss), peak RSS %4s MiB, corpus %5s, no crash\n' \
+    "$t" "${runs:-?}" "$wall" "${fuzz_s:-?}" "${slowest:-?}" "${rss:-?}" "$corpus_size"
   if [ -n "${COREFIT_RELIABILITY_OUT:-}" ]; then
     python3 - "$COREFIT_RELIABILITY_OUT" "$t" "$(fault "$t")" "$wall" "${runs:-0}" "${rss:-0}" \
       "$TIMEOUT_S" "$MALLOC_LIMIT_MB" "$RSS_LIMIT_MB" <<'EOF'
