@@ -68,8 +68,9 @@ pub const NAME_MAX_LENGTH: usize = 63;
 #[serde(rename_all = "camelCase")]
 pub struct ClusterAppSpec {
     /// The container image of the app. Required: an app without one is
-    /// reported as Degraded (reason InvalidSpec).
+    /// reported as Degraded (reason InvalidSpec). At most 4096 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub image: Option<String>,
 
     /// The app's command (the container's entrypoint is replaced by the
@@ -110,9 +111,9 @@ pub struct ClusterAppSpec {
     pub scaling: Scaling,
 
     /// The HTTP path the app answers health checks on (readiness probe on
-    /// the app port). Defaults to `/`.
+    /// the app port). Defaults to `/`; at most 4096 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^/"))]
+    #[schemars(regex(pattern = r"^/"), length(max = 4096))]
     pub health_check_path: Option<String>,
 
     /// How the launcher reaches the pod.
@@ -290,8 +291,10 @@ pub struct Launcher {
     /// `InImage` (default) or `InitContainer`.
     #[serde(default)]
     pub mode: LauncherMode,
-    /// The image holding `/corefit` (required for `InitContainer`).
+    /// The image holding `/corefit` (required for `InitContainer`). At
+    /// most 4096 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub image: Option<String>,
     /// The launcher's admin port (`/health`, `/metrics`); the liveness probe
     /// uses it. Defaults to 9901; must differ from `port`.

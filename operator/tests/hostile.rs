@@ -476,6 +476,17 @@ fn big_env() -> Vec<Case> {
             json!({"image": "a", "env": env_of_size(1000, 1700)}),
             Want::TooLarge(500, "request is too large"),
         ),
+        // Strings every pod would carry, past any real image or path.
+        case(
+            "image-1-4-mb",
+            json!({"image": "a".repeat(1_400_000)}),
+            Want::Schema("spec.image"),
+        ),
+        case(
+            "path-1-4-mb",
+            json!({"image": "a", "healthCheckPath": format!("/{}", "p".repeat(1_400_000))}),
+            Want::Schema("spec.healthCheckPath"),
+        ),
         // 400 KB: big, and within every limit.
         case(
             "env-400k",
@@ -707,7 +718,7 @@ async fn hostile_specs_are_refused_or_surfaced_and_never_wedge_the_operator() {
     );
     all.push(
         group(&client, &ns, &mut op, pid, "about 1 MB of env",
-            "one 1 MiB value, 2000 vars, 1000x1000 B, 150 KB of €, 600 KB of args, 3.5 MB and 1.7 MB objects, 400 KB", big_env())
+            "one 1 MiB value, 2000 vars, 1000x1000 B, 150 KB of €, 600 KB of args, 3.5 MB and 1.7 MB objects, 1.4 MB image and probe path, 400 KB", big_env())
         .await,
     );
     all.push(
@@ -751,6 +762,32 @@ async fn hostile_specs_are_refused_or_surfaced_and_never_wedge_the_operator() {
     // Not wedged: an ordinary app created now converges promptly.
     let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    // What the broken apps look like now: their retries must not change it.
+    let broken_names: Vec<String> = all
+        .iter()
+        .flat_map(|t| &t.accepted)
+        .filter(|(_, w)| matches!(w, Want::Condition(..)))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let versions = || async {
+        let mut v = Vec::new();
+        for n in &broken_names {
+            v.push(apps.get(n).await.unwrap().resource_version());
+        }
+        v
+    };
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let invalid_events = || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("InvalidSpec"))
+            .count()
+    };
+    let (v0, e0) = (versions().await, invalid_events().await);
     let m0 = op.metrics().await;
     let last_start = Instant::now();
     apps.create(
@@ -779,16 +816,22 @@ async fn hostile_specs_are_refused_or_surfaced_and_never_wedge_the_operator() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let m1 = op.metrics().await;
     let broken: usize = all.iter().map(|t| t.condition).sum();
+    assert_eq!(broken, broken_names.len());
     let retries = metric_sum(&m1, "corefit_operator_reconcile_errors_total")
         - metric_sum(&m0, "corefit_operator_reconcile_errors_total");
     assert!(
         retries <= 2.0 * broken as f64,
         "{retries} retries of {broken} broken apps over about 5 s: a hot loop"
     );
-    // Only the app created last wrote (Deployment, Service, status, event).
-    let writes = metric_sum(&m1, "corefit_operator_api_writes_total")
-        - metric_sum(&m0, "corefit_operator_api_writes_total");
-    assert!(writes <= 6.0, "{writes} writes after the batch");
+    // Their retries wrote nothing (no status, no event); the only
+    // Deployment and Service written are the last app's.
+    assert_eq!(versions().await, v0, "a broken app's status was rewritten");
+    assert_eq!(invalid_events().await, e0, "InvalidSpec events repeated");
+    for kind in ["Deployment", "Service"] {
+        let sample = format!("corefit_operator_api_writes_total{{kind=\"{kind}\",verb=\"apply\"}}");
+        let writes = metric_value(&m1, &sample) - metric_value(&m0, &sample);
+        assert_eq!(writes, 1.0, "{kind} applies after the batch");
+    }
     let restarts = alive_and_same(&mut op, pid);
     assert_eq!(http_get(&op.addr, "/healthz").await.map(|r| r.0), Some(200));
     let log = op.log_text();
