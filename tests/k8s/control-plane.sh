@@ -5,6 +5,8 @@
 #   eval "$(tests/k8s/control-plane.sh start)"   # exports COREFIT_TEST_KUBECONFIG
 #   tests/k8s/control-plane.sh status
 #   tests/k8s/control-plane.sh stop
+#   tests/k8s/control-plane.sh stop-component kube-apiserver [--kill]
+#   tests/k8s/control-plane.sh start-component kube-apiserver
 #
 # `start` is idempotent: when the control plane it started is still up and
 # ready, it prints the same exports again. Only the export lines go to
@@ -12,6 +14,15 @@
 # PID recorded in the state directory, and `stop` kills exactly those PIDs
 # (after checking each still runs the binary it started), then removes the
 # state directory. Nothing listens anywhere but 127.0.0.1.
+#
+# `stop-component NAME` stops one component (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler) with SIGTERM, or SIGKILL with
+# `--kill`, and leaves the rest running; `start-component NAME` starts it
+# again with the same ports, arguments and data directory (the ports are
+# kept in the state directory), appends to the same log, and returns once
+# it is ready (etcd healthy, the apiserver's /readyz ok). The fault tests
+# (operator/tests/faults.rs) use them to stop the apiserver or restart etcd
+# under a running operator.
 #
 # Binaries come from tests/k8s/build-k8s.sh (cached under
 # ~/.cache/corefit/k8s-1.20.2) and Debian's etcd-server package.
@@ -79,8 +90,80 @@ wait_for() { # description deadline-seconds command...
 
 spawn() { # name binary args...
   local name=$1; shift
-  nohup "$@" </dev/null >"$STATE/logs/$name.log" 2>&1 &
+  # Appends: a component started again keeps its earlier lines.
+  nohup "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 &
   echo $! > "$STATE/$name.pid"
+}
+
+# The ports chosen at `start`, kept so a component starts again alike.
+port() { # etcd | etcd-peer | kube-apiserver
+  [ -s "$STATE/$1.port" ] || die "$STATE/$1.port missing: was the control plane started by this script?"
+  cat "$STATE/$1.port"
+}
+
+# One function per component: the same arguments at `start` and at
+# `start-component`.
+spawn_etcd() {
+  local etcd_port peer_port
+  etcd_port=$(port etcd); peer_port=$(port etcd-peer)
+  spawn etcd etcd --name default --data-dir "$STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "default=http://127.0.0.1:$peer_port" \
+    --listen-metrics-urls "" --unsafe-no-fsync
+}
+
+etcd_ok() {
+  curl -s --max-time 2 "http://127.0.0.1:$(port etcd)/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
+spawn_kube_apiserver() {
+  spawn kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$(port etcd)" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+    --secure-port="$(port kube-apiserver)" --insecure-port=0 \
+    --cert-dir="$STATE/certs" \
+    --token-auth-file="$STATE/tokens.csv" \
+    --authorization-mode=RBAC \
+    --service-account-key-file="$STATE/sa.pub" \
+    --service-account-signing-key-file="$STATE/sa.key" \
+    --service-account-issuer=https://kubernetes.default.svc \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --enable-priority-and-fairness=false \
+    --max-requests-inflight=1000 --max-mutating-requests-inflight=500
+}
+
+spawn_kube_controller_manager() {
+  spawn kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig="$STATE/kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port=0 --port=0 \
+    --service-account-private-key-file="$STATE/sa.key" \
+    --use-service-account-credentials=false \
+    --kube-api-qps=200 --kube-api-burst=400 \
+    --controllers='*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-cloud-node-lifecycle,-route,-service'
+}
+
+spawn_kube_scheduler() {
+  spawn kube-scheduler "$BIN/kube-scheduler" \
+    --kubeconfig="$STATE/kubeconfig" --leader-elect=false \
+    --bind-address=127.0.0.1 --secure-port=0 --port=0 \
+    --kube-api-qps=200 --kube-api-burst=400
+}
+
+# Stops one component we started (SIGTERM, SIGKILL after 15 s; or SIGKILL
+# at once), and forgets its PID.
+stop_one() { # name TERM|KILL
+  local c=$1 sig=$2 pid deadline
+  if pid=$(ours "$c"); then
+    kill "-$sig" "$pid" 2>/dev/null || true
+    deadline=$(( SECONDS + 15 ))
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    log "stopped $c (pid $pid)"
+  fi
+  rm -f "$STATE/$c.pid"
 }
 
 all_up() {
@@ -90,18 +173,61 @@ all_up() {
 }
 
 do_stop() {
-  local c pid deadline
+  local c
   [ -d "$STATE" ] || { log "nothing to stop ($STATE absent)"; return 0; }
   for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    if pid=$(ours "$c"); then
-      kill -TERM "$pid" 2>/dev/null || true
-      deadline=$(( SECONDS + 15 ))
-      while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-      if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-      log "stopped $c (pid $pid)"
-    fi
+    stop_one "$c" TERM
   done
   rm -rf "$STATE"
+}
+
+component() { # name: must be one of ours
+  local c
+  for c in "${COMPONENTS[@]}"; do [ "$c" = "${1:-}" ] && return 0; done
+  die "unknown component '${1:-}' (one of: ${COMPONENTS[*]})"
+}
+
+do_stop_component() { # name [--kill]
+  local c=${1:-} sig=TERM
+  component "$c"
+  case "${2:-}" in
+    "") ;;
+    --kill) sig=KILL ;;
+    *) die "stop-component $c: unknown option '$2' (only --kill)" ;;
+  esac
+  [ -f "$STATE/server" ] || die "the control plane is not running ($STATE absent)"
+  ours "$c" >/dev/null || { log "$c is not running"; return 0; }
+  stop_one "$c" "$sig"
+}
+
+do_start_component() { # name
+  local c=${1:-} p
+  component "$c"
+  [ -f "$STATE/server" ] || die "the control plane is not running ($STATE absent): use start"
+  if p=$(ours "$c"); then log "$c already running (pid $p)"; return 0; fi
+  # Its ports must still be free: nobody else may have taken them meanwhile.
+  local ports=()
+  case "$c" in
+    etcd) ports=("$(port etcd)" "$(port etcd-peer)") ;;
+    kube-apiserver) ports=("$(port kube-apiserver)") ;;
+  esac
+  for p in "${ports[@]}"; do
+    [ -n "$p" ] || exit 1
+    if ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+      die "port $p of $c is taken by another process"
+    fi
+  done
+  echo "--- control-plane.sh start-component $c at $(date -u +%FT%TZ)" >> "$STATE/logs/$c.log"
+  log "starting $c again"
+  case "$c" in
+    etcd) spawn_etcd; wait_for etcd 30 etcd_ok ;;
+    kube-apiserver) spawn_kube_apiserver; wait_for kube-apiserver "$READY_DEADLINE" readyz ;;
+    kube-controller-manager|kube-scheduler)
+      "spawn_${c//-/_}"
+      sleep 0.5
+      ours "$c" >/dev/null || { log "$c exited:"; tail -n 20 "$STATE/logs/$c.log" >&2; return 1; } ;;
+  esac
+  log "$c running (pid $(cat "$STATE/$c.pid"))"
 }
 
 do_start() {
@@ -124,6 +250,9 @@ do_start() {
   : > "$STATE/ports"
   local etcd_port peer_port api_port token
   etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
+  echo "$etcd_port" > "$STATE/etcd.port"
+  echo "$peer_port" > "$STATE/etcd-peer.port"
+  echo "$api_port" > "$STATE/kube-apiserver.port"
   token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   echo "$token" > "$STATE/token"
   echo "$token,admin,admin,system:masters" > "$STATE/tokens.csv"
@@ -154,44 +283,16 @@ EOF
   chmod 600 "$STATE/kubeconfig"
 
   log "starting etcd on 127.0.0.1:$etcd_port"
-  spawn etcd etcd --name default --data-dir "$STATE/etcd" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" \
-    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "default=http://127.0.0.1:$peer_port" \
-    --listen-metrics-urls "" --unsafe-no-fsync
-  etcd_ok() { curl -s --max-time 2 "http://127.0.0.1:$etcd_port/health" 2>/dev/null | grep -q '"health":"true"'; }
+  spawn_etcd
   wait_for etcd 30 etcd_ok || { do_stop; exit 1; }
 
   log "starting kube-apiserver on 127.0.0.1:$api_port"
-  spawn kube-apiserver "$BIN/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
-    --secure-port="$api_port" --insecure-port=0 \
-    --cert-dir="$STATE/certs" \
-    --token-auth-file="$STATE/tokens.csv" \
-    --authorization-mode=RBAC \
-    --service-account-key-file="$STATE/sa.pub" \
-    --service-account-signing-key-file="$STATE/sa.key" \
-    --service-account-issuer=https://kubernetes.default.svc \
-    --service-cluster-ip-range=10.96.0.0/16 \
-    --enable-priority-and-fairness=false \
-    --max-requests-inflight=1000 --max-mutating-requests-inflight=500
+  spawn_kube_apiserver
   wait_for kube-apiserver "$READY_DEADLINE" readyz || { do_stop; exit 1; }
 
   log "starting kube-controller-manager and kube-scheduler"
-  spawn kube-controller-manager "$BIN/kube-controller-manager" \
-    --kubeconfig="$STATE/kubeconfig" --leader-elect=false \
-    --bind-address=127.0.0.1 --secure-port=0 --port=0 \
-    --service-account-private-key-file="$STATE/sa.key" \
-    --use-service-account-credentials=false \
-    --kube-api-qps=200 --kube-api-burst=400 \
-    --controllers='*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-cloud-node-lifecycle,-route,-service'
-  spawn kube-scheduler "$BIN/kube-scheduler" \
-    --kubeconfig="$STATE/kubeconfig" --leader-elect=false \
-    --bind-address=127.0.0.1 --secure-port=0 --port=0 \
-    --kube-api-qps=200 --kube-api-burst=400
+  spawn_kube_controller_manager
+  spawn_kube_scheduler
   sleep 0.5
   for c in kube-controller-manager kube-scheduler; do
     ours "$c" >/dev/null || { log "$c exited:"; tail -n 20 "$STATE/logs/$c.log" >&2; do_stop; exit 1; }
@@ -213,5 +314,7 @@ case "${1:-}" in
   status)
     if [ -d "$STATE" ] && all_up; then log "running"; exports; else log "not running"; exit 1; fi ;;
   env) exports ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  stop-component) shift; do_stop_component "$@" ;;
+  start-component) shift; do_start_component "$@" ;;
+  *) echo "usage: $0 start|stop|status|env|stop-component NAME [--kill]|start-component NAME" >&2; exit 2 ;;
 esac
