@@ -13,6 +13,7 @@ use kube::{Api, Client, ResourceExt};
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::backoff::{NoTriggerBackoff, WatchBackoff};
 use crate::cli::Config;
 use crate::desired::MANAGER;
 use crate::leader::{Election, LeaderError, LeaseConfig};
@@ -165,18 +166,28 @@ async fn control(
     let ns = cfg.namespace.as_deref();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    // Each watch paces its own retries (a short WatchBackoff) and the
+    // controller adds no backoff over them (NoTriggerBackoff): after an
+    // apiserver outage every watch is back within seconds (see backoff.rs).
+    let (apps, apps_writer) = reflector::store();
+    let app_stream = reflector(
+        apps_writer,
+        watcher(api::<ClusterApp>(client, ns), watcher::Config::default()),
+    )
+    .backoff(WatchBackoff::default())
+    .applied_objects();
     let (deployments, dep_writer) = reflector::store();
     let dep_stream = reflector(
         dep_writer,
         watcher(api::<Deployment>(client, ns), owned.clone()),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .touched_objects();
     let (services, svc_writer) = reflector::store();
     let svc_stream = watcher(api::<Service>(client, ns), owned)
         .modify(|s| s.managed_fields_mut().clear())
         .reflect(svc_writer)
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .touched_objects();
 
     // kube-runtime's Store::wait_until_ready wakes only one of several
@@ -196,7 +207,7 @@ async fn control(
             }
         });
     }
-    let controller = Controller::new(api::<ClusterApp>(client, ns), watcher::Config::default());
+    let controller = Controller::for_stream(app_stream, apps).trigger_backoff(NoTriggerBackoff);
     let ctx = Arc::new(Context::new(
         client.clone(),
         cfg.info.clone(),
