@@ -13,7 +13,6 @@
 //! Failures go through [`error_policy`]: counted by reason, requeued with a
 //! per-object [`Backoff`] that a success resets.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,7 +37,7 @@ use crate::desired::{desired, DesiredError, MANAGER};
 use crate::discovery::{self, ApiVersions, DiscoveryError};
 use crate::events::{self, Severity};
 use crate::metrics::Metrics;
-use crate::status::{find, next_status, Outcome, DEGRADED};
+use crate::status::{find, next_status, Outcome, Written, DEGRADED};
 use crate::types::{ClusterApp, ClusterAppStatus};
 use crate::validate::SpecError;
 
@@ -104,8 +103,8 @@ pub struct Context {
     /// True once both caches are filled (see [`crate::run`]).
     pub caches_ready: watch::Receiver<bool>,
     pub backoff: Mutex<Backoff<ObjectRef<ClusterApp>>>,
-    /// The last status written per object uid.
-    written: Mutex<HashMap<String, ClusterAppStatus>>,
+    /// The statuses written and not yet seen in the cache.
+    written: Mutex<Written>,
     /// The HPA and PDB versions the cluster serves, once discovered;
     /// forgotten when a write to either kind fails.
     versions: Mutex<Option<ApiVersions>>,
@@ -159,7 +158,7 @@ impl Context {
         *self.versions.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, ClusterAppStatus>> {
+    fn written(&self) -> std::sync::MutexGuard<'_, Written> {
         self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -223,15 +222,19 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
     let name = app.name_any();
     let ns = app.namespace().unwrap_or_default();
     // The cache can lag behind our own status write; what we wrote last
-    // for this generation of this object is the better "previous", so a
-    // quick second reconcile neither repeats the event nor the write.
-    let remembered = app.uid().and_then(|uid| {
-        ctx.written()
-            .get(&uid)
-            .filter(|s| s.observed_generation == app.metadata.generation)
-            .cloned()
-    });
-    let previous = remembered.as_ref().or(app.status.as_ref());
+    // for this object is the better "previous", so a quick second
+    // reconcile neither repeats the event nor the write (see Written).
+    let uid = app.uid().unwrap_or_default();
+    let remembered = {
+        let mut written = ctx.written();
+        if written.len() > ctx.apps.len() {
+            let live: std::collections::HashSet<String> =
+                ctx.apps.state().iter().filter_map(|a| a.uid()).collect();
+            written.retain(|u| live.contains(u));
+        }
+        written.previous(&uid, app.status.as_ref())
+    };
+    let previous = remembered.as_ref();
     let now = Timestamp::now().to_string();
 
     let want = match desired(app, &ctx.info) {
@@ -292,7 +295,6 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
         Ok(v) => v,
         Err(e) => return Err(e.into()),
     };
-    let uid = app.uid().unwrap_or_default();
     let hpa = want
         .hpa
         .as_ref()
@@ -545,14 +547,23 @@ async fn patch_status_if_changed(
         "status": next,
     });
     ctx.metrics.write("ClusterAppStatus", "apply");
-    api.patch_status(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| Error::Status { name, source })?;
-    Ok(())
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => {
+            ctx.written().remember(&app.uid().unwrap_or_default(), next);
+            Ok(())
+        }
+        Err(source) => {
+            ctx.written().forget(&app.uid().unwrap_or_default());
+            Err(Error::Status { name, source })
+        }
+    }
 }
 
 /// Records an event; a failure to record is logged, never fatal.

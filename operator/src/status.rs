@@ -2,6 +2,10 @@
 //! observed, computed with no I/O. Conditions keep their
 //! `lastTransitionTime` while their status stays the same, so an unchanged
 //! world yields an identical status, and the reconciler skips the write.
+//! [`Written`] remembers the statuses this process wrote until its cache
+//! shows them.
+
+use std::collections::HashMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 
@@ -165,4 +169,133 @@ fn condition(
 /// The condition of `type_`, if set.
 pub fn find<'a>(status: Option<&'a ClusterAppStatus>, type_: &str) -> Option<&'a Condition> {
     status?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The status this process wrote last for each app (by uid), kept only
+/// until the cache shows it. The watch delivers our own status write a
+/// moment after the write returns; a reconcile in between (a Deployment
+/// status change, a requeue) would otherwise compare with the stale
+/// cached status, write the same status again and repeat the
+/// `DecisionChanged` event. Under load, and while the apiserver or etcd
+/// recovers from a fault, that moment grows to seconds.
+#[derive(Debug, Default)]
+pub struct Written {
+    by_uid: HashMap<String, ClusterAppStatus>,
+}
+
+impl Written {
+    /// The status to compare the next one with: the one written last while
+    /// the cache does not show it yet, else the cached one. Whatever the
+    /// generation: after a spec change right behind the first reconcile
+    /// (the cache showing the new spec but not yet the status written for
+    /// the old one), the decision to compare with is still the one written.
+    /// An entry the cache has caught up with is forgotten.
+    pub fn previous(
+        &mut self,
+        uid: &str,
+        cached: Option<&ClusterAppStatus>,
+    ) -> Option<ClusterAppStatus> {
+        match self.by_uid.get(uid) {
+            Some(w) if cached != Some(w) => Some(w.clone()),
+            Some(_) => {
+                self.by_uid.remove(uid);
+                cached.cloned()
+            }
+            None => cached.cloned(),
+        }
+    }
+
+    /// After a successful write of `status`.
+    pub fn remember(&mut self, uid: &str, status: &ClusterAppStatus) {
+        self.by_uid.insert(uid.to_owned(), status.clone());
+    }
+
+    /// After a failed write: the status stored is the one remembered or
+    /// the one that failed (a connection lost mid-write); the cache will
+    /// tell, so it is the best guess again. (Keeping the entry could keep
+    /// a status that did land from ever being corrected: the next status
+    /// would equal the remembered one and be skipped.)
+    pub fn forget(&mut self, uid: &str) {
+        self.by_uid.remove(uid);
+    }
+
+    /// Keeps only the apps `live` still knows (an app deleted before its
+    /// cache caught up would leave its entry behind).
+    pub fn retain(&mut self, live: impl Fn(&str) -> bool) {
+        self.by_uid.retain(|uid, _| live(uid));
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_uid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_uid.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(generation: i64, mode: &str) -> ClusterAppStatus {
+        ClusterAppStatus {
+            observed_generation: Some(generation),
+            mode: Some(mode.to_owned()),
+            ..ClusterAppStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_lagging_cache_is_overruled_until_it_catches_up() {
+        let mut w = Written::default();
+        let old = status(1, "single");
+        let new = status(1, "cluster");
+        // Nothing written yet: the cache.
+        assert_eq!(w.previous("u", Some(&old)), Some(old.clone()));
+        w.remember("u", &new);
+        // The cache still shows the old status: what we wrote wins, so
+        // the next reconcile sees no change (no second write, no second
+        // event).
+        assert_eq!(w.previous("u", Some(&old)), Some(new.clone()));
+        assert_eq!(w.previous("u", None), Some(new.clone()));
+        assert_eq!(w.len(), 1);
+        // Caught up: the entry goes, the cache speaks again.
+        assert_eq!(w.previous("u", Some(&new)), Some(new.clone()));
+        assert!(w.is_empty());
+        // So a later change of the stored status by someone else is seen.
+        assert_eq!(w.previous("u", Some(&old)), Some(old));
+    }
+
+    /// Seen in operator/tests/faults.rs: an app created and changed at
+    /// once got a second `DecisionChanged` event for the same decision
+    /// when the reconcile of its new generation saw the cache without the
+    /// status written for the first one.
+    #[test]
+    fn the_status_written_for_the_last_generation_still_counts() {
+        let mut w = Written::default();
+        let written = status(1, "cluster");
+        w.remember("u", &written);
+        // The cache has the new spec (generation 2) but no status yet.
+        assert_eq!(w.previous("u", None), Some(written));
+    }
+
+    #[test]
+    fn a_failed_write_falls_back_to_the_cache() {
+        let mut w = Written::default();
+        let cached = status(1, "single");
+        w.remember("u", &status(1, "cluster"));
+        w.forget("u");
+        assert_eq!(w.previous("u", Some(&cached)), Some(cached));
+    }
+
+    #[test]
+    fn deleted_apps_are_pruned() {
+        let mut w = Written::default();
+        w.remember("a", &status(1, "single"));
+        w.remember("b", &status(1, "single"));
+        w.retain(|uid| uid == "a");
+        assert_eq!(w.len(), 1);
+        assert!(w.previous("b", None).is_none());
+    }
 }
