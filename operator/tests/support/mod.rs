@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod control_plane;
 pub mod kubelet;
 
 use std::future::Future;
