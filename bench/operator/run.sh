@@ -7,7 +7,8 @@ cd "$(dirname "$0")/../.."
 started=0
 if [ -z "${COREFIT_TEST_KUBECONFIG:-}" ]; then
   tests/k8s/build-k8s.sh
-  eval "$(tests/k8s/control-plane.sh start)"
+  exports=$(tests/k8s/control-plane.sh start) # a failed start stops here
+  eval "$exports"
   started=1
 fi
 trap '[ "$started" = 1 ] && tests/k8s/control-plane.sh stop' EXIT

@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tests/k8s/build-k8s.sh
-eval "$(tests/k8s/control-plane.sh start)"
+# A failed start must stop here: `eval "$(...)"` would ignore its status.
+exports=$(tests/k8s/control-plane.sh start)
+eval "$exports"
 trap 'tests/k8s/control-plane.sh stop' EXIT
 cargo test -p corefit-operator "$@"
