@@ -390,12 +390,20 @@ impl RunArgs {
             &self.liveness_timeout,
         )
         .duration("2s")?;
-        if interval < std::time::Duration::from_millis(50) || timeout.is_zero() {
+        if interval < std::time::Duration::from_millis(50) {
             return Err(ConfigError::Invalid {
                 flag: "--liveness-interval",
                 var: "COREFIT_LIVENESS_INTERVAL",
-                value: format!("{interval:?} (timeout {timeout:?})"),
-                expected: "an interval of at least 50ms and a timeout above 0".into(),
+                value: format!("{interval:?}"),
+                expected: "an interval of at least 50ms".into(),
+            });
+        }
+        if timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                flag: "--liveness-timeout",
+                var: "COREFIT_LIVENESS_TIMEOUT",
+                value: format!("{timeout:?}"),
+                expected: "a timeout above 0".into(),
             });
         }
         Ok(Some(Liveness {
@@ -614,6 +622,14 @@ mod tests {
         assert!(
             run_error(&["--liveness-path", "/h", "--liveness-failures", "0"])
                 .contains("--liveness-failures")
+        );
+        assert!(
+            run_error(&["--liveness-path", "/h", "--liveness-timeout", "0s"])
+                .contains("--liveness-timeout")
+        );
+        assert!(
+            run_error(&["--liveness-path", "/h", "--liveness-interval", "1ms"])
+                .contains("--liveness-interval")
         );
         let cli = Cli::try_parse_from(["corefit", "--", "x"]).unwrap();
         let env = |pairs: &[(&str, &str)]| {
