@@ -105,6 +105,9 @@ const STATUS_APPLIES: &str =
 const DEPLOYMENT_APPLIES: &str =
     r#"corefit_operator_api_writes_total{kind="Deployment",verb="apply"}"#;
 
+const IMAGE_1: &str = "registry.example/app:1";
+const IMAGE_2: &str = "registry.example/app:2";
+
 fn name(i: usize) -> String {
     format!("app-{i:03}")
 }
@@ -264,8 +267,7 @@ impl Fleet {
     /// Creates apps 0..n with [`spec`].
     async fn create_mix(&mut self, n: usize) {
         for i in 0..n {
-            self.create(&name(i), spec(i, "registry.example/app:1"))
-                .await;
+            self.create(&name(i), spec(i, IMAGE_1)).await;
         }
     }
 
@@ -276,7 +278,7 @@ impl Fleet {
                 .patch(
                     n,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"spec": {"image": "registry.example/app:2"}})),
+                    &Patch::Merge(json!({"spec": {"image": IMAGE_2}})),
                 )
                 .await
                 .unwrap_or_else(|e| panic!("change {n}: {e}"));
@@ -408,6 +410,11 @@ impl Fleet {
                 s.lost.push(name.clone());
                 continue;
             };
+            // A spec change acknowledged before the fault is not lost
+            // either.
+            if self.changed.contains(name) && a.spec.image.as_deref() != Some(IMAGE_2) {
+                s.lost.push(format!("{name}: its spec change"));
+            }
             let dep = deps.iter().find(|d| &d.name_any() == name);
             if let Some(d) = dep {
                 let rollouts = rss.iter().filter(|r| controller_uid(*r) == d.uid()).count();
