@@ -2,12 +2,20 @@
 # The test command: sets up a fresh Debian machine (scripts/setup.sh), then
 # checks formatting and lints, and runs every test of the workspace:
 # unit tests, the launcher's real-process and real-cgroup tests (as root),
-# and the operator's tests against a real kube-apiserver started here on
-# 127.0.0.1 and stopped afterwards.
+# the launcher's chaos and security tests, the operator's tests (fault,
+# hostile-spec and end-to-end) against a real kube-apiserver started here
+# on 127.0.0.1 and stopped afterwards, the Helm chart with a real Helm
+# engine, and each fuzz target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$1" $(( $(date +%s) - started )); }
+
+# Chaos, fault, hostile-spec, security and fuzz runs append their figures
+# here (tests/common/record.rs, fuzz/run.sh); the last step renders them.
+COREFIT_RELIABILITY_OUT=$(mktemp /tmp/corefit-reliability.XXXXXX)
+export COREFIT_RELIABILITY_OUT
+trap 'rm -f "$COREFIT_RELIABILITY_OUT"' EXIT
 
 step "setup"
 scripts/setup.sh
@@ -29,6 +37,16 @@ tests/k8s/run-operator-tests.sh --locked
 
 step "Helm chart and deploy/ (real Helm engine, real kube-apiserver)"
 tests/helm/run.sh
+
+step "fuzzing (cargo fuzz, ${COREFIT_FUZZ_SECONDS:-10} s per target)"
+fuzz/run.sh "${COREFIT_FUZZ_SECONDS:-10}"
+
+step "reliability table renders with every area (scripts/reliability.sh writes docs/reliability.md)"
+mkdir -p target
+python3 scripts/render_reliability.py "$COREFIT_RELIABILITY_OUT" \
+  --require launcher --require operator --require "hostile specs" \
+  --require security --require fuzzing > target/reliability.md
+grep -c '^| ' target/reliability.md | sed 's/^/table lines: /'
 
 step "done"
 echo "all tests passed in $(( $(date +%s) - started ))s"
