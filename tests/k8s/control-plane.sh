@@ -38,15 +38,19 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 log() { echo "control-plane: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# A TCP port on 127.0.0.1 nobody listens on (and we have not handed out).
+# A TCP port on 127.0.0.1 no socket uses (and we have not handed out),
+# below the kernel's ephemeral range: a port inside it can be taken by any
+# outgoing connection between this check and the component's bind.
 free_port() {
-  local p tries=0
+  local p tries=0 lo span
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  span=$(( lo > 21000 ? lo - 20000 : 10000 ))
   while :; do
-    p=$(( 20000 + RANDOM % 30000 ))
+    p=$(( 20000 + RANDOM % span ))
     tries=$((tries + 1))
     [ "$tries" -gt 200 ] && die "no free port found on 127.0.0.1"
     grep -qx "$p" "$STATE/ports" 2>/dev/null && continue
-    if ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+    if ! ss -Htan "sport = :$p" 2>/dev/null | grep -q .; then
       echo "$p" >> "$STATE/ports"
       echo "$p"
       return
