@@ -668,6 +668,31 @@ fn own_memory_dir() -> PathBuf {
     Path::new(&mount.mount_point).join(rel)
 }
 
+/// `name` found on PATH, symlinks resolved.
+fn which(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok())
+        .unwrap_or_else(|| panic!("{name} not found on PATH"))
+}
+
+/// Reads `path` through once (1 MiB at a time), so its pages are in the
+/// page cache, charged to this process's memory cgroup.
+fn warm_page_cache(path: &Path) {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut buf = vec![0u8; 1 << 20];
+    while file
+        .read(&mut buf)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        > 0
+    {}
+}
+
 /// The `oom_kill` count of a v1 memory cgroup.
 fn oom_kills(cg: &Path) -> u64 {
     read(&cg.join("memory.oom_control"))
@@ -712,6 +737,16 @@ fn a_memory_cgroup_oom_kills_a_worker_and_corefit_restarts_it() {
     let scenario = "a memory cgroup OOM-kills a worker";
     const LIMIT_MIB: u64 = 320;
     const CHAOS: Duration = Duration::from_secs(15);
+    // Node's and corefit's code pages must be in the page cache, charged to
+    // this test's cgroup, before the small one is made: pages first read
+    // inside it are charged to it, and at its limit the kernel then evicts
+    // and re-reads the workers' own code (thrashing, no OOM kill for tens
+    // of seconds) instead of killing the leaker. Seen in CI after the page
+    // cache had been dropped; the same thrashing in a real container is
+    // what `--max-memory-per-worker` (scenario b) avoids.
+    for binary in [which("node"), PathBuf::from(COREFIT)] {
+        warm_page_cache(&binary);
+    }
     let cg = CgroupDir(own_memory_dir().join(format!("corefit-chaos-oom-{}", std::process::id())));
     std::fs::create_dir(&cg.0)
         .unwrap_or_else(|e| panic!("cannot create cgroup {} (run as root): {e}", cg.0.display()));
@@ -874,6 +909,10 @@ fn corefit_holding_thousands_of_connections_is_not_the_oom_victim() {
     // of proxy buffers per connection) outgrows each Node worker after
     // about 1600 connections and is the OOM killer's pick: the service
     // is gone and both workers are left running without it.
+    // As in scenario f: code pages charged outside the small cgroup.
+    for binary in [which("node"), PathBuf::from(COREFIT)] {
+        warm_page_cache(&binary);
+    }
     let cg =
         CgroupDir(own_memory_dir().join(format!("corefit-chaos-conns-{}", std::process::id())));
     std::fs::create_dir(&cg.0)
