@@ -75,12 +75,23 @@ fn replaced_within_a_second(socket: &str, shared_sockets: &str) {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {line:?}"));
-    let environ = std::fs::read(format!("/proc/{new_pid}/environ")).expect("replacement's environ");
-    assert!(
-        environ
-            .split(|&b| b == 0)
-            .any(|kv| kv == format!("COREFIT_WORKER_ID={victim_id}").as_bytes()),
-        "{socket}: replacement {new_pid} has the same COREFIT_WORKER_ID"
+    // /proc/PID/environ reads empty for a moment after spawn() returns:
+    // exec closes the close-on-exec pipe spawn() waits on before the new
+    // image's environment is in place (seen once in CI). Wait for it.
+    let worker_id = wait_for(
+        Duration::from_secs(5),
+        "the replacement's environment",
+        || {
+            let environ = std::fs::read(format!("/proc/{new_pid}/environ")).ok()?;
+            environ
+                .split(|&b| b == 0)
+                .find_map(|kv| kv.strip_prefix(b"COREFIT_WORKER_ID=".as_slice()))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        },
+    );
+    assert_eq!(
+        worker_id, victim_id,
+        "{socket}: replacement {new_pid} must carry the killed worker's COREFIT_WORKER_ID"
     );
     // Serving: proxy routes it once its port accepts; with shared the
     // kernel picks which worker accepts, so only proxy is timed by id.
