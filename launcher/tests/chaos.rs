@@ -668,15 +668,14 @@ fn own_memory_dir() -> PathBuf {
     Path::new(&mount.mount_point).join(rel)
 }
 
-/// `name` found on PATH, symlinks resolved.
+/// `name` found on PATH (the launcher's own lookup), symlinks resolved.
 fn which(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .and_then(|p| p.canonicalize().ok())
-        .unwrap_or_else(|| panic!("{name} not found on PATH"))
+    let path_var = std::env::var("PATH").ok();
+    let found = corefit::probe::executable::resolve(name, path_var.as_deref())
+        .unwrap_or_else(|e| panic!("{e}"));
+    found
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("{}: {e}", found.display()))
 }
 
 /// Reads `path` through once (1 MiB at a time), so its pages are in the

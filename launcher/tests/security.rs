@@ -55,6 +55,13 @@ fn ctl_as(uid: u32, socket: &Path, args: &[&str]) -> Output {
 /// Two `sleep` workers, ready at start, nothing bound: a cluster whose
 /// state changes only if someone changes it.
 fn sleepers(control: &Path, extra: &[&str], env: &[(&str, &str)]) -> Corefit {
+    let args = sleeper_args(control, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Corefit::start(&args, env)
+}
+
+/// corefit's arguments for [`sleepers`].
+fn sleeper_args(control: &Path, extra: &[&str]) -> Vec<String> {
     let base = free_port_range(2).to_string();
     let control = control.display().to_string();
     let mut args = vec![
@@ -76,7 +83,7 @@ fn sleepers(control: &Path, extra: &[&str], env: &[(&str, &str)]) -> Corefit {
     ];
     args.extend_from_slice(extra);
     args.extend(["--", "sleep", "600"]);
-    Corefit::start(&args, env)
+    args.into_iter().map(str::to_owned).collect()
 }
 
 /// (id, pid, phase, restarts) of each worker, per `status --json`.
@@ -199,8 +206,9 @@ fn a_non_root_corefit_answers_its_own_user_and_no_other() {
     std::os::unix::fs::chown(dir.path(), Some(owner), Some(owner)).unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.path().join("c.sock");
-    let base = free_port_range(2).to_string();
-    let (owner_s, socket_s) = (owner.to_string(), socket.display().to_string());
+    let owner_s = owner.to_string();
+    let args = sleeper_args(&socket, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut corefit = Corefit::start_wrapped(
         &[
             "setpriv",
@@ -210,26 +218,7 @@ fn a_non_root_corefit_answers_its_own_user_and_no_other() {
             &owner_s,
             "--clear-groups",
         ],
-        &[
-            "--mode",
-            "cluster",
-            "--workers",
-            "2",
-            "--allow-oversubscribe",
-            "--socket",
-            "none",
-            "--ready",
-            "none",
-            "--port",
-            &base,
-            "--grace-period",
-            "2s",
-            "--control-socket",
-            &socket_s,
-            "--",
-            "sleep",
-            "600",
-        ],
+        &args,
         &[],
     );
     let before = wait_ready(&socket, 2);
