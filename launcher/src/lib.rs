@@ -71,7 +71,9 @@ pub mod decision;
 pub mod explain;
 pub mod inject;
 pub mod observe;
-pub mod plan;
+/// The decision matrix: the `corefit-plan` crate, re-exported so
+/// `corefit::plan::...` paths keep working.
+pub use corefit_plan as plan;
 pub mod probe;
 pub mod strategies;
 pub mod supervise;

@@ -1,5 +1,6 @@
 //! Plain data the probes gather and the plan reads. Nothing here touches
-//! the system: every value was read by `crate::probe` (or written by a test).
+//! the system: every value was read by the launcher's probes (or written
+//! by a test).
 
 use serde::Serialize;
 
