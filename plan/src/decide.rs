@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! effective CPUs   = min(host, affinity, cpuset, quota/period, platform hint)
+//!                    (a pod: min(node, spec CPU limit, platform hint))
 //! memory           = min(host MemTotal, memory.max, memory.high, platform hint)
+//!                    (a pod: min(spec memory limit, platform hint))
 //! cpu cap          = max(1, floor(effective CPUs))
 //! memory cap       = floor(memory / memory per worker)      (512 MiB default)
 //! auto workers     = orchestrated and no CPU limit -> 1     (host cores aren't ours)
@@ -15,7 +17,8 @@
 
 use serde::Serialize;
 
-use super::facts::{Limits, Platform, PlatformKind};
+use super::capacity::Capacity;
+use super::facts::{Limits, Platform, PlatformKind, PodResources};
 use super::overrides::{ModeChoice, Overrides, WorkerChoice};
 use super::size::human_bytes;
 use super::worker_env::{worker_env, WorkerEnv};
@@ -101,8 +104,28 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// Decides single vs cluster and the worker count.
+/// Decides single vs cluster and the worker count for an instance whose
+/// limits the launcher's probes read.
 pub fn plan(limits: &Limits, platform: &Platform, overrides: &Overrides) -> Plan {
+    decide(Capacity::observed(limits, platform), platform, overrides)
+}
+
+/// Decides for a pod from its spec's resources, before it runs: the same
+/// matrix, with the node's CPUs in the host's place and the pod's limits
+/// as stated sizes (no cgroup involved). `platform` names who runs the pod
+/// and why; sizes it publishes narrow the pod's as they would a probed
+/// instance's.
+pub fn plan_for_pod(pod: &PodResources, platform: &Platform, overrides: &Overrides) -> Plan {
+    decide(Capacity::of_pod(pod, platform), platform, overrides)
+}
+
+fn decide(capacity: Capacity, platform: &Platform, overrides: &Overrides) -> Plan {
+    let Capacity {
+        cpus,
+        cpu_limited,
+        memory,
+        memory_limited,
+    } = capacity;
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
 
@@ -112,11 +135,9 @@ pub fn plan(limits: &Limits, platform: &Platform, overrides: &Overrides) -> Plan
         platform.evidence
     ));
 
-    let (cpus, cpu_limited) = effective_cpus(limits, platform);
     reasons.push(format!("{} from {}", cpus_phrase(cpus.value), cpus.source));
     let cpu_cap = whole_cpus(cpus.value);
 
-    let (memory, memory_limited) = effective_memory(limits, platform);
     match &memory {
         Some(m) => reasons.push(format!("{} of memory from {}", human_bytes(m.value), m.source)),
         None => warnings.push("memory size unknown (no cgroup limit and no readable MemTotal); memory does not cap workers".to_owned()),
@@ -294,80 +315,6 @@ pub fn whole_cpus(cpus: f64) -> u32 {
         return 1;
     }
     ((cpus + 1e-9).floor() as u64).clamp(1, u32::MAX as u64) as u32
-}
-
-fn effective_cpus(limits: &Limits, platform: &Platform) -> (Bound<f64>, bool) {
-    let cpu = &limits.cpu;
-    let mut best = Bound {
-        value: cpu.host_cpus.max(1) as f64,
-        source: format!("the host's {} online CPUs", cpu.host_cpus.max(1)),
-    };
-    let mut limited = false;
-    let mut consider = |value: f64, source: String| {
-        if value.is_finite() && value > 0.0 && value < best.value {
-            best = Bound { value, source };
-            limited = true;
-        }
-    };
-    if let Some(a) = cpu.affinity_cpus {
-        consider(a as f64, format!("the CPU affinity mask ({a} CPUs)"));
-    }
-    if let Some(s) = &cpu.cpuset {
-        consider(
-            s.cpus as f64,
-            format!("{} cpuset {} ({})", s.source.cgroup, s.list, s.source.file),
-        );
-    }
-    if let Some(q) = &cpu.quota {
-        consider(
-            q.cpus(),
-            format!(
-                "{} quota {}/{} ({})",
-                q.source.cgroup, q.quota_us, q.period_us, q.source.file
-            ),
-        );
-    }
-    if let Some(h) = &platform.cpu_hint {
-        consider(h.value, format!("{}={}", h.variable, h.value));
-    }
-    // A quota or a published size is a limit someone set, even when it is
-    // above the host's size: more CPUs must never mean fewer workers.
-    let limited = limited || cpu.quota.is_some() || platform.cpu_hint.is_some();
-    (best, limited)
-}
-
-fn effective_memory(limits: &Limits, platform: &Platform) -> (Option<Bound<u64>>, bool) {
-    let mem = &limits.memory;
-    let mut best: Option<Bound<u64>> = mem.host_bytes.map(|b| Bound {
-        value: b,
-        source: "the host's MemTotal".to_owned(),
-    });
-    let mut limited = false;
-    let mut consider = |value: u64, source: String| {
-        if value > 0 && best.as_ref().is_none_or(|b| value < b.value) {
-            best = Some(Bound { value, source });
-            limited = true;
-        }
-    };
-    if let Some(l) = &mem.limit {
-        consider(
-            l.bytes,
-            format!("{} limit ({})", l.source.cgroup, l.source.file),
-        );
-    }
-    if let Some(h) = &mem.high {
-        consider(
-            h.bytes,
-            format!("{} memory.high ({})", h.source.cgroup, h.source.file),
-        );
-    }
-    if let Some(h) = &platform.memory_hint {
-        consider(
-            h.value,
-            format!("{}={} MiB", h.variable, h.value / (1024 * 1024)),
-        );
-    }
-    (best, limited)
 }
 
 /// "1.5 CPUs", "2 CPUs", "1 CPU".

@@ -1,6 +1,7 @@
-//! Plain data the probes gather and the plan reads. Nothing here touches
-//! the system: every value was read by the launcher's probes (or written
-//! by a test).
+//! Plain data the plan reads: what the launcher's probes found inside a
+//! container ([`Limits`], [`Platform`]), or what a pod's spec states before
+//! the pod exists ([`PodResources`]). Nothing here touches the system:
+//! every value was read by a probe, taken from a spec, or written by a test.
 
 use serde::Serialize;
 
@@ -104,6 +105,20 @@ pub struct Limits {
     pub cgroup: CgroupLayout,
     pub cpu: CpuFacts,
     pub memory: MemoryFacts,
+}
+
+/// A pod's resources as its spec states them: what the operator plans
+/// with, before any pod (or cgroup) exists.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PodResources {
+    /// The CPUs of the largest node the pod may land on: a pod never gets
+    /// more, even when its limit says so. It plays the host's part.
+    pub node_cpus: u32,
+    /// The pod's CPU limit in CPUs (1.5 for `1500m`) and the field it came
+    /// from.
+    pub cpus: Option<Hint<f64>>,
+    /// The pod's memory limit in bytes and the field it came from.
+    pub memory: Option<Hint<u64>>,
 }
 
 /// The platform the process runs on.
@@ -222,11 +237,12 @@ impl PlatformKind {
     }
 }
 
-/// A size a platform publishes in its environment (`RENDER_CPU_COUNT`...).
+/// A size stated outside the cgroup: published by a platform in its
+/// environment (`RENDER_CPU_COUNT`...) or written in a pod's spec.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hint<T> {
     pub value: T,
-    /// The variable it came from.
+    /// The variable (or spec field) it came from.
     pub variable: String,
 }
 

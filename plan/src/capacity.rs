@@ -1,0 +1,285 @@
+//! The CPUs and memory one instance may use, each with the fact it came
+//! from. Every known size is a candidate and the smallest usable one wins;
+//! the host (or the node, for a pod) is the starting point.
+//!
+//! ```text
+//! in a container   host CPUs   > affinity, cpuset, quota/period, platform hint
+//!                  MemTotal    > memory.max, memory.high, platform hint
+//! for a pod spec   node CPUs   > spec CPU limit, platform hint
+//!                  (unknown)   > spec memory limit, platform hint
+//! ```
+
+use super::decide::Bound;
+use super::facts::{Hint, Limits, Platform, PodResources};
+
+/// What the matrix sizes workers from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Capacity {
+    pub cpus: Bound<f64>,
+    /// True when a CPU limit was set (a quota, a published or stated size,
+    /// or a cpuset or affinity mask narrower than the host).
+    pub cpu_limited: bool,
+    pub memory: Option<Bound<u64>>,
+    /// True when a cgroup, platform or spec limit bounds memory.
+    pub memory_limited: bool,
+}
+
+impl Capacity {
+    /// From what the launcher's probes found inside a container.
+    pub fn observed(limits: &Limits, platform: &Platform) -> Capacity {
+        let cpu = &limits.cpu;
+        let (cpus, narrowed) = narrowest_cpus(
+            cpu.host_cpus,
+            [
+                cpu.affinity_cpus.map(|a| Bound {
+                    value: a as f64,
+                    source: format!("the CPU affinity mask ({a} CPUs)"),
+                }),
+                cpu.cpuset.as_ref().map(|s| Bound {
+                    value: s.cpus as f64,
+                    source: format!("{} cpuset {} ({})", s.source.cgroup, s.list, s.source.file),
+                }),
+                cpu.quota.as_ref().map(|q| Bound {
+                    value: q.cpus(),
+                    source: format!(
+                        "{} quota {}/{} ({})",
+                        q.source.cgroup, q.quota_us, q.period_us, q.source.file
+                    ),
+                }),
+                platform.cpu_hint.as_ref().map(cpu_hint),
+            ],
+        );
+        // A quota or a published size is a limit someone set, even when it
+        // is above the host's size: more CPUs must never mean fewer workers.
+        let cpu_limited = narrowed || cpu.quota.is_some() || platform.cpu_hint.is_some();
+
+        let mem = &limits.memory;
+        let (memory, memory_limited) = narrowest_memory(
+            mem.host_bytes.map(|b| Bound {
+                value: b,
+                source: "the host's MemTotal".to_owned(),
+            }),
+            [
+                mem.limit.as_ref().map(|l| Bound {
+                    value: l.bytes,
+                    source: format!("{} limit ({})", l.source.cgroup, l.source.file),
+                }),
+                mem.high.as_ref().map(|h| Bound {
+                    value: h.bytes,
+                    source: format!("{} memory.high ({})", h.source.cgroup, h.source.file),
+                }),
+                platform.memory_hint.as_ref().map(memory_hint),
+            ],
+        );
+        Capacity {
+            cpus,
+            cpu_limited,
+            memory,
+            memory_limited,
+        }
+    }
+
+    /// From a pod's spec: the node's CPUs narrowed by the pod's limits (and
+    /// by any size the platform publishes). A stated CPU limit is a limit
+    /// even when it exceeds the node, as a quota is.
+    pub fn of_pod(pod: &PodResources, platform: &Platform) -> Capacity {
+        let (cpus, narrowed) = narrowest_cpus(
+            pod.node_cpus,
+            [
+                pod.cpus.as_ref().map(cpu_hint),
+                platform.cpu_hint.as_ref().map(cpu_hint),
+            ],
+        );
+        let cpu_limited = narrowed || pod.cpus.is_some() || platform.cpu_hint.is_some();
+        let (memory, memory_limited) = narrowest_memory(
+            None,
+            [
+                pod.memory.as_ref().map(memory_hint),
+                platform.memory_hint.as_ref().map(memory_hint),
+            ],
+        );
+        Capacity {
+            cpus,
+            cpu_limited,
+            memory,
+            memory_limited,
+        }
+    }
+}
+
+/// The host's CPUs (at least 1), narrowed by every finite, positive,
+/// smaller candidate; true when one narrowed it.
+fn narrowest_cpus<const N: usize>(
+    host_cpus: u32,
+    candidates: [Option<Bound<f64>>; N],
+) -> (Bound<f64>, bool) {
+    let host = host_cpus.max(1);
+    let mut best = Bound {
+        value: host as f64,
+        source: format!("the host's {host} online CPUs"),
+    };
+    let mut narrowed = false;
+    for c in candidates.into_iter().flatten() {
+        if c.value.is_finite() && c.value > 0.0 && c.value < best.value {
+            best = c;
+            narrowed = true;
+        }
+    }
+    (best, narrowed)
+}
+
+/// The host's memory (when known), narrowed by every positive, smaller
+/// candidate; true when one narrowed it.
+fn narrowest_memory<const N: usize>(
+    host: Option<Bound<u64>>,
+    candidates: [Option<Bound<u64>>; N],
+) -> (Option<Bound<u64>>, bool) {
+    let mut best = host;
+    let mut narrowed = false;
+    for c in candidates.into_iter().flatten() {
+        if c.value > 0 && best.as_ref().is_none_or(|b| c.value < b.value) {
+            best = Some(c);
+            narrowed = true;
+        }
+    }
+    (best, narrowed)
+}
+
+fn cpu_hint(h: &Hint<f64>) -> Bound<f64> {
+    Bound {
+        value: h.value,
+        source: format!("{}={}", h.variable, h.value),
+    }
+}
+
+fn memory_hint(h: &Hint<u64>) -> Bound<u64> {
+    Bound {
+        value: h.value,
+        source: format!("{}={} MiB", h.variable, h.value / (1024 * 1024)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{CgroupLayout, CpuFacts, MemoryFacts, PlatformKind};
+    use crate::overrides::{ModeChoice, Overrides, Sourced, WorkerChoice};
+    use crate::{plan, plan_for_pod};
+
+    fn sourced<T>(value: T, source: &str) -> Sourced<T> {
+        Sourced {
+            value,
+            source: source.to_owned(),
+        }
+    }
+
+    /// A pod planned from its resources decides exactly as the same sizes
+    /// do when published by a platform on a host with the node's CPUs and
+    /// no other fact (what the operator did before `plan_for_pod`): same
+    /// counts, caps, reasons and warnings, over a grid of odd sizes.
+    #[test]
+    fn a_pod_plans_as_published_sizes_on_its_node() {
+        let cpus = [
+            None,
+            Some(0.0),
+            Some(0.5),
+            Some(1.5),
+            Some(2.0),
+            Some(7.9),
+            Some(1e12),
+        ];
+        let mems = [
+            None,
+            Some(0),
+            Some(1),
+            Some(700 << 20),
+            Some(4 << 30),
+            Some(u64::MAX),
+        ];
+        let overrides = [
+            Overrides::default(),
+            Overrides {
+                mode: Some(sourced(ModeChoice::Single, "spec.a")),
+                ..Overrides::default()
+            },
+            Overrides {
+                workers: Some(sourced(WorkerChoice::Count(6), "spec.b")),
+                memory_per_worker: Some(sourced(16 << 20, "spec.c")),
+                ..Overrides::default()
+            },
+            Overrides {
+                workers: Some(sourced(WorkerChoice::Auto, "spec.d")),
+                ..Overrides::default()
+            },
+        ];
+        let mut n = 0;
+        for node_cpus in [0, 1, 4, 64] {
+            for cpu in cpus {
+                for mem in mems {
+                    for o in &overrides {
+                        let pod = PodResources {
+                            node_cpus,
+                            cpus: cpu.map(|value| Hint {
+                                value,
+                                variable: "spec.resources.cpu".to_owned(),
+                            }),
+                            memory: mem.map(|value| Hint {
+                                value,
+                                variable: "spec.resources.memory".to_owned(),
+                            }),
+                        };
+                        let runs_as = Platform::new(PlatformKind::Kubernetes, "a pod");
+                        let host = Limits {
+                            cgroup: CgroupLayout::None,
+                            cpu: CpuFacts {
+                                host_cpus: node_cpus.max(1),
+                                affinity_cpus: None,
+                                quota: None,
+                                cpuset: None,
+                            },
+                            memory: MemoryFacts {
+                                host_bytes: None,
+                                limit: None,
+                                high: None,
+                            },
+                        };
+                        let mut publishing = runs_as.clone();
+                        publishing.cpu_hint = pod.cpus.clone();
+                        publishing.memory_hint = pod.memory.clone();
+                        assert_eq!(
+                            plan_for_pod(&pod, &runs_as, o),
+                            plan(&host, &publishing, o),
+                            "{pod:?} {o:?}"
+                        );
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 4 * 7 * 6 * 4);
+    }
+
+    /// A platform's published sizes still narrow a pod's.
+    #[test]
+    fn a_platform_hint_narrows_a_pod() {
+        let pod = PodResources {
+            node_cpus: 8,
+            cpus: Some(Hint {
+                value: 4.0,
+                variable: "spec.resources.cpu".to_owned(),
+            }),
+            memory: None,
+        };
+        let mut platform = Platform::new(PlatformKind::Nomad, "test");
+        platform.cpu_hint = Some(Hint {
+            value: 2.0,
+            variable: "NOMAD_CPU_CORES".to_owned(),
+        });
+        let c = Capacity::of_pod(&pod, &platform);
+        assert_eq!(c.cpus.value, 2.0);
+        assert_eq!(c.cpus.source, "NOMAD_CPU_CORES=2");
+        assert!(c.cpu_limited);
+        assert_eq!(c.memory, None);
+        assert!(!c.memory_limited);
+    }
+}
