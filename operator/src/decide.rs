@@ -1,6 +1,6 @@
 //! Strategy -> decision, through the launcher's own decision matrix
-//! ([`corefit::plan::plan`]). The pod's resources become the plan's facts
-//! (as the sizes a platform publishes), the spec's scaling settings become
+//! ([`corefit_plan::plan_for_pod`]). The pod's resources (and the largest
+//! node's CPUs) are the plan's facts, the spec's scaling settings become
 //! its overrides, and the strategy picks who adds capacity:
 //!
 //! ```text
@@ -10,9 +10,9 @@
 //!             else 1); 2 or more workers -> vertical, else horizontal
 //! ```
 
-use corefit::plan::facts::{CgroupLayout, CpuFacts, Hint, Limits, MemoryFacts};
-use corefit::plan::overrides::{ModeChoice, Overrides, Sourced, WorkerChoice};
-use corefit::plan::{plan, Mode, Platform, PlatformKind};
+use corefit_plan::facts::Hint;
+use corefit_plan::overrides::{ModeChoice, Overrides, Sourced, WorkerChoice};
+use corefit_plan::{plan_for_pod, Mode, Platform, PlatformKind, PodResources};
 
 use crate::types::Strategy;
 use crate::validate::Checked;
@@ -66,32 +66,21 @@ pub struct Decision {
 
 /// Decides mode, workers per pod and scaling for a checked spec.
 pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
-    let limits = Limits {
-        cgroup: CgroupLayout::V2,
-        cpu: CpuFacts {
-            host_cpus: info.node_cpus.max(1),
-            affinity_cpus: None,
-            quota: None,
-            cpuset: None,
-        },
-        memory: MemoryFacts {
-            host_bytes: None,
-            limit: None,
-            high: None,
-        },
+    let pod = PodResources {
+        node_cpus: info.node_cpus,
+        cpus: app.cpu_millis.map(|m| Hint {
+            value: m as f64 / 1000.0,
+            variable: "spec.resources.cpu".to_owned(),
+        }),
+        memory: app.memory_bytes.map(|b| Hint {
+            value: b,
+            variable: "spec.resources.memory".to_owned(),
+        }),
     };
-    let mut platform = Platform::new(
+    let platform = Platform::new(
         PlatformKind::Kubernetes,
         "the operator runs this app as a Deployment",
     );
-    platform.cpu_hint = app.cpu_millis.map(|m| Hint {
-        value: m as f64 / 1000.0,
-        variable: "spec.resources.cpu".to_owned(),
-    });
-    platform.memory_hint = app.memory_bytes.map(|b| Hint {
-        value: b,
-        variable: "spec.resources.memory".to_owned(),
-    });
 
     let mut overrides = Overrides {
         memory_per_worker: app
@@ -114,7 +103,7 @@ pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
         ));
     }
 
-    let p = plan(&limits, &platform, &overrides);
+    let p = plan_for_pod(&pod, &platform, &overrides);
     // The plan's own closing line speaks of a single instance on its
     // platform; the operator's closing line below replaces it.
     let mut reasons: Vec<String> = p
@@ -182,7 +171,7 @@ fn sourced<T>(value: T, source: &str) -> Sourced<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corefit::plan::overrides::WorkerChoice;
+    use corefit_plan::overrides::WorkerChoice;
 
     /// Absurd sizes that pass validation (a 1-byte pod, 2^64-1 bytes,
     /// 18 quadrillion CPUs, 4096 workers asked) decide without a panic or

@@ -15,7 +15,7 @@
 //!  watch Service   ──┘   (reflector caches)  │                                 │
 //!                                            ▼ pure, no I/O                    │
 //!            validate::check ─▶ decide::decide ─▶ desired::desired ─▶ status::next_status
-//!                 │              (corefit::plan)        │                      │
+//!                 │              (corefit_plan)         │                      │
 //!                 ▼                                     ▼                      ▼
 //!        Degraded + event,            SSA apply only if the cache      status SSA only
 //!        requeue with backoff         lacks a field (compare)          if it changed
@@ -23,8 +23,9 @@
 //!
 //! - [`types`]: the resource and its schema; [`crd`] renders the CRD.
 //! - [`validate`]: what the schema cannot check, as [`validate::SpecError`].
-//! - [`decide`]: strategy -> decision through the launcher's own
-//!   `corefit::plan` (the one decision matrix both crates use).
+//! - [`decide`]: strategy -> decision through the launcher's own decision
+//!   matrix, the `corefit-plan` crate (pure; the one matrix both crates
+//!   use), fed the pod's resources as they are (`plan_for_pod`).
 //! - [`desired`]: the Deployment and Service an app should have, and
 //!   through [`autoscale`] its HPA and PDB, and who owns the replica count
 //!   (with the HPA, the operator hands `spec.replicas` over and stops

@@ -2,7 +2,7 @@
 //! into plain numbers. Every error names the field(s) at fault; the
 //! reconciler reports it as a `Degraded` condition and an event.
 
-use corefit::plan::overrides::{WorkerChoice, MAX_REQUESTABLE_WORKERS, MIN_MEMORY_PER_WORKER};
+use corefit_plan::overrides::{WorkerChoice, MAX_REQUESTABLE_WORKERS, MIN_MEMORY_PER_WORKER};
 use thiserror::Error;
 
 use crate::quantity::{self, quoted, shown, QuantityError};
