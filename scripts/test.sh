@@ -29,8 +29,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build"
 cargo build --workspace --all-targets --locked
 
-step "launcher and preload tests (unit, real processes, real cgroups, real Node/Python apps)"
-cargo test -p corefit -p corefit-preload --locked
+step "plan, launcher and preload tests (unit, real processes, real cgroups, real Node/Python apps)"
+cargo test -p corefit-plan -p corefit -p corefit-preload --locked
 
 step "operator tests (real kube-apiserver 1.20.2 on 127.0.0.1, real operator binary)"
 tests/k8s/run-operator-tests.sh --locked
