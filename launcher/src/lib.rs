@@ -23,6 +23,8 @@
 //!    (flag > `COREFIT_*` > legacy names); bad values are errors naming the
 //!    flag or variable.
 //! 3. [`plan::plan`] applies the decision matrix and records every reason.
+//!    [`plan`] is the `corefit-plan` crate (pure, serde and thiserror
+//!    only), re-exported here; the operator uses the same crate.
 //! 4. [`explain`] renders the inputs, the decision and the reasons as text
 //!    or as one JSON document (see `docs/plan-json.md`).
 //! 5. [`supervise`] runs the plan (`corefit [flags] -- CMD ARGS...`): a

@@ -8,18 +8,19 @@
 //! ## Theory of operation
 //!
 //! ```text
-//!  launcher: probes read        operator: a ClusterApp's
-//!  cgroups, /proc, env          spec.resources
-//!  ┌────────────────────┐       ┌──────────────────────┐
-//!  │ Limits + Platform  │       │ PodResources +       │
-//!  │ (facts)            │       │ Platform             │
-//!  └─────────┬──────────┘       └──────────┬───────────┘
-//!    plan()  │  Capacity::observed    plan_for_pod()  │  Capacity::of_pod
-//!            └───────────────┬─────────────┘
-//!                            ▼  CPUs and memory, each with its source
-//!   flags + env ──resolve()──▶ Overrides ──▶ the matrix ──▶ Plan
-//!                                      (mode, workers, scaling, caps,
-//!                                       worker env, reasons, warnings)
+//!  launcher: probes read          operator: a ClusterApp's
+//!  cgroups, /proc, env            spec.resources
+//!  ┌───────────────────┐          ┌───────────────────────┐
+//!  │ Limits + Platform │          │ PodResources+Platform │
+//!  └─────────┬─────────┘          └───────────┬───────────┘
+//!            │ plan()                         │ plan_for_pod()
+//!            ▼                                ▼
+//!   Capacity::observed               Capacity::of_pod
+//!            └───────────────────┬────────────┘
+//!                                ▼ CPUs and memory, each with its source
+//!  flags + env ─resolve()─▶ the matrix ─▶ Plan: mode, workers, scaling,
+//!              (Overrides)                      caps, worker env, reasons,
+//!                                               warnings
 //! ```
 //!
 //! 1. [`facts`]: the inputs as plain data. The launcher's probes fill
