@@ -10,6 +10,9 @@ use crate::plan::FlagValues;
 use std::net::SocketAddr;
 
 use crate::supervise::config::{ConfigError, Liveness, MemoryCeiling, MemorySettings, Setting};
+use crate::supervise::proxy::{
+    ForwardedHeaders, Forwarding, MaxConnections, ProxyProtocol, ProxySettings,
+};
 use crate::supervise::sockets::SharedSockets;
 use crate::supervise::{LogFormat, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
 
@@ -171,6 +174,24 @@ pub struct RunArgs {
     /// Live resize: re-read the cgroup CPU and memory limits this often, re-plan, and grow or shrink the pool (unless the worker count was given); off unless set [env: COREFIT_RESIZE_INTERVAL]
     #[arg(long, env = "COREFIT_RESIZE_INTERVAL", value_name = "DURATION")]
     pub resize_interval: Option<String>,
+    /// proxy: a request head must arrive whole within this, else 408 and close (as Node's headersTimeout) [default: 60s]
+    #[arg(long, env = "COREFIT_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+    /// proxy: close a keep-alive client connection with nothing in flight after this [default: 75s]
+    #[arg(long, env = "COREFIT_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// proxy: client connections held at once, more are answered 503: a number, or auto (half the open files limit left after 128) [default: auto]
+    #[arg(long, env = "COREFIT_MAX_CONNECTIONS", value_name = "N|auto")]
+    pub max_connections: Option<String>,
+    /// proxy: give the app the client's address in request headers: off, x-forwarded (X-Forwarded-For/-Proto/-Host), forwarded (RFC 7239) or both [default: off]
+    #[arg(long, env = "COREFIT_FORWARDED", value_name = "HEADERS")]
+    pub forwarded: Option<String>,
+    /// proxy: clients (IPs or CIDR ranges, comma-separated) whose own Forwarded and X-Forwarded-* fields are kept and extended rather than replaced [default: none]
+    #[arg(long, env = "COREFIT_TRUST_FORWARDED", value_name = "CIDR,...")]
+    pub trust_forwarded: Option<String>,
+    /// proxy: start each connection to a worker with a PROXY protocol header: off, v1 or v2 [default: off]
+    #[arg(long, env = "COREFIT_PROXY_PROTOCOL", value_name = "VERSION")]
+    pub proxy_protocol: Option<String>,
     #[command(flatten)]
     pub control: ControlArgs,
 }
@@ -352,8 +373,90 @@ impl RunArgs {
                     &self.max_memory_per_worker,
                 ))?,
             },
+            proxy: self.proxy_settings(s)?,
         })
     }
+}
+
+impl RunArgs {
+    fn proxy_settings(
+        &self,
+        s: for<'a> fn(&'static str, &'static str, &'a Option<String>) -> Setting<'a>,
+    ) -> Result<ProxySettings, ConfigError> {
+        let positive = |setting: Setting<'_>, default: &str| {
+            let d = setting.duration(default)?;
+            if d.is_zero() {
+                return Err(setting.invalid(setting.value.unwrap_or(default), "a duration above 0"));
+            }
+            Ok(d)
+        };
+        let max = s(
+            "--max-connections",
+            "COREFIT_MAX_CONNECTIONS",
+            &self.max_connections,
+        );
+        let max_connections = match max.value.map(str::trim) {
+            None | Some("auto") => MaxConnections::Auto,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=10_000_000).contains(&n) => MaxConnections::Limit(n),
+                _ => return Err(max.invalid(v, "auto or a whole number from 1 to 10000000")),
+            },
+        };
+        let trust = s(
+            "--trust-forwarded",
+            "COREFIT_TRUST_FORWARDED",
+            &self.trust_forwarded,
+        );
+        let trusted = match trust.value {
+            None => Vec::new(),
+            Some(v) => parse_ranges(v).map_err(|bad| {
+                trust.invalid(
+                    v,
+                    format!("IP addresses or CIDR ranges separated by commas ({bad:?} is neither)"),
+                )
+            })?,
+        };
+        Ok(ProxySettings {
+            header_timeout: positive(
+                s(
+                    "--header-timeout",
+                    "COREFIT_HEADER_TIMEOUT",
+                    &self.header_timeout,
+                ),
+                "60s",
+            )?,
+            idle_timeout: positive(
+                s("--idle-timeout", "COREFIT_IDLE_TIMEOUT", &self.idle_timeout),
+                "75s",
+            )?,
+            max_connections,
+            max_head: crate::supervise::proxy::settings::MAX_HEAD,
+            forwarding: Forwarding {
+                headers: s("--forwarded", "COREFIT_FORWARDED", &self.forwarded)
+                    .choice(ForwardedHeaders::Off)?,
+                trusted,
+                proxy_protocol: s(
+                    "--proxy-protocol",
+                    "COREFIT_PROXY_PROTOCOL",
+                    &self.proxy_protocol,
+                )
+                .choice(ProxyProtocol::Off)?,
+            },
+        })
+    }
+}
+
+/// `10.0.0.0/8, 127.0.0.1, ::1`: ranges, a bare address being its own.
+fn parse_ranges(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| t.to_owned())
+        })
+        .collect()
 }
 
 impl RunArgs {

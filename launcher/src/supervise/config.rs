@@ -116,6 +116,8 @@ pub struct RunConfig {
     pub liveness: Option<Liveness>,
     /// Live resize: re-read the cgroup limits this often and re-plan.
     pub resize_interval: Option<Duration>,
+    /// `proxy`: timeouts, the connection cap, forwarded addresses.
+    pub proxy: super::proxy::ProxySettings,
 }
 
 /// `--liveness-path` and friends: `GET path` on each ready worker's own
@@ -191,7 +193,7 @@ pub enum ConfigError {
 pub struct Setting<'a> {
     flag: &'static str,
     var: &'static str,
-    value: Option<&'a str>,
+    pub value: Option<&'a str>,
 }
 
 impl<'a> Setting<'a> {
@@ -199,7 +201,7 @@ impl<'a> Setting<'a> {
         Setting { flag, var, value }
     }
 
-    fn invalid(&self, value: &str, expected: impl Into<String>) -> ConfigError {
+    pub fn invalid(&self, value: &str, expected: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             flag: self.flag,
             var: self.var,

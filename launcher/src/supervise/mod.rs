@@ -13,8 +13,8 @@
 //!   killer takes a worker (restarted), not the supervisor.
 //! - [`signals`]: the signals handled and forwarded.
 //! - [`sockets`]: the public listener, the shared socket, private ports.
-//! - [`proxy`] and [`balancer`]: the `proxy` strategy (least connections);
-//!   [`retry`]: when an unanswered request goes to another worker.
+//! - [`proxy`]: the `proxy` strategy, an HTTP/1.1 intermediary on a real
+//!   parser (framing, resends, limits, forwarded addresses; least connections).
 //! - [`readiness`]: port probes and `NOTIFY_SOCKET`.
 //! - [`sampler`]: each worker tree's RSS and CPU on an interval; thresholds and ceilings.
 //! - [`cluster`]: the snapshot for status, /health and /metrics; the scaling cap.
@@ -22,7 +22,6 @@
 //! - [`exit`]: exit reasons and codes (tini's), and the 127/126 pre-check.
 
 pub mod backoff;
-pub mod balancer;
 pub mod cluster;
 pub mod config;
 pub mod exit;
@@ -33,7 +32,6 @@ pub mod oom;
 pub mod proxy;
 pub mod readiness;
 pub mod reaper;
-pub mod retry;
 pub mod runtime;
 pub mod sampler;
 pub mod signals;

@@ -210,7 +210,18 @@ impl<'a> Run<'a> {
             SocketStrategy::Proxy => {
                 let listener = listen(public).map_err(|e| fail(e.to_string(), EXIT_FAILURE))?;
                 let r = Routes::new(workers as usize);
-                accept_loop = Some(proxy::serve(listener, r.clone(), logger));
+                let nofile = proxy::limits::raise_nofile();
+                if let Some(line) = nofile.describe() {
+                    logger.info(&line);
+                }
+                let cap = proxy::limits::max_connections(cfg.proxy.max_connections, nofile.soft());
+                accept_loop = Some(proxy::serve(
+                    listener,
+                    r.clone(),
+                    cfg.proxy.clone(),
+                    cap,
+                    logger,
+                ));
                 routes = Some(r);
             }
             SocketStrategy::Shared | SocketStrategy::Inject => {

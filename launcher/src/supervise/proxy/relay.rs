@@ -1,0 +1,522 @@
+//! One client connection, end to end: read a whole request head (bounded
+//! in size and time) before any worker is picked, connect, then move both
+//! directions at once, each framed by its parser, until the worker's side
+//! ends; then [`exchange::after_upstream`] says reconnect, resend or close.
+//!
+//! Both directions run concurrently inside one task (`select!` over two
+//! futures that share the two sockets by reference), so neither side's
+//! back-pressure can stall the other: the client→worker copy waits only on
+//! the worker's socket, the worker→client copy only on the client's.
+//! Each direction holds at most one read buffer (16 KiB), allocated when
+//! bytes arrive and released whenever it is empty and waiting.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::exchange::{after_upstream, InFlight, Next, Sent, UpstreamEnd};
+use super::framer::{RequestFramer, RequestSegment, ResponseFramer, ResponseSegment};
+use super::head::{AfterResponse, FrameError, RequestHead};
+use super::routes::{Routes, WAIT_FOR_WORKER};
+use super::settings::ProxySettings;
+use crate::supervise::logs::Logger;
+
+/// Bytes read at once from either side.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Answers of corefit's own.
+pub const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n";
+pub const NO_WORKER: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
+/// What a connection needs from the proxy.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub routes: Routes,
+    pub settings: ProxySettings,
+    pub logger: Logger,
+}
+
+/// How a connection ends on the client's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Close without a word (the client closed, or sent nothing).
+    Silent,
+    /// Answer these bytes, then close.
+    Answer(&'static [u8]),
+}
+
+/// The framing state both directions share.
+#[derive(Debug)]
+struct Shared {
+    requests: RequestFramer,
+    inflight: InFlight,
+    client_done: bool,
+    closed_by_response: bool,
+}
+
+/// Serves one client connection until it ends.
+pub async fn relay(client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
+    let _ = client.set_nodelay(true);
+    let local = client.local_addr().ok();
+    let max_head = ctx.settings.max_head;
+    let shared = Mutex::new(Shared {
+        requests: RequestFramer::new(max_head),
+        inflight: InFlight::default(),
+        client_done: false,
+        closed_by_response: false,
+    });
+    let mut cbuf = BytesMut::new();
+    let mut outbox: Vec<Bytes> = Vec::new();
+    let mut resends = 0;
+    let mut first = true;
+    loop {
+        if outbox.is_empty() {
+            match await_request(&client, &shared, &mut cbuf, &mut outbox, peer, ctx, first).await {
+                Ok(()) => {}
+                Err(ending) => return finish(&client, ending).await,
+            }
+        }
+        first = false;
+        let Some((id, addr, upstream)) = connect(&ctx.routes, peer, ctx.logger).await else {
+            return finish(&client, Ending::Answer(NO_WORKER)).await;
+        };
+        let preface = local.and_then(|l| ctx.settings.forwarding.proxy_header(peer, l));
+        let mut resp = ResponseFramer::new(max_head);
+        let mut ubuf = BytesMut::new();
+        let end = pump(
+            &client,
+            &upstream,
+            &shared,
+            &mut cbuf,
+            &mut ubuf,
+            &mut resp,
+            std::mem::take(&mut outbox),
+            preface,
+            peer,
+            ctx,
+        )
+        .await;
+        let still_routed = ctx.routes.with(|b| {
+            b.release(id, addr);
+            b.is_routed(id, addr)
+        });
+        drop(upstream);
+        match end {
+            PumpEnd::Client(ending) => return finish(&client, ending).await,
+            PumpEnd::Finished => return finish(&client, Ending::Silent).await,
+            PumpEnd::ClientGone => return,
+            PumpEnd::Upstream => {}
+        }
+        let next = {
+            let s = lock(&shared);
+            let state = UpstreamEnd {
+                response_open: !resp.at_head() || !ubuf.is_empty(),
+                request_open: !s.requests.at_head(),
+                worker_stopping: !still_routed,
+                closed_by_response: s.closed_by_response,
+                client_done: s.client_done,
+                resends,
+            };
+            after_upstream(&s.inflight, state, Instant::now())
+        };
+        match next {
+            Next::Reconnect => {}
+            Next::Resend(heads) => {
+                resends += 1;
+                ctx.logger.info(&format!(
+                    "proxy: worker {id} closed a connection from {peer} while stopping, with {} request(s) unanswered; sending them to another worker",
+                    heads.len()
+                ));
+                lock(&shared).inflight.resent(Instant::now());
+                outbox = heads;
+            }
+            Next::Close => return finish(&client, Ending::Silent).await,
+        }
+    }
+}
+
+/// Closes the client's connection, after `ending`'s answer if any.
+async fn finish(client: &TcpStream, ending: Ending) {
+    if let Ending::Answer(bytes) = ending {
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), write_all(client, bytes)).await;
+    }
+    let _ = shutdown_write(client);
+}
+
+/// Reads until a whole request head is framed (put into `outbox` and
+/// the in-flight queue) or the connection ends.
+#[allow(clippy::too_many_arguments)]
+async fn await_request(
+    client: &TcpStream,
+    shared: &Mutex<Shared>,
+    cbuf: &mut BytesMut,
+    outbox: &mut Vec<Bytes>,
+    peer: SocketAddr,
+    ctx: &Ctx,
+    first: bool,
+) -> Result<(), Ending> {
+    let idle_deadline = Instant::now()
+        + if first {
+            ctx.settings.header_timeout
+        } else {
+            ctx.settings.idle_timeout
+        };
+    let mut head_deadline = None;
+    loop {
+        let seg = lock(shared).requests.next(cbuf);
+        match seg {
+            Ok(Some(RequestSegment::Head(head))) => {
+                let out = send_head(shared, cbuf, &head, peer, ctx);
+                outbox.push(out);
+                return Ok(());
+            }
+            Ok(Some(RequestSegment::Body(p))) => outbox.push(cbuf.split_to(p.len).freeze()),
+            Ok(Some(RequestSegment::Tunnel(n))) => outbox.push(cbuf.split_to(n).freeze()),
+            Ok(None) => {}
+            Err(e) => return Err(Ending::Answer(e.client_answer())),
+        }
+        if !outbox.is_empty() {
+            return Ok(());
+        }
+        if !cbuf.is_empty() && head_deadline.is_none() {
+            // The first request's head counts from the connection's start.
+            head_deadline = Some(if first {
+                idle_deadline
+            } else {
+                Instant::now() + ctx.settings.header_timeout
+            });
+        }
+        let deadline = head_deadline.unwrap_or(idle_deadline);
+        match tokio::time::timeout_at(deadline.into(), read_into(client, cbuf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(Ending::Silent),
+            Ok(Ok(_)) => {}
+            Err(_) if cbuf.is_empty() => return Err(Ending::Silent),
+            Err(_) => return Err(Ending::Answer(REQUEST_TIMEOUT)),
+        }
+    }
+}
+
+/// Takes the head at the front of `cbuf`, rewritten if forwarding fields
+/// are on, and records it as sent.
+fn send_head(
+    shared: &Mutex<Shared>,
+    cbuf: &mut BytesMut,
+    head: &RequestHead,
+    peer: SocketAddr,
+    ctx: &Ctx,
+) -> Bytes {
+    let raw = cbuf.split_to(head.len).freeze();
+    let forwarding = &ctx.settings.forwarding;
+    let out = if forwarding.rewrites() {
+        Bytes::from(forwarding.rewrite(&raw, peer.ip()))
+    } else {
+        raw
+    };
+    let replayable = head.idempotent && head.body.is_none() && !head.meta.upgrade;
+    lock(shared).inflight.push(Sent {
+        meta: head.meta,
+        replay: replayable.then(|| out.clone()),
+        sent_at: Instant::now(),
+    });
+    out
+}
+
+/// Why [`pump`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PumpEnd {
+    /// The worker's side closed or failed.
+    Upstream,
+    /// End the client's connection this way.
+    Client(Ending),
+    /// The client closed and every request was answered.
+    Finished,
+    /// Writing to the client failed.
+    ClientGone,
+}
+
+/// Moves both directions until one of them ends the exchange.
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    shared: &Mutex<Shared>,
+    cbuf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    resp: &mut ResponseFramer,
+    outbox: Vec<Bytes>,
+    preface: Option<Vec<u8>>,
+    peer: SocketAddr,
+    ctx: &Ctx,
+) -> PumpEnd {
+    // c2u waits on `answered` for responses; u2c on `client_done`.
+    let answered = Notify::new();
+    let client_closed = Notify::new();
+    let c2u = async {
+        if let Some(p) = preface {
+            if write_all(upstream, &p).await.is_err() {
+                return PumpEnd::Upstream;
+            }
+        }
+        for chunk in outbox {
+            if write_all(upstream, &chunk).await.is_err() {
+                return PumpEnd::Upstream;
+            }
+        }
+        loop {
+            let seg = lock(shared).requests.next(cbuf);
+            let chunk = match seg {
+                Ok(Some(RequestSegment::Head(head))) => send_head(shared, cbuf, &head, peer, ctx),
+                Ok(Some(RequestSegment::Body(p))) => cbuf.split_to(p.len).freeze(),
+                Ok(Some(RequestSegment::Tunnel(n))) => cbuf.split_to(n).freeze(),
+                Ok(None) => match wait_client(client, shared, cbuf, &answered, ctx).await {
+                    ClientRead::More => continue,
+                    ClientRead::Closed => {
+                        lock(shared).client_done = true;
+                        let _ = shutdown_write(upstream);
+                        client_closed.notify_one();
+                        return std::future::pending().await;
+                    }
+                    ClientRead::End(ending) => return PumpEnd::Client(ending),
+                },
+                Err(e) => {
+                    // Refuse once every earlier request was answered; a
+                    // body cut short leaves nothing to answer: close.
+                    let at_head = e != FrameError::BadChunk;
+                    loop {
+                        let waiting = answered.notified();
+                        if lock(shared).inflight.is_empty() {
+                            break;
+                        }
+                        waiting.await;
+                    }
+                    return PumpEnd::Client(if at_head {
+                        Ending::Answer(e.client_answer())
+                    } else {
+                        Ending::Silent
+                    });
+                }
+            };
+            if write_all(upstream, &chunk).await.is_err() {
+                return PumpEnd::Upstream;
+            }
+        }
+    };
+    let u2c = async {
+        loop {
+            let front = lock(shared).inflight.front();
+            match resp.next(ubuf, front) {
+                Ok(Some(ResponseSegment::Head(head))) => {
+                    let bytes = ubuf.split_to(head.len).freeze();
+                    {
+                        let mut s = lock(shared);
+                        match head.then {
+                            AfterResponse::Interim | AfterResponse::Body(_) => {
+                                s.inflight.answering()
+                            }
+                            AfterResponse::Done => s.inflight.answered(),
+                            AfterResponse::Tunnel => {
+                                s.inflight.answered();
+                                s.requests.switched(true);
+                            }
+                        }
+                        let is_final = head.then != AfterResponse::Interim;
+                        if is_final
+                            && front.is_some_and(|m| m.upgrade)
+                            && head.then != AfterResponse::Tunnel
+                        {
+                            s.requests.switched(false);
+                        }
+                        if is_final && head.close {
+                            s.closed_by_response = true;
+                        }
+                    }
+                    answered.notify_one();
+                    if write_all(client, &bytes).await.is_err() {
+                        return PumpEnd::ClientGone;
+                    }
+                }
+                Ok(Some(ResponseSegment::Body(piece))) => {
+                    let bytes = ubuf.split_to(piece.len).freeze();
+                    if piece.last {
+                        lock(shared).inflight.answered();
+                        answered.notify_one();
+                    }
+                    if write_all(client, &bytes).await.is_err() {
+                        return PumpEnd::ClientGone;
+                    }
+                }
+                Ok(Some(ResponseSegment::Tunnel(n))) => {
+                    let bytes = ubuf.split_to(n).freeze();
+                    if write_all(client, &bytes).await.is_err() {
+                        return PumpEnd::ClientGone;
+                    }
+                }
+                Ok(None) => {
+                    {
+                        let s = lock(shared);
+                        if s.client_done
+                            && s.inflight.is_empty()
+                            && resp.at_head()
+                            && ubuf.is_empty()
+                        {
+                            return PumpEnd::Finished;
+                        }
+                    }
+                    tokio::select! {
+                        r = read_into(upstream, ubuf) => match r {
+                            Ok(0) | Err(_) => return PumpEnd::Upstream,
+                            Ok(_) => {}
+                        },
+                        _ = client_closed.notified() => {}
+                    }
+                }
+                Err(e) => {
+                    // The worker's bytes cannot be framed: what it sent
+                    // goes through, then the connection ends.
+                    ctx.logger.warn(&format!(
+                        "proxy: a worker's response to {peer} cannot be framed ({e}); closing the connection after it"
+                    ));
+                    let _ = write_all(client, ubuf).await;
+                    ubuf.clear();
+                    return PumpEnd::Client(Ending::Silent);
+                }
+            }
+        }
+    };
+    tokio::select! {
+        end = c2u => end,
+        end = u2c => end,
+    }
+}
+
+/// What waiting on the client gave.
+enum ClientRead {
+    More,
+    Closed,
+    End(Ending),
+}
+
+/// Waits for the client's next bytes, or for an upgrade's answer. Idle
+/// and head deadlines apply only while no request is in flight.
+async fn wait_client(
+    client: &TcpStream,
+    shared: &Mutex<Shared>,
+    cbuf: &mut BytesMut,
+    answered: &Notify,
+    ctx: &Ctx,
+) -> ClientRead {
+    let waiting = answered.notified();
+    if lock(shared).requests.awaiting_switch() {
+        // Nothing is framed until the upgrade's answer; read nothing.
+        waiting.await;
+        return ClientRead::More;
+    }
+    drop(waiting);
+    let idle = {
+        let s = lock(shared);
+        s.inflight.is_empty() && s.requests.at_head()
+    };
+    let deadline = idle.then(|| {
+        Instant::now()
+            + if cbuf.is_empty() {
+                ctx.settings.idle_timeout
+            } else {
+                ctx.settings.header_timeout
+            }
+    });
+    let read = match deadline {
+        Some(d) => match tokio::time::timeout_at(d.into(), read_into(client, cbuf)).await {
+            Ok(r) => r,
+            Err(_) if cbuf.is_empty() => return ClientRead::End(Ending::Silent),
+            Err(_) => return ClientRead::End(Ending::Answer(REQUEST_TIMEOUT)),
+        },
+        None => read_into(client, cbuf).await,
+    };
+    match read {
+        Ok(0) | Err(_) => ClientRead::Closed,
+        Ok(_) => ClientRead::More,
+    }
+}
+
+/// Reads what is there into `buf` (allocating its space only now); 0 at
+/// end of stream. An empty buffer gives its memory back while waiting.
+async fn read_into(s: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    loop {
+        if buf.is_empty() && buf.capacity() > 0 {
+            *buf = BytesMut::new();
+        }
+        s.readable().await?;
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match s.try_read_buf(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes all of `bytes`, waiting for room as needed.
+async fn write_all(s: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match s.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Half-closes: the peer reads end of stream, our reads go on.
+fn shutdown_write(s: &TcpStream) -> io::Result<()> {
+    nix::sys::socket::shutdown(
+        std::os::fd::AsRawFd::as_raw_fd(s),
+        nix::sys::socket::Shutdown::Write,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Picks a worker and connects, trying a second one if the first refuses.
+async fn connect(
+    routes: &Routes,
+    peer: SocketAddr,
+    logger: Logger,
+) -> Option<(usize, SocketAddr, TcpStream)> {
+    let mut tried = None;
+    for _ in 0..2 {
+        let Some((id, addr)) = routes.pick_or_wait(tried).await else {
+            logger.warn(&format!(
+                "proxy: no worker ready within {}s for the connection from {peer}; answering 503",
+                WAIT_FOR_WORKER.as_secs()
+            ));
+            return None;
+        };
+        match TcpStream::connect(addr).await {
+            Ok(upstream) => {
+                let _ = upstream.set_nodelay(true);
+                return Some((id, addr, upstream));
+            }
+            Err(e) => {
+                routes.with(|b| b.release(id, addr));
+                logger.warn(&format!("proxy: worker {id} at {addr} refused: {e}"));
+                tried = Some(id);
+            }
+        }
+    }
+    None
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    // Poisoned only if a holder panicked; the state is still usable.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
