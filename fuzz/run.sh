@@ -54,6 +54,7 @@ fault() {
     control_protocol) echo "arbitrary bytes on the control socket (read as the server reads), scale targets, response text" ;;
     notify_socket) echo "arbitrary NOTIFY_SOCKET datagrams (sd_notify), cut to the 4096-byte receive buffer" ;;
     node_ipc) echo "arbitrary bytes on a Node IPC channel in arbitrary chunks, line caps from 1 byte to 64 KiB" ;;
+    proxy_framing) echo "arbitrary bytes as HTTP/1.1 requests and responses in arbitrary pieces, and forwarding-field rewrites of every head accepted" ;;
     *) echo "arbitrary input" ;;
   esac
 }

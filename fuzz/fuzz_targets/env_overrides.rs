@@ -212,6 +212,12 @@ fuzz_target!(|data: &[u8]| {
         liveness_timeout: pick("--liveness-timeout", "COREFIT_LIVENESS_TIMEOUT"),
         liveness_failures: pick("--liveness-failures", "COREFIT_LIVENESS_FAILURES"),
         resize_interval: pick("--resize-interval", "COREFIT_RESIZE_INTERVAL"),
+        header_timeout: pick("--header-timeout", "COREFIT_HEADER_TIMEOUT"),
+        idle_timeout: pick("--idle-timeout", "COREFIT_IDLE_TIMEOUT"),
+        max_connections: pick("--max-connections", "COREFIT_MAX_CONNECTIONS"),
+        forwarded: pick("--forwarded", "COREFIT_FORWARDED"),
+        trust_forwarded: pick("--trust-forwarded", "COREFIT_TRUST_FORWARDED"),
+        proxy_protocol: pick("--proxy-protocol", "COREFIT_PROXY_PROTOCOL"),
         control: Default::default(),
     };
     let var = |k: &str| env.get(k).cloned();
@@ -234,6 +240,7 @@ fuzz_target!(|data: &[u8]| {
             if let Some(l) = &c.liveness {
                 assert!(l.path.starts_with('/') && (1..=1000).contains(&l.failures));
             }
+            assert!(!c.proxy.header_timeout.is_zero() && !c.proxy.idle_timeout.is_zero());
             if let Some(r) = c.resize_interval {
                 assert!(r >= std::time::Duration::from_millis(100));
             }

@@ -682,6 +682,54 @@ mod tests {
     }
 
     #[test]
+    fn proxy_settings_parse_and_bad_ones_name_their_flag() {
+        let cli = Cli::try_parse_from([
+            "corefit",
+            "--header-timeout",
+            "2s",
+            "--idle-timeout",
+            "500ms",
+            "--max-connections",
+            "300",
+            "--forwarded",
+            "both",
+            "--trust-forwarded",
+            "10.0.0.0/8, ::1",
+            "--proxy-protocol",
+            "v2",
+            "--",
+            "x",
+        ])
+        .unwrap();
+        let p = cli.run.config(cli.cmd, None).unwrap().proxy;
+        assert_eq!(p.header_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(p.idle_timeout, std::time::Duration::from_millis(500));
+        assert_eq!(p.max_connections, MaxConnections::Limit(300));
+        assert_eq!(p.forwarding.headers, ForwardedHeaders::Both);
+        assert_eq!(p.forwarding.trusted.len(), 2);
+        assert_eq!(p.forwarding.proxy_protocol, ProxyProtocol::V2);
+        for (flag, value, var) in [
+            ("--header-timeout", "0", "COREFIT_HEADER_TIMEOUT"),
+            ("--idle-timeout", "soon", "COREFIT_IDLE_TIMEOUT"),
+            ("--max-connections", "0", "COREFIT_MAX_CONNECTIONS"),
+            ("--max-connections", "1e9", "COREFIT_MAX_CONNECTIONS"),
+            ("--forwarded", "yes", "COREFIT_FORWARDED"),
+            (
+                "--trust-forwarded",
+                "10.0.0.0/33",
+                "COREFIT_TRUST_FORWARDED",
+            ),
+            ("--proxy-protocol", "v3", "COREFIT_PROXY_PROTOCOL"),
+        ] {
+            let err = run_error(&[flag, value]);
+            assert!(
+                err.contains(flag) && err.contains(var),
+                "{flag} {value}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_run_values_are_errors_naming_the_flag_and_variable() {
         let err = run_error(&["--grace-period", "abc"]);
         assert!(

@@ -85,6 +85,29 @@ pub fn render(s: &ClusterSnapshot) -> String {
         mem.set(limit.min(i64::MAX as u64) as i64);
         registry.register_with_unit("memory_limit", "Memory limit detected", Unit::Bytes, mem);
     }
+    if let Some(p) = &s.proxy {
+        let open: Gauge = Gauge::default();
+        open.set(p.open.min(i64::MAX as u64) as i64);
+        registry.register(
+            "proxy_connections",
+            "Client connections the proxy holds now",
+            open,
+        );
+        let max: Gauge = Gauge::default();
+        max.set(p.max.min(i64::MAX as u64) as i64);
+        registry.register(
+            "proxy_connections_max",
+            "Client connections the proxy holds at most (--max-connections)",
+            max,
+        );
+        let refused: Counter = Counter::default();
+        refused.inc_by(p.refused);
+        registry.register(
+            "proxy_connections_refused",
+            "Client connections answered 503 because the most allowed were open",
+            refused,
+        );
+    }
     let up: FloatGauge = Gauge::default();
     up.set(s.uptime_seconds);
     registry.register_with_unit("uptime", "Seconds since corefit started", Unit::Seconds, up);
@@ -113,6 +136,9 @@ mod tests {
             "corefit_plan_info{mode=\"cluster\",platform=\"kubernetes\",socket=\"proxy\"} 1",
             "corefit_cpu_limit_cores 2.0",
             "corefit_memory_limit_bytes 1073741824",
+            "corefit_proxy_connections 7",
+            "corefit_proxy_connections_max 9936",
+            "corefit_proxy_connections_refused_total 2",
             "# EOF",
         ] {
             assert!(

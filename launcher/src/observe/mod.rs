@@ -7,4 +7,4 @@ pub mod metrics;
 pub mod snapshot;
 pub mod table;
 
-pub use snapshot::{ClusterSnapshot, WorkerPhase, WorkerSnapshot};
+pub use snapshot::{ClusterSnapshot, ProxySnapshot, WorkerPhase, WorkerSnapshot};

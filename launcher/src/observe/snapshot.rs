@@ -67,6 +67,20 @@ pub struct ClusterSnapshot {
     pub restarts_by_reason: BTreeMap<String, u64>,
     pub reloading: bool,
     pub uptime_seconds: f64,
+    /// The proxy's client connections (`--socket proxy` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxySnapshot>,
+}
+
+/// The proxy's client connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxySnapshot {
+    /// Open now.
+    pub open: u64,
+    /// Refused (answered 503) since start because `max` were open.
+    pub refused: u64,
+    /// `--max-connections`, resolved.
+    pub max: u64,
 }
 
 impl ClusterSnapshot {
@@ -128,6 +142,11 @@ pub(crate) fn example() -> ClusterSnapshot {
         ],
         cpu_limit: 2.0,
         memory_limit_bytes: Some(1 << 30),
+        proxy: Some(ProxySnapshot {
+            open: 7,
+            refused: 2,
+            max: 9936,
+        }),
         restarts_by_reason: [("crash".to_owned(), 3)].into_iter().collect(),
         reloading: false,
         uptime_seconds: 3800.0,

@@ -40,6 +40,7 @@ pub fn snapshot(
         restarts_by_reason: supervisor.restarts_by_reason().clone(),
         reloading: supervisor.reloading(),
         uptime_seconds: secs(now.saturating_duration_since(started)),
+        proxy: None,
     }
 }
 

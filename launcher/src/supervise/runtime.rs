@@ -106,6 +106,8 @@ struct Run<'a> {
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
     routes: Option<Routes>,
+    /// `--max-connections`, resolved (proxy).
+    proxy_cap: usize,
     accept_loop: Option<JoinHandle<()>>,
     shared: Option<SharedSocket>,
     notify_dir: Option<tempfile::TempDir>,
@@ -204,6 +206,7 @@ impl<'a> Run<'a> {
 
         let public = SocketAddr::new(cfg.host, cfg.port);
         let mut routes = None;
+        let mut proxy_cap = 0;
         let mut accept_loop = None;
         let mut shared = None;
         match strategy {
@@ -215,6 +218,7 @@ impl<'a> Run<'a> {
                     logger.info(&line);
                 }
                 let cap = proxy::limits::max_connections(cfg.proxy.max_connections, nofile.soft());
+                proxy_cap = cap;
                 accept_loop = Some(proxy::serve(
                     listener,
                     r.clone(),
@@ -302,6 +306,7 @@ impl<'a> Run<'a> {
             events_tx,
             events_rx,
             routes,
+            proxy_cap,
             accept_loop,
             shared,
             notify_dir,
@@ -390,6 +395,10 @@ impl<'a> Run<'a> {
                 .unwrap_or(Duration::from_secs(3600)),
         );
         resizing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The proxy's connection counts change without events: published
+        // at least this often.
+        let mut refreshing = tokio::time::interval(Duration::from_secs(1));
+        refreshing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(event) = queue.pop_front() {
                 let actions = self.supervisor.handle(Instant::now(), event);
@@ -404,6 +413,7 @@ impl<'a> Run<'a> {
             self.publish();
             let deadline = self.supervisor.next_deadline();
             tokio::select! {
+                _ = refreshing.tick(), if self.routes.is_some() => {}
                 Some(sig) = self.signals.recv() => {
                     if sig == Signal::SIGCHLD {
                         queue.extend(reap_all().into_iter().map(|(pid, reason)| Event::Exited { pid, reason }));

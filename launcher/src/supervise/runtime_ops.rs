@@ -113,14 +113,20 @@ impl Run<'_> {
 
     /// The snapshot now.
     pub(super) fn snapshot(&self) -> ClusterSnapshot {
-        snapshot(
+        let mut s = snapshot(
             Instant::now(),
             self.started,
             self.plan(),
             self.strategy.as_str(),
             &self.supervisor,
             &self.sampler,
-        )
+        );
+        s.proxy = self.routes.as_ref().map(|r| crate::observe::ProxySnapshot {
+            open: r.open_connections() as u64,
+            refused: r.refused_connections(),
+            max: self.proxy_cap as u64,
+        });
+        s
     }
 
     /// Publishes the snapshot for the admin endpoint.
