@@ -512,7 +512,8 @@ fn exchange(
 // Judging an outcome against the reference
 
 /// Offsets in `bytes` where a whole response (or an interim 1xx) ends,
-/// starting with 0. A response that ends at the close, a tunnel after a
+/// starting with 0. A response with neither a length nor chunked coding
+/// ends at the close (taken to be the end of `bytes`); a tunnel after a
 /// 101 or anything unparsable ends the list.
 fn response_ends(bytes: &[u8]) -> Vec<usize> {
     let mut ends = vec![0];
@@ -551,6 +552,7 @@ fn response_ends(bytes: &[u8]) -> Vec<usize> {
                 body + n
             }
         } else {
+            ends.push(bytes.len());
             break;
         };
         if end > bytes.len() {
@@ -1292,6 +1294,7 @@ fn the_judge_accepts_the_reference_a_prefix_and_a_close_or_an_error_of_the_proxy
     let reference = out(&both, true);
     let bad_gateway = b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n".as_slice();
     let bad_request = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n".as_slice();
+    let node_400 = b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n".as_slice();
     let spliced = [&first[..first.len() - 1], second].concat();
     // (got, faulted, hostile, expected verdict or None for a failure)
     let table: Vec<(Outcome, bool, bool, Option<Verdict>)> = vec![
@@ -1334,6 +1337,8 @@ fn the_judge_accepts_the_reference_a_prefix_and_a_close_or_an_error_of_the_proxy
             Some(Verdict::Refused),
         ),
         (out(bad_request, true), false, true, Some(Verdict::Refused)),
+        (out(node_400, true), false, true, Some(Verdict::Refused)),
+        (out(node_400, false), false, true, None),
     ];
     for (i, (got, faulted, hostile, want)) in table.into_iter().enumerate() {
         let verdict = judge(&reference, &got, faulted, hostile);

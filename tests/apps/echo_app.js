@@ -148,8 +148,9 @@ server.on('upgrade', (req, socket, head) => {
     return;
   }
   // Refused: answered as a plain request, then closed (what follows the
-  // request on this connection is never read).
-  const text = JSON.stringify(describe(req, head)) + '\n';
+  // request on this connection is never read, nor described: `head` holds
+  // whatever arrived with the request, which depends on segmentation).
+  const text = JSON.stringify(describe(req, Buffer.alloc(0))) + '\n';
   socket.on('error', () => socket.destroy());
   socket.end(
     'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n' +
