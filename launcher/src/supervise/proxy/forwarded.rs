@@ -71,9 +71,20 @@ impl Forwarding {
         }
         let peer = peer.to_canonical();
         let trusted = self.trusted.iter().any(|net| net.contains(&peer));
-        let line_end = head.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;
+        // Empty lines before the request line are allowed (RFC 9112 §2.2)
+        // and dropped here.
+        let start = head
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(head.len());
+        let line_end = start
+            + head[start..]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .unwrap_or(0)
+            + 2;
         let mut out = Vec::with_capacity(head.len() + 128);
-        out.extend_from_slice(&head[..line_end]);
+        out.extend_from_slice(&head[start..line_end]);
         let (mut xff, mut xfp, mut xfh, mut fwd) = (Vec::new(), None, None, Vec::new());
         let mut host = None;
         for h in req.headers.iter() {
@@ -225,6 +236,20 @@ mod tests {
         assert!(
             out.contains("Forwarded: for=\"[::1]\";proto=http;host=app.example\r\n"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn empty_lines_before_the_request_line_are_dropped() {
+        // Found by fuzzing: the request line was taken to be the first
+        // empty line, and the rewritten head did not parse.
+        let out = fw(ForwardedHeaders::XForwarded, &[]).rewrite(
+            b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "10.0.0.7".parse().unwrap(),
+        );
+        assert_eq!(
+            text(out),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\n\r\n"
         );
     }
 
