@@ -42,15 +42,14 @@ impl Balancer {
     }
 
     /// Picks a worker and counts the connection against it.
-    pub fn pick(&mut self, exclude: Option<usize>) -> Option<(usize, SocketAddr)> {
+    /// `exclude` is an address that just refused a connection (a worker
+    /// restarted under the same id listens on a new one).
+    pub fn pick(&mut self, exclude: Option<SocketAddr>) -> Option<(usize, SocketAddr)> {
         let n = self.slots.len();
         let mut best: Option<(usize, usize)> = None;
         for step in 0..n {
             let id = (self.cursor + step) % n;
-            if Some(id) == exclude {
-                continue;
-            }
-            if let Some(b) = &self.slots[id] {
+            if let Some(b) = self.slots[id].as_ref().filter(|b| Some(b.addr) != exclude) {
                 if best.is_none_or(|(_, active)| b.active < active) {
                     best = Some((id, b.active));
                 }
@@ -124,7 +123,9 @@ mod tests {
         assert_eq!(b.pick(None), None);
         b.route(1, addr(2));
         assert_eq!(b.pick(None), Some((1, addr(2))));
-        assert_eq!(b.pick(Some(1)), None);
+        assert_eq!(b.pick(Some(addr(2))), None);
+        assert_eq!(b.pick(Some(addr(9))), Some((1, addr(2))));
+        b.release(1, addr(2));
         // A replacement on a new port starts at 0; the old connection's
         // release does not touch it.
         b.unroute(1);

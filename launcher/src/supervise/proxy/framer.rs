@@ -35,6 +35,10 @@ enum RequestState {
     /// until its response says whether the protocol switched.
     AwaitSwitch,
     Tunnel,
+    /// A body that cannot be framed: the rest goes, as it is, to the
+    /// worker that has its head (as a direct connection would), and
+    /// nothing on this connection is framed, resent or reconnected again.
+    Raw,
     Failed(FrameError),
 }
 
@@ -59,7 +63,7 @@ impl RequestFramer {
         let step = match &mut self.state {
             RequestState::Failed(e) => Err(*e),
             RequestState::AwaitSwitch => Ok(None),
-            RequestState::Tunnel => {
+            RequestState::Tunnel | RequestState::Raw => {
                 Ok((!buf.is_empty()).then_some(RequestSegment::Tunnel(buf.len())))
             }
             RequestState::Head => match parse_request(buf, self.max_head) {
@@ -93,10 +97,18 @@ impl RequestFramer {
                 }
             }
         };
-        if let Err(e) = step {
-            self.state = RequestState::Failed(e);
+        match step {
+            // Inside a body whose head went out: hand the rest over raw.
+            Err(FrameError::BadChunk) => {
+                self.state = RequestState::Raw;
+                Ok((!buf.is_empty()).then_some(RequestSegment::Tunnel(buf.len())))
+            }
+            Err(e) => {
+                self.state = RequestState::Failed(e);
+                Err(e)
+            }
+            ok => ok,
         }
-        step
     }
 
     /// The response to the pending upgrade arrived: a tunnel now, or
@@ -266,6 +278,17 @@ mod tests {
         for step in 1..64 {
             assert_eq!(cut(&input, step).unwrap(), whole, "step {step}");
         }
+    }
+
+    #[test]
+    fn a_bad_chunk_hands_the_rest_over_raw() {
+        let mut f = RequestFramer::new(1024);
+        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(f.next(head), Ok(Some(RequestSegment::Head(_)))));
+        let rest = b"0x5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n";
+        assert_eq!(f.next(rest), Ok(Some(RequestSegment::Tunnel(rest.len()))));
+        assert!(!f.at_head(), "never back to framing requests");
+        assert_eq!(f.next(b"GET / HTTP/1.1\r\n\r\n"), Ok(Some(RequestSegment::Tunnel(18))));
     }
 
     #[test]

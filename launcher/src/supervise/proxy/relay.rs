@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use super::exchange::{after_upstream, InFlight, Next, Sent, UpstreamEnd};
 use super::framer::{RequestFramer, RequestSegment, ResponseFramer, ResponseSegment};
-use super::head::{AfterResponse, FrameError, RequestHead};
+use super::head::{AfterResponse, RequestHead};
 use super::routes::{Routes, WAIT_FOR_WORKER};
 use super::settings::ProxySettings;
 use crate::supervise::logs::Logger;
@@ -286,9 +286,8 @@ async fn pump(
                     ClientRead::End(ending) => return PumpEnd::Client(ending),
                 },
                 Err(e) => {
-                    // Refuse once every earlier request was answered; a
-                    // body cut short leaves nothing to answer: close.
-                    let at_head = e != FrameError::BadChunk;
+                    // A head that cannot be framed never reaches a worker:
+                    // refused once every earlier request was answered.
                     loop {
                         let waiting = answered.notified();
                         if lock(shared).inflight.is_empty() {
@@ -296,11 +295,7 @@ async fn pump(
                         }
                         waiting.await;
                     }
-                    return PumpEnd::Client(if at_head {
-                        Ending::Answer(e.client_answer())
-                    } else {
-                        Ending::Silent
-                    });
+                    return PumpEnd::Client(Ending::Answer(e.client_answer()));
                 }
             };
             if write_all(upstream, &chunk).await.is_err() {
@@ -378,14 +373,22 @@ async fn pump(
                     }
                 }
                 Err(e) => {
-                    // The worker's bytes cannot be framed: what it sent
-                    // goes through, then the connection ends.
+                    // The worker's bytes cannot be framed: what it sends
+                    // goes through as it is until it closes, then the
+                    // client's connection ends (nothing is resent).
                     ctx.logger.warn(&format!(
-                        "proxy: a worker's response to {peer} cannot be framed ({e}); closing the connection after it"
+                        "proxy: a worker's response to {peer} cannot be framed ({e}); passing it through as it is, then closing"
                     ));
-                    let _ = write_all(client, ubuf).await;
-                    ubuf.clear();
-                    return PumpEnd::Client(Ending::Silent);
+                    loop {
+                        let bytes = ubuf.split().freeze();
+                        if write_all(client, &bytes).await.is_err() {
+                            return PumpEnd::ClientGone;
+                        }
+                        match read_into(upstream, ubuf).await {
+                            Ok(0) | Err(_) => return PumpEnd::Client(Ending::Silent),
+                            Ok(_) => {}
+                        }
+                    }
                 }
             }
         }
@@ -486,14 +489,16 @@ fn shutdown_write(s: &TcpStream) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-/// Picks a worker and connects, trying a second one if the first refuses.
+/// Picks a worker and connects; a worker that refuses (it just died and
+/// is not unrouted yet) is skipped for the next pick, so a worker
+/// restarted under the same id, on a new port, is taken.
 async fn connect(
     routes: &Routes,
     peer: SocketAddr,
     logger: Logger,
 ) -> Option<(usize, SocketAddr, TcpStream)> {
     let mut tried = None;
-    for _ in 0..2 {
+    for _ in 0..4 {
         let Some((id, addr)) = routes.pick_or_wait(tried).await else {
             logger.warn(&format!(
                 "proxy: no worker ready within {}s for the connection from {peer}; answering 503",
@@ -509,7 +514,7 @@ async fn connect(
             Err(e) => {
                 routes.with(|b| b.release(id, addr));
                 logger.warn(&format!("proxy: worker {id} at {addr} refused: {e}"));
-                tried = Some(id);
+                tried = Some(addr);
             }
         }
     }

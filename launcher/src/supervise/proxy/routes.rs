@@ -45,9 +45,9 @@ impl Routes {
         self.with(|b| b.unroute(id));
     }
 
-    /// Picks a worker, waiting up to [`WAIT_FOR_WORKER`] for one to be
-    /// routed when none is.
-    pub async fn pick_or_wait(&self, exclude: Option<usize>) -> Option<(usize, SocketAddr)> {
+    /// Picks a worker other than `exclude`, waiting up to
+    /// [`WAIT_FOR_WORKER`] for one to be routed when none is.
+    pub async fn pick_or_wait(&self, exclude: Option<SocketAddr>) -> Option<(usize, SocketAddr)> {
         let deadline = tokio::time::Instant::now() + WAIT_FOR_WORKER;
         loop {
             // Register before looking, so a route() in between is not missed.
