@@ -16,7 +16,7 @@
 #               of their own)
 #   echo        a 50 MiB POST /echo streamed back as it arrives (client
 #               writes and reads at once, sha256 checked), through corefit vs
-#               directly to one proxy_app.py, interleaved
+#               directly to one proxy_app.py, interleaved, 3 of each a round
 #   latency     new requests (each on a new connection) with 0 and with
 #               5,000 idle connections held, corefit started under
 #               `prlimit --nofile=1024:20000`
@@ -129,7 +129,7 @@ start_corefit() {
   local i seen=$WORK/pids
   : >"$seen"
   for i in $(seq 1 200); do
-    curl -fsS -m 5 "http://127.0.0.1:$port/" 2>/dev/null | sed -E 's/.*"pid": ?([0-9]+).*/\1/' >>"$seen" || true
+    { curl -fsS -m 5 "http://127.0.0.1:$port/" 2>/dev/null | sed -E 's/.*"pid": ?([0-9]+).*/\1/'; echo; } >>"$seen" || true
     if [ "$(sort -u "$seen" | grep -c .)" -ge 2 ]; then break; fi
     sleep 0.05
   done
@@ -246,7 +246,7 @@ part_echo() {
   # Warm up both paths once, then alternate.
   "$PY" "$CLIENT" echo "$direct" 4 >/dev/null
   "$PY" "$CLIENT" echo "$port" 4 >/dev/null
-  for config in direct corefit; do
+  for config in direct corefit direct corefit direct corefit; do
     if [ "$config" = direct ]; then t=$(timeout 120 "$PY" "$CLIENT" echo "$direct" "$ECHO_MIB") || t=fail
     else t=$(timeout 120 "$PY" "$CLIENT" echo "$port" "$ECHO_MIB") || t=fail; fi
     [ "$t" = fail ] && { log "round $round echo $config failed or stalled"; t=120; }

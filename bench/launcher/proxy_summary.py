@@ -27,13 +27,15 @@ def spread(values, fmt="{:.0f}"):
 def main():
     path, description = sys.argv[1], sys.argv[2]
     data = defaultdict(list)
+    round_ids = set()
     with open(path) as f:
         for r in csv.DictReader(f, delimiter="\t"):
+            round_ids.add(r["round"])
             try:
                 data[(r["part"], r["config"], r["metric"])].append(float(r["value"]))
             except ValueError:
                 pass
-    rounds = max((len(v) for v in data.values()), default=0)
+    rounds = len(round_ids)
     print(f"corefit proxy cost ({description}); median of {rounds} round(s) (min-max).\n")
 
     if any(k[0] == "throughput" for k in data):
@@ -72,7 +74,7 @@ def main():
 
     if any(k[0] == "echo" for k in data):
         print("### 50 MiB streaming echo (`POST /echo`, body streamed back as it arrives)\n")
-        print("| path | seconds |")
+        print("| path | seconds (median of every transfer, min-max) |")
         print("|---|---|")
         for config, label in (("direct", "directly to proxy_app.py"), ("corefit", "through corefit")):
             print(f"| {label} | {spread(data.get(('echo', config, 'seconds'), []), '{:.2f}')} |")
