@@ -70,6 +70,7 @@ pub mod admin;
 pub mod cli;
 pub mod control;
 pub mod decision;
+pub mod exit;
 pub mod explain;
 pub mod inject;
 pub mod observe;

@@ -1,14 +1,9 @@
 //! The `corefit` binary: parses the command line and runs a subcommand or
 //! the supervisor.
 //!
-//! Exit codes: `corefit plan`: 0 success, 2 invalid input (a flag, variable
-//! or value named in the message). `corefit -- CMD`: as tini — the single
-//! worker's own code, 128+N when a signal N killed it, 127 when CMD does not
-//! exist, 126 when it cannot be executed; in cluster mode 0 after a clean
-//! stop, non-zero when a worker hit the respawn limit or had to be killed.
-//! `corefit status | reload | scale | stop`: 0 when the running corefit
-//! accepted the request, 1 when it refused or cannot be reached, 2 for a
-//! malformed scale target.
+//! Exit codes: the table in [`corefit::exit`] (tini's for `corefit -- CMD`:
+//! the single worker's own code, 128+N, 127, 126; 2 for invalid input; 1
+//! for a refused or unreachable control request).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,6 +13,7 @@ use clap::Parser;
 use corefit::cli::{Cli, Command, PlanArgs, PlanCommand, RunArgs, RunEnv};
 use corefit::control::{client, Request, ScaleTarget};
 use corefit::decision::{decide, process_env};
+use corefit::exit;
 use corefit::explain::Report;
 use corefit::observe::table::status_table;
 use corefit::plan::overrides::{Sourced, WorkerChoice};
@@ -47,7 +43,7 @@ fn main() -> ExitCode {
             ),
             Err(e) => {
                 eprintln!("corefit scale: {e}");
-                ExitCode::from(2)
+                ExitCode::from(exit::USAGE)
             }
         },
         None => run_supervised(&cli.plan, &cli.run, cli.cmd),
@@ -75,11 +71,11 @@ fn control(path: &Path, request: &Request, json: bool) -> ExitCode {
         }
         Ok(r) => {
             eprintln!("corefit: {}", r.error.as_deref().unwrap_or("refused"));
-            ExitCode::from(1)
+            ExitCode::from(exit::FAILURE)
         }
         Err(e) => {
             eprintln!("corefit: {e}");
-            ExitCode::from(1)
+            ExitCode::from(exit::FAILURE)
         }
     }
 }
@@ -119,7 +115,7 @@ fn run_plan(cmd: &PlanCommand) -> ExitCode {
         }
         Err(e) => {
             eprintln!("corefit: {e}");
-            ExitCode::from(2)
+            ExitCode::from(exit::USAGE)
         }
     }
 }
@@ -129,20 +125,20 @@ fn run_supervised(plan_args: &PlanArgs, run_args: &RunArgs, cmd: Vec<String>) ->
         eprintln!(
             "corefit: nothing to run: give the command after `--`, e.g. `corefit -- node server.js` (or see `corefit plan`)"
         );
-        return ExitCode::from(2);
+        return ExitCode::from(exit::USAGE);
     }
     let report = match decide_from(plan_args) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("corefit: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let config = match run_args.config_with(cmd, &RunEnv::from_process()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("corefit: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     // Live resize re-plans with the same flags and environment.

@@ -1,64 +1,13 @@
-//! How a process ended, the exit code corefit passes on (as tini does), and
-//! the check that the command can be executed at all (127 / 126).
+//! The check that the command can be executed at all, before anything
+//! starts: 127 when it does not exist, 126 when it cannot be executed (the
+//! codes are in [`crate::exit`]).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::signal::Signal;
 use nix::unistd::{access, AccessFlags};
 use thiserror::Error;
 
-/// Exit code when the command does not exist (shells and tini use 127).
-pub const EXIT_NOT_FOUND: u8 = 127;
-/// Exit code when the command exists but cannot be executed.
-pub const EXIT_NOT_EXECUTABLE: u8 = 126;
-/// Exit code for corefit's own failures (bad input is 2, from clap/main).
-pub const EXIT_FAILURE: u8 = 1;
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitReason {
-    /// It called exit(code).
-    Code(i32),
-    /// A signal killed it.
-    Signal(i32),
-}
-
-impl ExitReason {
-    /// The code a shell or tini would report: the code, or 128+N.
-    pub fn code(self) -> u8 {
-        match self {
-            ExitReason::Code(c) => (c & 0xff) as u8,
-            ExitReason::Signal(n) => (128 + n).clamp(0, 255) as u8,
-        }
-    }
-
-    /// Exit 0.
-    pub fn success(self) -> bool {
-        self == ExitReason::Code(0)
-    }
-
-    /// True when this is what `signal` does to a process that obeys it:
-    /// killed by it, or the conventional exit code 128+N.
-    pub fn obeyed(self, signal: i32) -> bool {
-        match self {
-            ExitReason::Code(c) => c == 0 || c == 128 + signal,
-            ExitReason::Signal(n) => n == signal,
-        }
-    }
-}
-
-impl fmt::Display for ExitReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            ExitReason::Code(c) => write!(f, "exited with code {c}"),
-            ExitReason::Signal(n) => match Signal::try_from(n) {
-                Ok(s) => write!(f, "was killed by signal {n} ({})", s.as_str()),
-                Err(_) => write!(f, "was killed by signal {n}"),
-            },
-        }
-    }
-}
+use crate::exit;
 
 /// Why the command cannot be started.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -75,9 +24,9 @@ impl CommandError {
     /// The exit code tini and shells use for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Empty => 2,
-            CommandError::NotFound(_) => EXIT_NOT_FOUND,
-            CommandError::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
+            CommandError::Empty => exit::USAGE,
+            CommandError::NotFound(_) => exit::NOT_FOUND,
+            CommandError::NotExecutable { .. } => exit::NOT_EXECUTABLE,
         }
     }
 }
@@ -141,33 +90,6 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-
-    #[test]
-    fn codes_follow_tini() {
-        assert_eq!(ExitReason::Code(0).code(), 0);
-        assert_eq!(ExitReason::Code(42).code(), 42);
-        assert_eq!(ExitReason::Code(255).code(), 255);
-        assert_eq!(ExitReason::Signal(9).code(), 137);
-        assert_eq!(ExitReason::Signal(15).code(), 143);
-    }
-
-    #[test]
-    fn obeying_a_signal() {
-        assert!(ExitReason::Signal(15).obeyed(15));
-        assert!(ExitReason::Code(0).obeyed(15));
-        assert!(ExitReason::Code(143).obeyed(15));
-        assert!(!ExitReason::Code(1).obeyed(15));
-        assert!(!ExitReason::Signal(9).obeyed(15));
-    }
-
-    #[test]
-    fn display_names_the_signal() {
-        assert_eq!(
-            ExitReason::Signal(9).to_string(),
-            "was killed by signal 9 (SIGKILL)"
-        );
-        assert_eq!(ExitReason::Code(3).to_string(), "exited with code 3");
-    }
 
     #[test]
     fn resolves_like_execvp() {

@@ -12,7 +12,7 @@ use std::process::Command;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::unistd::{close, dup2, getpid};
 
-use super::exit::{EXIT_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
+use crate::exit;
 
 /// The first socket of the protocol is always fd 3.
 pub const LISTEN_FDS_START: RawFd = 3;
@@ -30,11 +30,11 @@ pub const FD_NAME: &str = "corefit";
 pub fn exec_with_socket(inherited: RawFd, inject_preload: Option<&str>, command: &[String]) -> u8 {
     let Some((program, args)) = command.split_first() else {
         eprintln!("corefit: __exec-worker: no command given");
-        return EXIT_FAILURE;
+        return exit::FAILURE;
     };
     if let Err(e) = move_to_fd3(inherited) {
         eprintln!("corefit: cannot put the shared socket (fd {inherited}) on fd 3: {e}");
-        return EXIT_FAILURE;
+        return exit::FAILURE;
     }
     let mut cmd = Command::new(program);
     cmd.args(args);
@@ -55,10 +55,7 @@ pub fn exec_with_socket(inherited: RawFd, inject_preload: Option<&str>, command:
     }
     let err = cmd.exec();
     eprintln!("corefit: cannot execute {program:?}: {err}");
-    match err.kind() {
-        std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
-        _ => EXIT_NOT_EXECUTABLE,
-    }
+    exit::for_exec_error(err.kind())
 }
 
 fn move_to_fd3(inherited: RawFd) -> nix::Result<()> {

@@ -42,13 +42,10 @@ use nix::sys::signal::Signal;
 
 use super::backoff::Backoff;
 use super::config::human_duration;
-use super::exit::{ExitReason, EXIT_FAILURE};
+use crate::exit::{self, nonzero, ExitReason};
 
 /// 0..N-1, stable across restarts (`COREFIT_WORKER_ID`).
 pub type WorkerId = u32;
-
-/// Exit code when a worker had to be killed after the grace period.
-pub const EXIT_KILLED_AFTER_GRACE: u8 = 128 + 9;
 
 /// Why a worker was restarted (the `reason` label of the restart counter).
 pub const RESTART_CRASH: &str = "crash";
@@ -952,7 +949,7 @@ impl Supervisor {
                         pid,
                         signal: Signal::SIGKILL,
                     });
-                    self.outcome.get_or_insert(EXIT_KILLED_AFTER_GRACE);
+                    self.outcome.get_or_insert(exit::KILLED_AFTER_GRACE);
                 }
             }
         }
@@ -1011,7 +1008,7 @@ impl Supervisor {
             });
         if idle && matches!(self.phase, Phase::Stopping { .. }) {
             self.phase = Phase::Exited;
-            let code = self.outcome.unwrap_or(0);
+            let code = self.outcome.unwrap_or(exit::SUCCESS);
             log(
                 out,
                 if code == 0 { Level::Info } else { Level::Error },
@@ -1019,14 +1016,6 @@ impl Supervisor {
             );
             out.push(Action::Exit(code));
         }
-    }
-}
-
-fn nonzero(code: u8) -> u8 {
-    if code == 0 {
-        EXIT_FAILURE
-    } else {
-        code
     }
 }
 

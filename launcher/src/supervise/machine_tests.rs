@@ -347,7 +347,7 @@ fn a_worker_ignoring_sigterm_is_killed_after_grace() {
             reason: ExitReason::Signal(9),
         },
     ));
-    assert_eq!(a.last(), Some(&Action::Exit(EXIT_KILLED_AFTER_GRACE)));
+    assert_eq!(a.last(), Some(&Action::Exit(exit::KILLED_AFTER_GRACE)));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, Pid};
 
-use super::exit::ExitReason;
+use crate::exit::ExitReason;
 
 /// Collects every child that has ended.
 pub fn reap_all() -> Vec<(i32, ExitReason)> {

@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use super::backoff::Backoff;
 use super::cluster;
 use super::config::{human_duration, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
-use super::exit::{resolve_command, EXIT_FAILURE};
+use super::exit::resolve_command;
+use crate::exit::{self, FAILURE as EXIT_FAILURE};
 use super::logs::{prefix, pump_lines, Logger, Stream};
 use super::machine::{Action, Event, Policy, Supervisor, WorkerId};
 use super::oom;
@@ -172,14 +173,14 @@ impl<'a> Run<'a> {
         if strategy == SocketStrategy::None && u32::from(cfg.port) + workers - 1 > 65535 {
             return Err(fail(
                 format!("PORT {} + {workers} workers runs past port 65535", cfg.port),
-                2,
+                exit::USAGE,
             ));
         }
 
         let preload = if strategy == SocketStrategy::Inject {
             let command = cfg.command.first().map(String::as_str).unwrap_or("");
             crate::inject::check_command(command, std::env::var("PATH").ok().as_deref())
-                .map_err(|e| fail(e.to_string(), 2))?;
+                .map_err(|e| fail(e.to_string(), exit::USAGE))?;
             Some(crate::inject::preload_memfd().map_err(|e| fail(e.to_string(), EXIT_FAILURE))?)
         } else {
             None

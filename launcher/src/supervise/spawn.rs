@@ -9,7 +9,6 @@ use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 
 use thiserror::Error;
 
-use super::exit::{EXIT_FAILURE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
 
 /// Variables corefit itself may have been given by its own supervisor;
 /// they describe corefit, not the worker, so they are not passed on.
@@ -58,11 +57,7 @@ pub struct SpawnError {
 impl SpawnError {
     /// 127 not found, 126 not executable, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        match self.source.kind() {
-            std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
-            std::io::ErrorKind::PermissionDenied => EXIT_NOT_EXECUTABLE,
-            _ => EXIT_FAILURE,
-        }
+        crate::exit::for_spawn_error(self.source.kind())
     }
 }
 
