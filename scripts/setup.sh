@@ -26,4 +26,8 @@ done
 # Kubernetes 1.20.2 control-plane binaries (built once, cached) and etcd.
 tests/k8s/build-k8s.sh
 
+# gunicorn (pinned, in a venv under ~/.cache/corefit) for the proxy tests'
+# PROXY protocol and forwarded-address checks against a real server.
+tests/apps/setup-python-apps.sh >/dev/null
+
 echo "setup: ok"
