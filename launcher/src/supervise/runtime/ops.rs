@@ -1,6 +1,6 @@
 //! The runtime's operating surface: the control socket's commands, the
 //! SIGTTIN/SIGTTOU scaling signals, the admin endpoint's snapshots and
-//! the memory sampling. (A child of `runtime`, so it shares `Run`.)
+//! the memory sampling.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -9,11 +9,6 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
-use super::super::cluster::{plan_memory_budget, scale_cap, snapshot};
-use super::super::config::MemoryCeiling;
-use super::super::logs::Logger;
-use super::super::machine::{Event, Level, ProcessState};
-use super::super::sampler::Finding;
 use super::Run;
 use crate::control::protocol::{Request, Response};
 use crate::control::scale::{resolve, ScaleTarget};
@@ -22,6 +17,11 @@ use crate::observe::ClusterSnapshot;
 use crate::plan::size::human_bytes;
 use crate::plan::Plan;
 use crate::probe::procstat::all_processes;
+use crate::supervise::config::MemoryCeiling;
+use crate::supervise::machine::{Event, Level, ProcessState};
+use crate::supervise::report::cluster::{plan_memory_budget, scale_cap, snapshot};
+use crate::supervise::report::logs::Logger;
+use crate::supervise::report::sampler::Finding;
 
 /// The control socket and the admin endpoint, once started.
 #[derive(Debug, Default)]

@@ -40,12 +40,15 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::backoff::Backoff;
+pub use backoff::Backoff;
+
 use super::config::human_duration;
 use crate::exit::{self, nonzero, ExitReason};
 
 /// 0..N-1, stable across restarts (`COREFIT_WORKER_ID`).
 pub type WorkerId = u32;
+
+pub mod backoff;
 
 /// Why a worker was restarted (the `reason` label of the restart counter).
 pub const RESTART_CRASH: &str = "crash";
@@ -1023,9 +1026,7 @@ fn log(out: &mut Vec<Action>, level: Level, message: String) {
     out.push(Action::Log { level, message });
 }
 
-#[path = "machine_replace.rs"]
 mod replace;
 
 #[cfg(test)]
-#[path = "machine_tests.rs"]
 mod tests;

@@ -13,24 +13,24 @@ use nix::unistd::{getpid, Pid};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::backoff::Backoff;
-use super::cluster;
 use super::config::{human_duration, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
-use super::exit::resolve_command;
-use crate::exit::{self, FAILURE as EXIT_FAILURE};
-use super::logs::{prefix, pump_lines, Logger, Stream};
-use super::machine::{Action, Event, Policy, Supervisor, WorkerId};
-use super::oom;
-use super::proxy::{self, Routes};
-use super::readiness::{probe_port, IpcChannel, NotifySocket};
-use super::reaper::{become_reaper, reap_all, ReaperRole};
-use super::sampler::Sampler;
-use super::signals;
-use super::sockets::SharedSockets;
-use super::sockets::{free_loopback_port, listen, with_inheritable, SharedSocket};
-use super::spawn::{spawn, SpawnSpec};
+use super::machine::{Action, Backoff, Event, Policy, Supervisor, WorkerId};
+use super::net::proxy::{self, Routes};
+use super::net::readiness::{probe_port, IpcChannel, NotifySocket};
+use super::net::sockets::{
+    free_loopback_port, listen, with_inheritable, SharedSocket, SharedSockets,
+};
+use super::process::command::resolve_command;
+use super::process::oom;
+use super::process::reaper::{become_reaper, reap_all, ReaperRole};
+use super::process::signals;
+use super::process::spawn::{spawn, SpawnSpec};
+use super::report::cluster;
+use super::report::logs::{prefix, pump_lines, Logger, Stream};
+use super::report::sampler::Sampler;
 use crate::control::server::ControlCommand;
 use crate::control::ScaleCap;
+use crate::exit::{self, FAILURE as EXIT_FAILURE};
 use crate::observe::ClusterSnapshot;
 use crate::plan::{Mode, Plan};
 
@@ -126,7 +126,6 @@ struct Run<'a> {
     cap: ScaleCap,
 }
 
-#[path = "runtime_ops.rs"]
 mod ops;
 
 impl<'a> Run<'a> {

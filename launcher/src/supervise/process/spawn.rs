@@ -9,7 +9,6 @@ use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 
 use thiserror::Error;
 
-
 /// Variables corefit itself may have been given by its own supervisor;
 /// they describe corefit, not the worker, so they are not passed on.
 pub const NOT_INHERITED: [&str; 4] = [

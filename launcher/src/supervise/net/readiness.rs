@@ -23,7 +23,7 @@ use tokio::net::{TcpStream, UnixDatagram};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use super::machine::{Event, WorkerId};
+use crate::supervise::machine::{Event, WorkerId};
 
 /// Time between connection attempts.
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);

@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::config::LogFormat;
-use super::machine::Level;
+use crate::supervise::config::LogFormat;
+use crate::supervise::machine::Level;
 
 /// Lines longer than this are passed on in pieces.
 const MAX_LINE: usize = 64 * 1024;

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::machine::{ProcessState, ProcessView, Supervisor};
 use super::sampler::Sampler;
 use crate::control::scale::{ScaleCap, ABSOLUTE_MAX_WORKERS};
 use crate::observe::{ClusterSnapshot, WorkerPhase, WorkerSnapshot};
 use crate::plan::Plan;
+use crate::supervise::machine::{ProcessState, ProcessView, Supervisor};
 
 /// The snapshot now.
 pub fn snapshot(

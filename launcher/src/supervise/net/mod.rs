@@ -1,0 +1,11 @@
+//! Networking: the sockets corefit opens, how it learns a worker is ready
+//! or still alive, and the `proxy` strategy.
+//!
+//! - [`sockets`]: the public listener, the shared socket(s), private ports.
+//! - [`readiness`]: port probes, `NOTIFY_SOCKET` and Node's IPC `'ready'`.
+//! - [`proxy`]: an HTTP/1.1 intermediary on a real parser (framing,
+//!   resends, limits, forwarded addresses; least connections).
+
+pub mod proxy;
+pub mod readiness;
+pub mod sockets;
