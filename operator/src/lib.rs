@@ -36,7 +36,8 @@
 //! - [`compare`]: "does the cluster already say this?", to skip writes.
 //! - [`backoff`]: per-object requeue delays for failures.
 //! - [`events`]: the events it records on transitions.
-//! - [`reconcile`]: the edge that reads caches and writes.
+//! - [`reconcile`]: the edge that reads caches and writes: one app's
+//!   pass (`app`), each guarded write (`write`), the shared `Context`.
 //! - [`leader`]: the Lease (kube-lease-manager): standby until it holds
 //!   it, release on shutdown, stop and exit when it loses it.
 //! - [`metrics`], [`server`], [`cli`], [`run`]: the process around it.
