@@ -2,12 +2,12 @@
 //! from the pure [`crate::desired`] and [`crate::status`]; this module only
 //! reads the caches, writes when something differs, and records events.
 //!
-//! - [`app`]: [`reconcile`] (read the caches, compute, write, report) and
+//! - `app`: [`reconcile`] (read the caches, compute, write, report) and
 //!   [`error_policy`].
-//! - [`write`]: each write and its "already there?" check.
-//! - [`context`]: what every reconcile shares ([`Context`]: client, caches,
+//! - `write`: each write and its "already there?" check.
+//! - `context`: what every reconcile shares ([`Context`]: client, caches,
 //!   backoff, the statuses written, the discovered API versions).
-//! - [`error`]: [`Error`] and its metric label.
+//! - `error`: [`Error`] and its metric label.
 //!
 //! Writes, all under the field manager [`MANAGER`](crate::desired::MANAGER):
 //! - the Deployment and the Service by server-side apply, only when the
