@@ -184,52 +184,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // Run settings: clap fills each field from its flag, else its variable.
-    let pick = |f: &str, var: &str| flag(f).or_else(|| env.get(var).cloned());
-    let args = RunArgs {
-        socket: pick("--socket", "COREFIT_SOCKET"),
-        shared_sockets: pick("--shared-sockets", "COREFIT_SHARED_SOCKETS"),
-        port: pick("--port", "PORT"),
-        host: pick("--host", "COREFIT_HOST"),
-        grace_period: pick("--grace-period", "COREFIT_GRACE_PERIOD"),
-        respawn_limit: pick("--respawn-limit", "COREFIT_RESPAWN_LIMIT"),
-        min_uptime: pick("--min-uptime", "COREFIT_MIN_UPTIME"),
-        backoff: pick("--backoff", "COREFIT_BACKOFF"),
-        backoff_max: pick("--backoff-max", "COREFIT_BACKOFF_MAX"),
-        restart: pick("--restart", "COREFIT_RESTART"),
-        ready: pick("--ready", "COREFIT_READY"),
-        ready_timeout: pick("--ready-timeout", "COREFIT_READY_TIMEOUT"),
-        log_prefix: flags.contains_key("--log-prefix"),
-        log_format: pick("--log-format", "COREFIT_LOG_FORMAT"),
-        reload_parallelism: pick("--reload-parallelism", "COREFIT_RELOAD_PARALLELISM"),
-        admin_addr: flag("--admin-addr"),
-        memory_interval: pick("--memory-interval", "COREFIT_MEMORY_INTERVAL"),
-        memory_monitoring: flags.contains_key("--memory-monitoring"),
-        memory_threshold: flag("--memory-threshold"),
-        max_memory_per_worker: pick("--max-memory-per-worker", "COREFIT_MAX_MEMORY_PER_WORKER"),
-        liveness_path: pick("--liveness-path", "COREFIT_LIVENESS_PATH"),
-        liveness_interval: pick("--liveness-interval", "COREFIT_LIVENESS_INTERVAL"),
-        liveness_timeout: pick("--liveness-timeout", "COREFIT_LIVENESS_TIMEOUT"),
-        liveness_failures: pick("--liveness-failures", "COREFIT_LIVENESS_FAILURES"),
-        resize_interval: pick("--resize-interval", "COREFIT_RESIZE_INTERVAL"),
-        header_timeout: pick("--header-timeout", "COREFIT_HEADER_TIMEOUT"),
-        idle_timeout: pick("--idle-timeout", "COREFIT_IDLE_TIMEOUT"),
-        max_connections: pick("--max-connections", "COREFIT_MAX_CONNECTIONS"),
-        forwarded: pick("--forwarded", "COREFIT_FORWARDED"),
-        trust_forwarded: pick("--trust-forwarded", "COREFIT_TRUST_FORWARDED"),
-        proxy_protocol: pick("--proxy-protocol", "COREFIT_PROXY_PROTOCOL"),
-        control: Default::default(),
-    };
-    let var = |k: &str| env.get(k).cloned();
-    let run_env = RunEnv {
-        log_prefix: var("COREFIT_LOG_PREFIX"),
-        admin_addr: var("COREFIT_ADMIN_ADDR"),
-        admin_port: var("COREFIT_ADMIN_PORT"),
-        memory_monitoring: var("COREFIT_MEMORY_MONITORING"),
-        enable_memory_monitoring: var("ENABLE_MEMORY_MONITORING"),
-        memory_threshold: var("COREFIT_MEMORY_THRESHOLD"),
-        memory_threshold_mb: var("MEMORY_THRESHOLD_MB"),
-    };
+    // Run settings: every flag of the input that is a declared run setting
+    // (a switch alone or with any value), every variable of its environment.
+    let mut args = RunArgs::default();
+    for (name, value) in &flags {
+        args.set(name, value.clone().unwrap_or_default());
+    }
+    let run_env = RunEnv::from(env.clone());
     match args.config_with(vec!["app".to_owned()], &run_env) {
         Ok(c) => {
             assert!(c.port >= 1);

@@ -1,7 +1,9 @@
-//! The typed settings of a run, and the parsers clap uses for them.
+//! The typed settings of a run, the error for a value that cannot be one,
+//! and durations as users write them.
 //!
-//! Every value that comes from a flag or a variable is validated here, so a
-//! bad value is an error naming what was wrong, never a panic.
+//! The flags and variables these come from are declared, parsed and
+//! validated in `crate::cli::settings`: a bad value is an error naming the
+//! flag and the variable, never a panic.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -154,24 +156,6 @@ pub enum MemoryCeiling {
     Bytes(u64),
 }
 
-impl MemoryCeiling {
-    /// `off`, `auto` (the plan's budget) or a size (`512Mi`; plain = MiB).
-    pub fn parse(setting: &Setting<'_>) -> Result<MemoryCeiling, ConfigError> {
-        let Some(v) = setting.value else {
-            return Ok(MemoryCeiling::Off);
-        };
-        match v.trim().to_ascii_lowercase().as_str() {
-            "" | "off" | "0" | "false" | "no" => Ok(MemoryCeiling::Off),
-            "auto" | "plan" | "on" | "true" | "yes" => Ok(MemoryCeiling::Plan),
-            _ => match crate::plan::size::parse_size(v) {
-                Ok(b) if b > 0 => Ok(MemoryCeiling::Bytes(b)),
-                Ok(_) => Err(setting.invalid(v, "a size above 0")),
-                Err(e) => Err(setting.invalid(v, format!("off, auto or a size ({e})"))),
-            },
-        }
-    }
-}
-
 /// A value that cannot be a setting.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
@@ -186,91 +170,6 @@ pub enum ConfigError {
     Duration(String),
     #[error("duration {0:?} is too long (at most 24h)")]
     DurationTooLong(String),
-}
-
-/// One raw setting: its flag, its variable and the value given (by either).
-#[derive(Debug, Clone, Copy)]
-pub struct Setting<'a> {
-    flag: &'static str,
-    var: &'static str,
-    pub value: Option<&'a str>,
-}
-
-impl<'a> Setting<'a> {
-    pub fn new(flag: &'static str, var: &'static str, value: Option<&'a str>) -> Setting<'a> {
-        Setting { flag, var, value }
-    }
-
-    pub fn invalid(&self, value: &str, expected: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            flag: self.flag,
-            var: self.var,
-            value: value.to_owned(),
-            expected: expected.into(),
-        }
-    }
-
-    /// One of a [`ValueEnum`]'s names (case-insensitive).
-    pub fn choice<T: ValueEnum>(&self, default: T) -> Result<T, ConfigError> {
-        let Some(v) = self.value else {
-            return Ok(default);
-        };
-        T::from_str(v.trim(), true).map_err(|_| {
-            let names: Vec<String> = T::value_variants()
-                .iter()
-                .filter_map(|x| x.to_possible_value().map(|p| p.get_name().to_owned()))
-                .collect();
-            self.invalid(v, format!("one of {}", names.join(", ")))
-        })
-    }
-
-    /// A duration (see [`parse_duration`]).
-    pub fn duration(&self, default: &str) -> Result<Duration, ConfigError> {
-        let v = self.value.unwrap_or(default);
-        parse_duration(v).map_err(|e| self.invalid(v, e.to_string()))
-    }
-
-    /// Anything with `FromStr`; `expected` says what in an error.
-    pub fn parsed<T: std::str::FromStr>(
-        &self,
-        default: &str,
-        expected: &str,
-    ) -> Result<T, ConfigError> {
-        let v = self.value.unwrap_or(default);
-        v.trim().parse().map_err(|_| self.invalid(v, expected))
-    }
-
-    /// A whole number from 1 to `max`.
-    pub fn count(&self, default: u32, max: u32) -> Result<u32, ConfigError> {
-        let expected = format!("a whole number from 1 to {max}");
-        let Some(v) = self.value else {
-            return Ok(default);
-        };
-        match v.trim().parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(self.invalid(v, expected)),
-        }
-    }
-
-    /// A TCP port, 1-65535.
-    pub fn port(&self, default: u16) -> Result<u16, ConfigError> {
-        let Some(v) = self.value else {
-            return Ok(default);
-        };
-        match v.trim().parse::<u16>() {
-            Ok(p) if p > 0 => Ok(p),
-            _ => Err(self.invalid(v, "a port number 1-65535")),
-        }
-    }
-
-    /// A boolean variable: 1/true/yes/on or 0/false/no/off (or unset).
-    pub fn flag(&self) -> Result<bool, ConfigError> {
-        match self.value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("" | "0" | "false" | "no" | "off") => Ok(false),
-            Some("1" | "true" | "yes" | "on") => Ok(true),
-            Some(_) => Err(self.invalid(self.value.unwrap_or(""), "1 or 0 (true/false)")),
-        }
-    }
 }
 
 /// Parses `25s`, `500ms`, `2m`, `1.5s` or `25` (seconds).
