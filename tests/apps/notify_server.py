@@ -7,40 +7,23 @@ GET / answers {"pid", "worker", "ready"} as JSON, where "ready" says
 whether READY=1 had been sent when the request came in.
 """
 
-import json
 import os
-import signal
 import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from common_listen import identity, json_handler, port, serve
 
 READY = threading.Event()
 
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = (
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "worker": os.environ.get("COREFIT_WORKER_ID"),
-                    "ready": READY.is_set(),
-                }
-            )
-            + "\n"
-        ).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+Handler = json_handler(
+    lambda: {**identity(None), "ready": READY.is_set()},
+    protocol="HTTP/1.1",
+    newline=True,
+    lower=True,
+)
 
 
 def notify_ready():
@@ -58,11 +41,9 @@ def notify_ready():
 
 
 def main():
-    port = int(os.environ.get("PORT", "3000"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = ThreadingHTTPServer(("127.0.0.1", port(3000)), Handler)
     threading.Thread(target=notify_ready, daemon=True).start()
-    server.serve_forever()
+    serve(server)
 
 
 if __name__ == "__main__":
