@@ -1,12 +1,11 @@
 //! The supervisor's state as the outside sees it: the [`ClusterSnapshot`]
-//! behind `/health`, `/metrics` and `corefit status`, and the cap that
-//! scaling stays within. Pure: built from the plan, the state machine's
+//! behind `/health`, `/metrics` and `corefit status`, and the plan's
+//! memory budget per worker. Pure: built from the plan, the state machine's
 //! process list and the latest samples.
 
 use std::time::{Duration, Instant};
 
 use super::sampler::Sampler;
-use crate::control::scale::{ScaleCap, ABSOLUTE_MAX_WORKERS};
 use crate::observe::{ClusterSnapshot, WorkerPhase, WorkerSnapshot};
 use crate::plan::Plan;
 use crate::supervise::machine::{ProcessState, ProcessView, Supervisor};
@@ -67,32 +66,6 @@ fn worker(now: Instant, p: &ProcessView, sampler: &Sampler) -> WorkerSnapshot {
 
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
-}
-
-/// The most workers `scale` and SIGTTIN go to without `--force`: the
-/// plan's tightest cap (CPUs unless oversubscription is allowed, memory,
-/// an explicit maximum), never below the count the plan chose.
-pub fn scale_cap(plan: &Plan) -> ScaleCap {
-    let mut cap: Option<(u32, String)> = None;
-    let mut consider = |max: u32, why: String| {
-        if cap.as_ref().is_none_or(|(m, _)| max < *m) {
-            cap = Some((max, why));
-        }
-    };
-    if !plan.oversubscribe {
-        consider(plan.caps.cpu, format!("{} CPU(s)", plan.caps.cpu));
-    }
-    if let Some(m) = plan.caps.memory {
-        consider(m, format!("memory for {m} worker(s)"));
-    }
-    if let Some(m) = plan.caps.max_workers {
-        consider(m, format!("a maximum of {m} worker(s)"));
-    }
-    let (max, why) = cap.unwrap_or((ABSOLUTE_MAX_WORKERS, "the absolute maximum".to_owned()));
-    ScaleCap {
-        max: max.max(plan.workers).min(ABSOLUTE_MAX_WORKERS),
-        why,
-    }
 }
 
 /// The memory ceiling per worker from the plan: its share of the memory

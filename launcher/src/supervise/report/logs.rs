@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::supervise::config::LogFormat;
-use crate::supervise::machine::Level;
+use crate::supervise::machine::{Level, Notice};
 
 /// Lines longer than this are passed on in pieces.
 const MAX_LINE: usize = 64 * 1024;
@@ -22,6 +22,12 @@ pub struct Logger {
 impl Logger {
     pub fn log(&self, level: Level, message: &str) {
         let line = self.render(level, message, now_millis());
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    /// One of the machine's notices: its sentence, and in JSON its fields.
+    pub fn notice(&self, notice: &Notice) {
+        let line = self.render_notice(notice, now_millis());
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
@@ -39,6 +45,26 @@ impl Logger {
 
     /// One line, with its newline.
     pub fn render(&self, level: Level, message: &str, unix_millis: u128) -> String {
+        self.render_with(level, message, serde_json::Map::new(), unix_millis)
+    }
+
+    /// A notice's line: the same sentence as text; in JSON, the sentence
+    /// as `msg` beside the notice's fields.
+    pub fn render_notice(&self, notice: &Notice, unix_millis: u128) -> String {
+        let fields = match self.format {
+            LogFormat::Json => super::notice::fields(notice),
+            LogFormat::Text => serde_json::Map::new(),
+        };
+        self.render_with(notice.level(), &notice.to_string(), fields, unix_millis)
+    }
+
+    fn render_with(
+        &self,
+        level: Level,
+        message: &str,
+        fields: serde_json::Map<String, serde_json::Value>,
+        unix_millis: u128,
+    ) -> String {
         match self.format {
             LogFormat::Text => match level {
                 Level::Info => format!("corefit: {message}\n"),
@@ -51,12 +77,17 @@ impl Logger {
                     Level::Warn => "warn",
                     Level::Error => "error",
                 };
-                let obj = serde_json::json!({
+                let mut obj = serde_json::json!({
                     "ts": unix_millis as f64 / 1000.0,
                     "level": level,
                     "source": "corefit",
                     "msg": message,
                 });
+                if let Some(line) = obj.as_object_mut() {
+                    for (k, v) in fields {
+                        line.entry(k).or_insert(v);
+                    }
+                }
                 format!("{obj}\n")
             }
         }
@@ -158,6 +189,33 @@ mod tests {
         assert_eq!(v["msg"], "say \"x\"");
         assert_eq!(v["ts"], 1.5);
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+    }
+
+    #[test]
+    fn notices_render_as_text_or_json_with_their_fields() {
+        let n = Notice::Ready {
+            worker: 2,
+            pid: 42,
+            after: std::time::Duration::from_millis(250),
+        };
+        let text = Logger {
+            format: LogFormat::Text,
+        };
+        assert_eq!(
+            text.render_notice(&n, 0),
+            "corefit: worker 2 (pid 42) ready after 250ms\n"
+        );
+        let json = Logger {
+            format: LogFormat::Json,
+        };
+        let line = json.render_notice(&n, 1500);
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["msg"], "worker 2 (pid 42) ready after 250ms");
+        assert_eq!(v["level"], "info");
+        assert_eq!(v["event"], "ready");
+        assert_eq!(v["worker"], 2);
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["after_ms"], 250);
     }
 
     #[test]

@@ -471,7 +471,7 @@ impl<'a> Run<'a> {
                     shared.stop_accepting();
                 }
             }
-            Action::Log { level, message } => self.logger.log(level, &message),
+            Action::Notice(notice) => self.logger.notice(&notice),
             Action::Exit(_) => {}
         }
     }

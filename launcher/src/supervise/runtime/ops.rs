@@ -11,15 +11,16 @@ use tokio::sync::{mpsc, watch};
 
 use super::Run;
 use crate::control::protocol::{Request, Response};
-use crate::control::scale::{resolve, ScaleTarget};
+use crate::control::scale::ScaleTarget;
 use crate::control::server::{self, ControlCommand};
 use crate::observe::ClusterSnapshot;
 use crate::plan::size::human_bytes;
 use crate::plan::Plan;
 use crate::probe::procstat::all_processes;
 use crate::supervise::config::MemoryCeiling;
+use crate::supervise::machine::admission::{scale_cap, ReloadAdmitted};
 use crate::supervise::machine::{Event, Level, ProcessState};
-use crate::supervise::report::cluster::{plan_memory_budget, scale_cap, snapshot};
+use crate::supervise::report::cluster::{plan_memory_budget, snapshot};
 use crate::supervise::report::logs::Logger;
 use crate::supervise::report::sampler::Finding;
 
@@ -106,8 +107,8 @@ impl Run<'_> {
             self.cap = self.cap_from_plan();
         }
         let want = self.plan().workers.max(1);
-        if r.fixed.is_none() && want != self.supervisor.desired() && !self.supervisor.reloading() {
-            queue.push_back(Event::Scale { workers: want });
+        if let Some(n) = self.supervisor.admit_resize(want, r.fixed.is_some()) {
+            queue.push_back(Event::Scale { workers: n });
         }
     }
 
@@ -161,24 +162,12 @@ impl Run<'_> {
         }
     }
 
-    /// The new count for a scale request, or why not; `None` when it
-    /// changes nothing.
+    /// The new count for a scale request, or why not (the rules are the
+    /// machine's, [`crate::supervise::machine::admission`]).
     fn scale_to(&self, target: ScaleTarget, force: bool) -> Result<Option<u32>, String> {
-        if !self.supervisor.accepting_commands() {
-            return Err("corefit is stopping".to_owned());
-        }
-        if self.supervisor.reloading() {
-            return Err("a rolling reload is in progress; scale after it completes".to_owned());
-        }
-        let current = self.supervisor.desired();
-        let n = resolve(current, target, &self.cap, force).map_err(|e| e.to_string())?;
-        if n > 1 && self.single_port_only() {
-            return Err(
-                "this run has one worker on the app's own port; scaling needs --socket proxy, shared or reuseport (or start with 2 workers)"
-                    .to_owned(),
-            );
-        }
-        Ok((n != current).then_some(n))
+        self.supervisor
+            .admit_scale(target, force, &self.cap, self.single_port_only())
+            .map_err(|e| e.to_string())
     }
 
     /// One worker with `--socket none` and no PORT given: a second worker
@@ -191,22 +180,20 @@ impl Run<'_> {
     pub(super) fn control(&mut self, cmd: ControlCommand, queue: &mut VecDeque<Event>) {
         let response = match cmd.request {
             Request::Status => Response::snapshot(self.snapshot()),
-            Request::Reload if !self.supervisor.accepting_commands() => {
-                Response::error("corefit is stopping")
-            }
-            Request::Reload => {
-                let msg = if self.supervisor.reloading() {
-                    "a reload is in progress; one more round will follow it".to_owned()
-                } else {
-                    format!(
-                        "rolling reload of {} worker(s) started, {} at a time",
-                        self.supervisor.desired(),
-                        self.cfg.reload_parallelism
-                    )
-                };
-                queue.push_back(Event::Reload);
-                Response::ok(msg)
-            }
+            Request::Reload => match self.supervisor.admit_reload() {
+                Ok(admitted) => {
+                    queue.push_back(Event::Reload);
+                    Response::ok(match admitted {
+                        ReloadAdmitted::Queued => {
+                            "a reload is in progress; one more round will follow it".to_owned()
+                        }
+                        ReloadAdmitted::Starts { workers, parallel } => format!(
+                            "rolling reload of {workers} worker(s) started, {parallel} at a time"
+                        ),
+                    })
+                }
+                Err(e) => Response::error(e.to_string()),
+            },
             Request::Scale { target, force } => match self.scale_to(target, force) {
                 Ok(Some(n)) => {
                     queue.push_back(Event::Scale { workers: n });

@@ -1,0 +1,103 @@
+//! Whether a request to change the pool is accepted, decided before it
+//! becomes an [`Event`](super::Event): `corefit scale`, SIGTTIN/SIGTTOU,
+//! `corefit reload` and a live resize. Pure: the machine's state, the
+//! plan's caps and the request in; a count or a refusal out.
+
+use thiserror::Error;
+
+use super::Supervisor;
+use crate::control::scale::{resolve, ScaleCap, ScaleError, ScaleTarget, ABSOLUTE_MAX_WORKERS};
+use crate::plan::Plan;
+
+/// Why a request was refused (the control socket's error text).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Refusal {
+    #[error("corefit is stopping")]
+    Stopping,
+    #[error("a rolling reload is in progress; scale after it completes")]
+    Reloading,
+    #[error("{0}")]
+    Scale(#[from] ScaleError),
+    #[error("this run has one worker on the app's own port; scaling needs --socket proxy, shared or reuseport (or start with 2 workers)")]
+    SinglePort,
+}
+
+/// A reload request, accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadAdmitted {
+    /// A reload starts: `workers`, `parallel` at a time.
+    Starts { workers: u32, parallel: u32 },
+    /// One runs: one more round follows it.
+    Queued,
+}
+
+impl Supervisor {
+    /// The new count for a scale request, or why not; `None` when it
+    /// changes nothing. `single_port_only`: one worker on the app's own
+    /// port, which a second worker would fight for.
+    pub fn admit_scale(
+        &self,
+        target: ScaleTarget,
+        force: bool,
+        cap: &ScaleCap,
+        single_port_only: bool,
+    ) -> Result<Option<u32>, Refusal> {
+        if !self.accepting_commands() {
+            return Err(Refusal::Stopping);
+        }
+        if self.reloading() {
+            return Err(Refusal::Reloading);
+        }
+        let current = self.desired();
+        let n = resolve(current, target, cap, force)?;
+        if n > 1 && single_port_only {
+            return Err(Refusal::SinglePort);
+        }
+        Ok((n != current).then_some(n))
+    }
+
+    /// Whether a reload request is taken.
+    pub fn admit_reload(&self) -> Result<ReloadAdmitted, Refusal> {
+        if !self.accepting_commands() {
+            Err(Refusal::Stopping)
+        } else if self.reloading() {
+            Ok(ReloadAdmitted::Queued)
+        } else {
+            Ok(ReloadAdmitted::Starts {
+                workers: self.desired(),
+                parallel: self.policy.reload_parallelism,
+            })
+        }
+    }
+
+    /// A live resize's new count: the plan's `want` unless the count is
+    /// fixed, unchanged, or a reload runs (the next resize tries again).
+    pub fn admit_resize(&self, want: u32, fixed: bool) -> Option<u32> {
+        (!fixed && want != self.desired() && !self.reloading()).then_some(want)
+    }
+}
+
+/// The most workers `scale` and SIGTTIN go to without `--force`: the
+/// tightest of the caps the plan recorded (`plan.caps`: CPUs unless
+/// oversubscription is allowed, memory, an explicit maximum), read as the
+/// plan applied them, never below the count it chose.
+pub fn scale_cap(plan: &Plan) -> ScaleCap {
+    let caps = &plan.caps;
+    let candidates = [
+        (!plan.oversubscribe).then(|| (caps.cpu, format!("{} CPU(s)", caps.cpu))),
+        caps.memory
+            .map(|m| (m, format!("memory for {m} worker(s)"))),
+        caps.max_workers
+            .map(|m| (m, format!("a maximum of {m} worker(s)"))),
+    ];
+    // The first of equal caps names it, as the plan's own order.
+    let (max, why) = candidates
+        .into_iter()
+        .flatten()
+        .reduce(|best, c| if c.0 < best.0 { c } else { best })
+        .unwrap_or((ABSOLUTE_MAX_WORKERS, "the absolute maximum".to_owned()));
+    ScaleCap {
+        max: max.max(plan.workers).min(ABSOLUTE_MAX_WORKERS),
+        why,
+    }
+}

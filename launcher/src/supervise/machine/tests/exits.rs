@@ -1,0 +1,222 @@
+//! Exits: restarts with backoff, the respawn limit, tini's semantics without restarts.
+
+use super::*;
+
+#[test]
+fn stable_worker_is_restarted_at_once_with_same_id() {
+    let t0 = Instant::now();
+    let mut s = started(policy(2, true), t0);
+    let a = s.handle(
+        t0 + secs(10.0),
+        Event::Exited {
+            pid: 101,
+            reason: ExitReason::Signal(9),
+        },
+    );
+    assert_eq!(
+        notices(&a)[0],
+        Notice::Restarting {
+            worker: 1,
+            pid: 101,
+            reason: ExitReason::Signal(9),
+            uptime: secs(10.0),
+            delay: Duration::ZERO,
+            unstable: 0,
+            limit: 3
+        }
+    );
+    assert_eq!(
+        acts(a),
+        vec![
+            Action::Unroute { id: 1 },
+            Action::SignalGroup {
+                pid: 101,
+                signal: Signal::SIGKILL
+            },
+            Action::Spawn { id: 1 },
+        ]
+    );
+    let a = s.handle(t0 + secs(10.0), Event::Spawned { id: 1, pid: 200 });
+    assert_eq!(
+        notices(&a)[0],
+        Notice::Started {
+            worker: 1,
+            pid: 200,
+            restarts: 1
+        }
+    );
+    assert_eq!(s.running(), vec![(0, 100), (1, 200)]);
+}
+
+#[test]
+fn crash_loop_backs_off_then_gives_up_naming_the_worker() {
+    let t0 = Instant::now();
+    let mut s = started(policy(2, true), t0);
+    let mut now = t0;
+    let mut pid = 101;
+    let mut delays = Vec::new();
+    for round in 1..=3 {
+        now += secs(0.1);
+        let a = acts(s.handle(
+            now,
+            Event::Exited {
+                pid,
+                reason: ExitReason::Code(3),
+            },
+        ));
+        assert!(!a.contains(&Action::Spawn { id: 1 }), "round {round}");
+        let due = s.next_deadline().expect("a restart is scheduled");
+        delays.push(due - now);
+        // Nothing happens before the deadline.
+        assert!(acts(s.handle(due - secs(0.001), Event::Tick)).is_empty());
+        assert_eq!(
+            acts(s.handle(due, Event::Tick)),
+            vec![Action::Spawn { id: 1 }]
+        );
+        now = due;
+        pid += 1000;
+        s.handle(now, Event::Spawned { id: 1, pid });
+    }
+    assert_eq!(delays, vec![secs(0.1), secs(0.2), secs(0.4)]);
+    // The 4th unstable exit is over the limit of 3.
+    now += secs(0.1);
+    let a = s.handle(
+        now,
+        Event::Exited {
+            pid,
+            reason: ExitReason::Code(3),
+        },
+    );
+    assert!(
+        matches!(
+            notices(&a)[0],
+            Notice::RespawnLimit {
+                worker: 1,
+                failures: 4,
+                reason: ExitReason::Code(3),
+                limit: 3,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let a = acts(a);
+    assert!(a.contains(&Action::StopAccepting));
+    assert!(a.contains(&Action::SignalGroup {
+        pid: 100,
+        signal: Signal::SIGTERM
+    }));
+    let a = acts(s.handle(
+        now + secs(0.5),
+        Event::Exited {
+            pid: 100,
+            reason: ExitReason::Signal(15),
+        },
+    ));
+    assert_eq!(a.last(), Some(&Action::Exit(3)));
+    assert!(s.finished());
+}
+
+#[test]
+fn a_stable_run_resets_the_unstable_count() {
+    let t0 = Instant::now();
+    let mut s = started(policy(1, true), t0);
+    let mut now = t0;
+    for pid in [100, 101, 102] {
+        now += secs(0.1);
+        s.handle(
+            now,
+            Event::Exited {
+                pid,
+                reason: ExitReason::Code(1),
+            },
+        );
+        now = s.next_deadline().unwrap();
+        s.handle(now, Event::Tick);
+        s.handle(
+            now,
+            Event::Spawned {
+                id: 0,
+                pid: pid + 1,
+            },
+        );
+    }
+    // Up 2 s: stable, immediate restart, count reset.
+    now += secs(2.0);
+    let a = acts(s.handle(
+        now,
+        Event::Exited {
+            pid: 103,
+            reason: ExitReason::Code(1),
+        },
+    ));
+    assert!(a.contains(&Action::Spawn { id: 0 }));
+    s.handle(now, Event::Spawned { id: 0, pid: 104 });
+    now += secs(0.1);
+    s.handle(
+        now,
+        Event::Exited {
+            pid: 104,
+            reason: ExitReason::Code(1),
+        },
+    );
+    assert_eq!(s.next_deadline(), Some(now + secs(0.1)));
+}
+
+#[test]
+fn single_worker_without_restart_exits_with_its_code() {
+    for (reason, code) in [
+        (ExitReason::Code(0), 0),
+        (ExitReason::Code(42), 42),
+        (ExitReason::Code(255), 255),
+        (ExitReason::Signal(9), 137),
+        (ExitReason::Signal(15), 143),
+    ] {
+        let t0 = Instant::now();
+        let mut s = started(policy(1, false), t0);
+        let a = acts(s.handle(t0 + secs(0.1), Event::Exited { pid: 100, reason }));
+        assert_eq!(a.last(), Some(&Action::Exit(code)), "{reason:?}");
+    }
+}
+
+#[test]
+fn crash_restarts_are_counted_by_reason() {
+    let t0 = Instant::now();
+    let mut s = ready(checked(1), t0);
+    s.handle(
+        t0 + secs(5.0),
+        Event::Exited {
+            pid: 100,
+            reason: ExitReason::Signal(9),
+        },
+    );
+    assert_eq!(s.restarts_by_reason().get("crash"), Some(&1));
+}
+
+#[test]
+fn other_signals_are_forwarded_and_orphans_ignored() {
+    let t0 = Instant::now();
+    let mut s = started(policy(2, true), t0);
+    assert_eq!(
+        acts(s.handle(t0, Event::Signal(Signal::SIGUSR2))),
+        vec![
+            Action::SignalGroup {
+                pid: 100,
+                signal: Signal::SIGUSR2
+            },
+            Action::SignalGroup {
+                pid: 101,
+                signal: Signal::SIGUSR2
+            },
+        ]
+    );
+    assert!(s
+        .handle(
+            t0,
+            Event::Exited {
+                pid: 555,
+                reason: ExitReason::Code(0)
+            }
+        )
+        .is_empty());
+}

@@ -1,0 +1,113 @@
+//! The supervisor's rules, fed with events and an injected clock; one
+//! file per concern, asserting on actions and typed notices.
+
+mod exits;
+mod health;
+mod reload;
+mod scale;
+mod start;
+mod stop;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::*;
+use crate::exit::{self, ExitReason};
+
+pub(super) fn policy(workers: u32, restart: bool) -> Policy {
+    Policy {
+        workers,
+        restart,
+        respawn_limit: 3,
+        min_uptime: Duration::from_secs(1),
+        backoff: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        },
+        grace: Duration::from_secs(25),
+        ready_timeout: None,
+        reload_parallelism: 1,
+        replace_in_place: false,
+        probe_failures: 0,
+    }
+}
+
+pub(super) fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Actions without the notices.
+pub(super) fn acts(actions: Vec<Action>) -> Vec<Action> {
+    actions
+        .into_iter()
+        .filter(|a| !matches!(a, Action::Notice(_)))
+        .collect()
+}
+
+pub(super) fn notices(actions: &[Action]) -> Vec<Notice> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Notice(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A supervisor with `n` workers started as pids 100, 101, ...
+pub(super) fn started(p: Policy, t0: Instant) -> Supervisor {
+    let n = p.workers;
+    let mut s = Supervisor::new(p);
+    let a = s.handle(t0, Event::Start);
+    assert_eq!(
+        acts(a),
+        (0..n).map(|id| Action::Spawn { id }).collect::<Vec<_>>()
+    );
+    for id in 0..n {
+        s.handle(
+            t0,
+            Event::Spawned {
+                id,
+                pid: 100 + id as i32,
+            },
+        );
+    }
+    s
+}
+
+pub(super) fn checked(workers: u32) -> Policy {
+    let mut p = policy(workers, true);
+    p.ready_timeout = Some(secs(10.0));
+    p
+}
+
+/// `started` with every worker ready.
+pub(super) fn ready(p: Policy, t0: Instant) -> Supervisor {
+    let n = p.workers;
+    let mut s = started(p, t0);
+    for id in 0..n {
+        s.handle(
+            t0,
+            Event::Ready {
+                id,
+                pid: 100 + id as i32,
+            },
+        );
+    }
+    s
+}
+
+pub(super) fn term(pid: i32) -> Action {
+    Action::SignalGroup {
+        pid,
+        signal: Signal::SIGTERM,
+    }
+}
+
+pub(super) fn kill9(pid: i32) -> Action {
+    Action::SignalGroup {
+        pid,
+        signal: Signal::SIGKILL,
+    }
+}
