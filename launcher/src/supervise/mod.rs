@@ -9,11 +9,13 @@
 //! - [`config`]: the typed settings of a run and their parsers.
 
 pub mod config;
+pub mod launch;
 pub mod machine;
 pub mod net;
 pub mod process;
 pub mod report;
 pub mod runtime;
+pub mod settings;
 
 pub use config::{LogFormat, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
 pub use runtime::{run, run_with, Resize};

@@ -2,7 +2,7 @@
 //! for its output when lines are to be prefixed or kept whole.
 
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
+use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, ChildStdout, Command, Stdio};
@@ -18,23 +18,20 @@ pub const NOT_INHERITED: [&str; 4] = [
     "NOTIFY_SOCKET",
 ];
 
-/// What to start.
+/// What to start (the argv from [`crate::supervise::launch::argv`]).
 #[derive(Debug, Clone)]
 pub struct SpawnSpec<'a> {
-    /// The resolved program.
+    /// The resolved program, for errors.
     pub program: &'a Path,
-    pub args: &'a [String],
+    /// What is executed: the program, or corefit's `__exec-worker`.
+    pub command: PathBuf,
+    pub args: Vec<OsString>,
     /// Set on top of corefit's own environment.
     pub env: BTreeMap<String, String>,
     /// Pipe stdout/stderr to corefit (else the worker inherits them).
     pub pipe_output: bool,
     /// Give the worker corefit's stdin (one worker); else /dev/null.
     pub inherit_stdin: bool,
-    /// `shared`: the inheritable socket, handed over through
-    /// `corefit __exec-worker` (see [`super::handoff`]).
-    pub shared_fd: Option<RawFd>,
-    /// `inject`: the preload shim's path, passed to `__exec-worker`.
-    pub inject_preload: Option<String>,
 }
 
 /// A started worker.
@@ -63,28 +60,8 @@ impl SpawnError {
 /// Starts the worker in a new process group (pgid = its pid), so signals
 /// can go to everything it starts.
 pub fn spawn(spec: &SpawnSpec<'_>) -> Result<Started, SpawnError> {
-    let mut cmd = match spec.shared_fd {
-        Some(fd) => {
-            let me = std::env::current_exe().map_err(|source| SpawnError {
-                program: spec.program.to_path_buf(),
-                source,
-            })?;
-            let mut c = Command::new(me);
-            c.arg("__exec-worker")
-                .arg("--listen-fd")
-                .arg(fd.to_string());
-            if let Some(shim) = &spec.inject_preload {
-                c.arg("--inject-preload").arg(shim);
-            }
-            c.arg("--").arg(spec.program).args(spec.args);
-            c
-        }
-        None => {
-            let mut c = Command::new(spec.program);
-            c.args(spec.args);
-            c
-        }
-    };
+    let mut cmd = Command::new(&spec.command);
+    cmd.args(&spec.args);
     for name in NOT_INHERITED {
         cmd.env_remove(name);
     }

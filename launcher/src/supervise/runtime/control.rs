@@ -1,6 +1,7 @@
 //! The runtime's operating surface: the control socket's commands, the
-//! SIGTTIN/SIGTTOU scaling signals, the admin endpoint's snapshots and
-//! the memory sampling.
+//! SIGTTIN/SIGTTOU scaling signals, live resize, and the admin endpoint's
+//! snapshots. Whether a request is taken is the machine's
+//! [`admission`](crate::supervise::machine::admission).
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -16,13 +17,11 @@ use crate::control::server::{self, ControlCommand};
 use crate::observe::ClusterSnapshot;
 use crate::plan::size::human_bytes;
 use crate::plan::Plan;
-use crate::probe::procstat::all_processes;
-use crate::supervise::config::MemoryCeiling;
+use crate::supervise::config::SocketStrategy;
 use crate::supervise::machine::admission::{scale_cap, ReloadAdmitted};
-use crate::supervise::machine::{Event, Level, ProcessState};
-use crate::supervise::report::cluster::{plan_memory_budget, snapshot};
+use crate::supervise::machine::Event;
+use crate::supervise::report::cluster::snapshot;
 use crate::supervise::report::logs::Logger;
-use crate::supervise::report::sampler::Finding;
 
 /// The control socket and the admin endpoint, once started.
 #[derive(Debug, Default)]
@@ -104,7 +103,7 @@ impl Run<'_> {
                     .unwrap_or_default()
             ));
             self.current = Some(new);
-            self.cap = self.cap_from_plan();
+            self.cap = scale_cap(self.plan());
         }
         let want = self.plan().workers.max(1);
         if let Some(n) = self.supervisor.admit_resize(want, r.fixed.is_some()) {
@@ -118,15 +117,19 @@ impl Run<'_> {
             Instant::now(),
             self.started,
             self.plan(),
-            self.strategy.as_str(),
+            self.settings.strategy.as_str(),
             &self.supervisor,
             &self.sampler,
         );
-        s.proxy = self.routes.as_ref().map(|r| crate::observe::ProxySnapshot {
-            open: r.open_connections() as u64,
-            refused: r.refused_connections(),
-            max: self.proxy_cap as u64,
-        });
+        s.proxy = self
+            .public
+            .routes
+            .as_ref()
+            .map(|r| crate::observe::ProxySnapshot {
+                open: r.open_connections() as u64,
+                refused: r.refused_connections(),
+                max: self.public.proxy_cap as u64,
+            });
         s
     }
 
@@ -141,15 +144,6 @@ impl Run<'_> {
                 true
             }
         });
-    }
-
-    /// The memory ceiling per worker, if any.
-    pub(super) fn ceiling(&self) -> Option<u64> {
-        match self.cfg.memory.ceiling {
-            MemoryCeiling::Off => None,
-            MemoryCeiling::Plan => Some(plan_memory_budget(self.plan())),
-            MemoryCeiling::Bytes(b) => Some(b),
-        }
     }
 
     /// SIGTTIN (+1) and SIGTTOU (-1), within the plan's caps.
@@ -173,7 +167,7 @@ impl Run<'_> {
     /// One worker with `--socket none` and no PORT given: a second worker
     /// would fight the first for the app's own port.
     fn single_port_only(&self) -> bool {
-        self.strategy == super::SocketStrategy::None && !self.cfg.port_given
+        self.settings.strategy == SocketStrategy::None && !self.cfg.port_given
     }
 
     /// Answers a control command (reload and scale answer when accepted).
@@ -214,118 +208,5 @@ impl Run<'_> {
             }
         };
         let _ = cmd.reply.send(response);
-    }
-
-    /// Samples every worker's tree; reports, warns, and asks the
-    /// supervisor to replace workers above the ceiling.
-    pub(super) fn sample(&mut self, queue: &mut VecDeque<Event>) {
-        let procs = all_processes(Path::new("/"));
-        let views = self.supervisor.processes();
-        let pids: Vec<i32> = views.iter().filter_map(|p| p.pid).collect();
-        self.sampler.sample(Instant::now(), &procs, &pids);
-        let id_of = |pid: i32| views.iter().find(|p| p.pid == Some(pid)).map(|p| p.id);
-        if self.cfg.memory.report {
-            let mut total = 0;
-            let mut parts = Vec::new();
-            for v in &views {
-                if let Some(s) = v.pid.and_then(|pid| self.sampler.get(pid)) {
-                    total += s.rss_bytes;
-                    parts.push(format!(
-                        "worker {} pid {} {}{}",
-                        v.id,
-                        v.pid.unwrap_or(0),
-                        human_bytes(s.rss_bytes),
-                        s.cpu_percent
-                            .map(|c| format!(" {c:.1}% cpu"))
-                            .unwrap_or_default()
-                    ));
-                }
-            }
-            self.logger.info(&format!(
-                "memory: {} total; {}",
-                human_bytes(total),
-                parts.join(", ")
-            ));
-        }
-        let ceiling = self.ceiling();
-        for f in self
-            .sampler
-            .findings(self.cfg.memory.threshold_bytes, ceiling)
-        {
-            match f {
-                Finding::AboveThreshold { pid, rss_bytes } => self.logger.log(
-                    Level::Warn,
-                    &format!(
-                        "worker {} (pid {pid}) uses {}, above the memory threshold of {}",
-                        id_of(pid).map_or("?".to_owned(), |i| i.to_string()),
-                        human_bytes(rss_bytes),
-                        human_bytes(self.cfg.memory.threshold_bytes.unwrap_or(0))
-                    ),
-                ),
-                Finding::AboveCeiling { pid, rss_bytes } => {
-                    if let (Some(id), Some(limit)) = (id_of(pid), ceiling) {
-                        queue.push_back(Event::MemoryExceeded {
-                            id,
-                            pid,
-                            rss_bytes,
-                            limit_bytes: limit,
-                        });
-                    }
-                }
-            }
-        }
-    }
-
-    /// Starts one liveness probe per ready worker with a port of its own;
-    /// each reports `Event::Probe`.
-    pub(super) fn probe_liveness(&self) {
-        let Some(l) = &self.cfg.liveness else { return };
-        if !matches!(
-            self.strategy,
-            super::SocketStrategy::Proxy | super::SocketStrategy::None
-        ) {
-            return;
-        }
-        for v in self.supervisor.processes() {
-            let (Some(pid), ProcessState::Ready) = (v.pid, v.state) else {
-                continue;
-            };
-            let Some(port) = self.io.get(v.id as usize).and_then(|io| io.port) else {
-                continue;
-            };
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let events = self.events_tx.clone();
-            let (path, timeout, id) = (l.path.clone(), l.timeout, v.id);
-            tokio::spawn(async move {
-                let ok = http_probe(addr, &path, timeout).await;
-                let _ = events.send(Event::Probe { id, pid, ok });
-            });
-        }
-    }
-
-    /// Derived once: the cap scaling stays within.
-    pub(super) fn cap_from_plan(&self) -> crate::control::ScaleCap {
-        scale_cap(self.plan())
-    }
-}
-
-/// `GET path` on `addr`: true on a 2xx or 3xx status line within `timeout`.
-pub(super) async fn http_probe(
-    addr: std::net::SocketAddr,
-    path: &str,
-    timeout: std::time::Duration,
-) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: corefit-liveness\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).await.ok()?;
-        Some(head)
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Some(head)) => head.starts_with(b"HTTP/1.") && matches!(head[9], b'2' | b'3'),
-        _ => false,
     }
 }
