@@ -288,7 +288,10 @@ mod tests {
         let rest = b"0x5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n";
         assert_eq!(f.next(rest), Ok(Some(RequestSegment::Tunnel(rest.len()))));
         assert!(!f.at_head(), "never back to framing requests");
-        assert_eq!(f.next(b"GET / HTTP/1.1\r\n\r\n"), Ok(Some(RequestSegment::Tunnel(18))));
+        assert_eq!(
+            f.next(b"GET / HTTP/1.1\r\n\r\n"),
+            Ok(Some(RequestSegment::Tunnel(18)))
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! values, a request Transfer-Encoding whose last coding is not chunked,
 //! Transfer-Encoding in HTTP/1.0, a bare LF anywhere in a head.
 
+use std::mem::MaybeUninit;
+
 use thiserror::Error;
 
 use super::body::{Body, Chunk};
@@ -95,9 +97,14 @@ pub enum AfterResponse {
 
 /// Parses the request head at the front of `buf`: `None` while incomplete.
 pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>, FrameError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Left uninitialised: httparse writes only the ones it fills.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > max_head => {
             return Err(FrameError::HeadTooLarge)
@@ -143,9 +150,13 @@ pub fn parse_response(
     req: Option<RequestMeta>,
     max_head: usize,
 ) -> Result<Option<ResponseHead>, FrameError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > max_head => {
             return Err(FrameError::HeadTooLarge)

@@ -119,6 +119,29 @@ impl Episode {
     }
 }
 
+/// A burst smaller than this is not worth trimming the heap after.
+pub const MIN_BURST: usize = 256;
+
+/// When to give the heap back after a burst of connections: once the
+/// open count fell to half its peak, by at least [`MIN_BURST`].
+#[derive(Debug, Default)]
+pub struct BurstEnd {
+    peak: usize,
+}
+
+impl BurstEnd {
+    /// The open count now; true when a burst just ended.
+    pub fn observe(&mut self, open: usize) -> bool {
+        self.peak = self.peak.max(open);
+        if open + MIN_BURST <= self.peak && open <= self.peak / 2 {
+            self.peak = open;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +153,18 @@ mod tests {
         assert_eq!(max_connections(MaxConnections::Auto, 100), 16);
         assert_eq!(max_connections(MaxConnections::Limit(7), 100), 7);
         assert_eq!(max_connections(MaxConnections::Limit(0), 100), 1);
+    }
+
+    #[test]
+    fn a_burst_ends_at_half_its_peak() {
+        let mut b = BurstEnd::default();
+        assert!(!b.observe(5000));
+        assert!(!b.observe(2600));
+        assert!(b.observe(2500));
+        assert!(!b.observe(2400), "a new burst must build up first");
+        let mut small = BurstEnd::default();
+        small.observe(200);
+        assert!(!small.observe(0), "200 connections are no burst");
     }
 
     #[test]

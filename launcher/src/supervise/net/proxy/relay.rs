@@ -16,6 +16,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -61,7 +63,7 @@ struct Shared {
 }
 
 /// Serves one client connection until it ends.
-pub async fn relay(client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
+pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
     let _ = client.set_nodelay(true);
     let local = client.local_addr().ok();
     let max_head = ctx.settings.max_head;
@@ -77,21 +79,31 @@ pub async fn relay(client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
     let mut first = true;
     loop {
         if outbox.is_empty() {
-            match await_request(&client, &shared, &mut cbuf, &mut outbox, peer, ctx, first).await {
+            match await_request(
+                &mut client,
+                &shared,
+                &mut cbuf,
+                &mut outbox,
+                peer,
+                ctx,
+                first,
+            )
+            .await
+            {
                 Ok(()) => {}
-                Err(ending) => return finish(&client, ending).await,
+                Err(ending) => return finish(&mut client, ending).await,
             }
         }
         first = false;
-        let Some((id, addr, upstream)) = connect(&ctx.routes, peer, ctx.logger).await else {
-            return finish(&client, Ending::Answer(NO_WORKER)).await;
+        let Some((id, addr, mut upstream)) = connect(&ctx.routes, peer, ctx.logger).await else {
+            return finish(&mut client, Ending::Answer(NO_WORKER)).await;
         };
         let preface = local.and_then(|l| ctx.settings.forwarding.proxy_header(peer, l));
         let mut resp = ResponseFramer::new(max_head);
         let mut ubuf = BytesMut::new();
         let end = pump(
-            &client,
-            &upstream,
+            &mut client,
+            &mut upstream,
             &shared,
             &mut cbuf,
             &mut ubuf,
@@ -108,8 +120,8 @@ pub async fn relay(client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
         });
         drop(upstream);
         match end {
-            PumpEnd::Client(ending) => return finish(&client, ending).await,
-            PumpEnd::Finished => return finish(&client, Ending::Silent).await,
+            PumpEnd::Client(ending) => return finish(&mut client, ending).await,
+            PumpEnd::Finished => return finish(&mut client, Ending::Silent).await,
             PumpEnd::ClientGone => return,
             PumpEnd::Upstream => {}
         }
@@ -136,25 +148,25 @@ pub async fn relay(client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
                 lock(&shared).inflight.resent(Instant::now());
                 outbox = heads;
             }
-            Next::Close => return finish(&client, Ending::Silent).await,
+            Next::Close => return finish(&mut client, Ending::Silent).await,
         }
     }
 }
 
 /// Closes the client's connection, after `ending`'s answer if any.
-async fn finish(client: &TcpStream, ending: Ending) {
+async fn finish(client: &mut TcpStream, ending: Ending) {
     if let Ending::Answer(bytes) = ending {
         let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(5), write_all(client, bytes)).await;
+            tokio::time::timeout(std::time::Duration::from_secs(5), client.write_all(bytes)).await;
     }
-    let _ = shutdown_write(client);
+    let _ = client.shutdown().await;
 }
 
 /// Reads until a whole request head is framed (put into `outbox` and
 /// the in-flight queue) or the connection ends.
 #[allow(clippy::too_many_arguments)]
 async fn await_request(
-    client: &TcpStream,
+    client: &mut TcpStream,
     shared: &Mutex<Shared>,
     cbuf: &mut BytesMut,
     outbox: &mut Vec<Bytes>,
@@ -194,7 +206,8 @@ async fn await_request(
             });
         }
         let deadline = head_deadline.unwrap_or(idle_deadline);
-        match tokio::time::timeout_at(deadline.into(), read_into(client, cbuf)).await {
+        let (mut reader, _) = client.split();
+        match tokio::time::timeout_at(deadline.into(), read_into(&mut reader, cbuf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Err(Ending::Silent),
             Ok(Ok(_)) => {}
             Err(_) if cbuf.is_empty() => return Err(Ending::Silent),
@@ -244,8 +257,8 @@ enum PumpEnd {
 /// Moves both directions until one of them ends the exchange.
 #[allow(clippy::too_many_arguments)]
 async fn pump(
-    client: &TcpStream,
-    upstream: &TcpStream,
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
     shared: &Mutex<Shared>,
     cbuf: &mut BytesMut,
     ubuf: &mut BytesMut,
@@ -256,16 +269,18 @@ async fn pump(
     ctx: &Ctx,
 ) -> PumpEnd {
     // c2u waits on `answered` for responses; u2c on `client_done`.
+    let (mut cr, mut cw) = client.split();
+    let (mut ur, mut uw) = upstream.split();
     let answered = Notify::new();
     let client_closed = Notify::new();
     let c2u = async {
         if let Some(p) = preface {
-            if write_all(upstream, &p).await.is_err() {
+            if write_all(&mut uw, &p).await.is_err() {
                 return PumpEnd::Upstream;
             }
         }
         for chunk in outbox {
-            if write_all(upstream, &chunk).await.is_err() {
+            if write_all(&mut uw, &chunk).await.is_err() {
                 return PumpEnd::Upstream;
             }
         }
@@ -275,11 +290,11 @@ async fn pump(
                 Ok(Some(RequestSegment::Head(head))) => send_head(shared, cbuf, &head, peer, ctx),
                 Ok(Some(RequestSegment::Body(p))) => cbuf.split_to(p.len).freeze(),
                 Ok(Some(RequestSegment::Tunnel(n))) => cbuf.split_to(n).freeze(),
-                Ok(None) => match wait_client(client, shared, cbuf, &answered, ctx).await {
+                Ok(None) => match wait_client(&mut cr, shared, cbuf, &answered, ctx).await {
                     ClientRead::More => continue,
                     ClientRead::Closed => {
                         lock(shared).client_done = true;
-                        let _ = shutdown_write(upstream);
+                        let _ = uw.shutdown().await;
                         client_closed.notify_one();
                         return std::future::pending().await;
                     }
@@ -298,7 +313,7 @@ async fn pump(
                     return PumpEnd::Client(Ending::Answer(e.client_answer()));
                 }
             };
-            if write_all(upstream, &chunk).await.is_err() {
+            if write_all(&mut uw, &chunk).await.is_err() {
                 return PumpEnd::Upstream;
             }
         }
@@ -333,7 +348,7 @@ async fn pump(
                         }
                     }
                     answered.notify_one();
-                    if write_all(client, &bytes).await.is_err() {
+                    if write_all(&mut cw, &bytes).await.is_err() {
                         return PumpEnd::ClientGone;
                     }
                 }
@@ -343,13 +358,13 @@ async fn pump(
                         lock(shared).inflight.answered();
                         answered.notify_one();
                     }
-                    if write_all(client, &bytes).await.is_err() {
+                    if write_all(&mut cw, &bytes).await.is_err() {
                         return PumpEnd::ClientGone;
                     }
                 }
                 Ok(Some(ResponseSegment::Tunnel(n))) => {
                     let bytes = ubuf.split_to(n).freeze();
-                    if write_all(client, &bytes).await.is_err() {
+                    if write_all(&mut cw, &bytes).await.is_err() {
                         return PumpEnd::ClientGone;
                     }
                 }
@@ -365,7 +380,7 @@ async fn pump(
                         }
                     }
                     tokio::select! {
-                        r = read_into(upstream, ubuf) => match r {
+                        r = read_into(&mut ur, ubuf) => match r {
                             Ok(0) | Err(_) => return PumpEnd::Upstream,
                             Ok(_) => {}
                         },
@@ -381,10 +396,10 @@ async fn pump(
                     ));
                     loop {
                         let bytes = ubuf.split().freeze();
-                        if write_all(client, &bytes).await.is_err() {
+                        if write_all(&mut cw, &bytes).await.is_err() {
                             return PumpEnd::ClientGone;
                         }
-                        match read_into(upstream, ubuf).await {
+                        match read_into(&mut ur, ubuf).await {
                             Ok(0) | Err(_) => return PumpEnd::Client(Ending::Silent),
                             Ok(_) => {}
                         }
@@ -409,7 +424,7 @@ enum ClientRead {
 /// Waits for the client's next bytes, or for an upgrade's answer. Idle
 /// and head deadlines apply only while no request is in flight.
 async fn wait_client(
-    client: &TcpStream,
+    client: &mut ReadHalf<'_>,
     shared: &Mutex<Shared>,
     cbuf: &mut BytesMut,
     answered: &Notify,
@@ -450,43 +465,22 @@ async fn wait_client(
 
 /// Reads what is there into `buf` (allocating its space only now); 0 at
 /// end of stream. An empty buffer gives its memory back while waiting.
-async fn read_into(s: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    loop {
-        if buf.is_empty() && buf.capacity() > 0 {
-            *buf = BytesMut::new();
-        }
-        s.readable().await?;
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match s.try_read_buf(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
+/// (A read that fills less than the space given clears the socket's
+/// readiness in tokio: no extra `recv` that would only say EAGAIN.)
+async fn read_into(r: &mut ReadHalf<'_>, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
     }
+    r.readable().await?;
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    r.read_buf(buf).await
 }
 
 /// Writes all of `bytes`, waiting for room as needed.
-async fn write_all(s: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match s.try_write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Half-closes: the peer reads end of stream, our reads go on.
-fn shutdown_write(s: &TcpStream) -> io::Result<()> {
-    nix::sys::socket::shutdown(
-        std::os::fd::AsRawFd::as_raw_fd(s),
-        nix::sys::socket::Shutdown::Write,
-    )
-    .map_err(io::Error::from)
+async fn write_all(w: &mut WriteHalf<'_>, bytes: &[u8]) -> io::Result<()> {
+    w.write_all(bytes).await
 }
 
 /// Picks a worker and connects; a worker that refuses (it just died and
