@@ -19,24 +19,18 @@
 //! time without an answer), restarted what died (counted by the admin
 //! endpoint), left no zombie under it and, once stopped, no process of the
 //! run anywhere (every process started carries a marker variable in its
-//! environment). The figures go to `tests/common/record.rs`.
+//! environment). The figures go to `corefit_test_support::record`.
 //!
 //! The scenarios run one at a time (a static lock): on a 2-core machine
 //! two loads at once would disturb each other's figures. Root only for the
 //! cgroup scenario (CI runs as root); nothing is skipped.
 
-mod chaos_support;
-#[path = "../../tests/common/record.rs"]
-mod record;
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chaos_support::*;
 use nix::sys::signal::Signal;
-use supervise_support::*;
 
 /// Keep-alive clients and fresh-connection probers of every load.
 const KEEPALIVE: usize = 4;
@@ -50,14 +44,23 @@ const FRESH: usize = 2;
 /// usually allows, is still far below an outage.
 const GAP_LIMIT: Duration = Duration::from_secs(3);
 
-/// A running corefit of one scenario.
+/// A running corefit of one scenario, with the run's marker.
 struct Run {
-    corefit: Corefit,
-    port: u16,
-    admin: u16,
+    cluster: Cluster,
     mark: String,
-    /// Holds the control socket until the run ends.
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Run {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+impl std::ops::DerefMut for Run {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.cluster
+    }
 }
 
 /// What every scenario checks at its end.
@@ -74,52 +77,41 @@ fn start(
     scenario: &str,
     socket: &str,
     app_name: &str,
-    extra: &[&str],
+    extra: &str,
     env: &[(&str, &str)],
     wrapper: Option<&[&str]>,
 ) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let admin = free_port();
-    let (port_s, admin_s) = (port.to_string(), format!("127.0.0.1:{admin}"));
-    let control = dir.path().join("c.sock").display().to_string();
-    let app_path = app(app_name);
-    let mut args = vec![
-        "--mode",
-        "cluster",
-        "--workers",
-        "2",
-        "--allow-oversubscribe",
-        "--socket",
-        socket,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port_s,
-        "--admin-addr",
-        &admin_s,
-        "--control-socket",
-        &control,
-    ];
-    args.extend_from_slice(extra);
-    args.extend(["--", "node", &app_path]);
     let mark = new_mark(scenario);
     let mut all_env: Vec<(&str, &str)> = vec![(RUN_MARK, &mark)];
     all_env.extend_from_slice(env);
-    let corefit = match wrapper {
-        Some(w) => Corefit::start_wrapped(w, &args, &all_env),
-        None => Corefit::start(&args, &all_env),
-    };
-    let run = Run {
-        corefit,
-        port,
-        admin,
-        mark,
-        _dir: dir,
-    };
+    let args = Args::cluster(2)
+        .socket(socket)
+        .args(extra.split_whitespace())
+        .node(app_name);
+    let cluster = Cluster::start(args, &all_env, wrapper);
+    let run = Run { cluster, mark };
     wait_ready(run.admin, 2, Duration::from_secs(20));
     distinct_workers(run.port, 2, Duration::from_secs(20));
     run
+}
+
+/// ops_app.js whose workers say 'ready' 300 ms after listening: a
+/// rolling reload of 2 takes over half a second.
+fn slow_ready(scenario: &str, socket: &str) -> Run {
+    start(
+        scenario,
+        socket,
+        "ops_app.js",
+        "--grace-period 5s --ready ipc",
+        &[("SEND_READY_AFTER_MS", "300")],
+        None,
+    )
+}
+
+/// Sends SIGHUP and waits (10 s at most) for a line containing `line`.
+fn sighup_until(corefit: &Corefit, line: &str) -> String {
+    corefit.signal(Signal::SIGHUP);
+    corefit.stderr.wait_line(line, Duration::from_secs(10))
 }
 
 impl Drop for Run {
@@ -158,7 +150,7 @@ impl Run {
     }
 }
 
-fn figures(stats: &TrafficStats, restarts: u64, end: &Ending) -> Vec<(&'static str, String)> {
+fn figures(stats: &LoadStats, restarts: u64, end: &Ending) -> Vec<(&'static str, String)> {
     vec![
         ("answered", stats.ok.to_string()),
         ("failed", stats.failed().to_string()),
@@ -191,11 +183,11 @@ fn kill_every(socket: &str, period: Duration, every: Duration) {
         &scenario,
         socket,
         "chaos_app.js",
-        &["--grace-period", "5s"],
+        "--grace-period 5s",
         &[],
         None,
     );
-    let traffic = Traffic::start(run.port, KEEPALIVE, FRESH);
+    let traffic = Load::start(run.port, KEEPALIVE, FRESH);
     traffic.wait_more(200, Duration::from_secs(20));
 
     let started = Instant::now();
@@ -265,7 +257,7 @@ fn kill_every(socket: &str, period: Duration, every: Duration) {
         stats.summary()
     );
     assert_clean(&end, &scenario);
-    record::record(
+    record(
         "launcher",
         &scenario,
         &format!("SIGKILL to one of 2 workers every {} s, {kills} kills, {KEEPALIVE} keep-alive + {FRESH} fresh-connection clients", every.as_secs()),
@@ -302,14 +294,7 @@ fn a_worker_leaking_past_its_ceiling_is_replaced_and_the_other_serves() {
         scenario,
         "proxy",
         "chaos_app.js",
-        &[
-            "--grace-period",
-            "5s",
-            "--memory-interval",
-            "200ms",
-            "--max-memory-per-worker",
-            "160Mi",
-        ],
+        "--grace-period 5s --memory-interval 200ms --max-memory-per-worker 160Mi",
         &[
             ("LEAK_WORKER", "1"),
             ("LEAK_MB", "8"),
@@ -322,7 +307,7 @@ fn a_worker_leaking_past_its_ceiling_is_replaced_and_the_other_serves() {
         .find(|w| w.0 == 0)
         .map(|w| w.1)
         .expect("worker 0");
-    let traffic = Traffic::start(run.port, KEEPALIVE, FRESH);
+    let traffic = Load::start(run.port, KEEPALIVE, FRESH);
     traffic.wait_more(200, Duration::from_secs(20));
     let started = Instant::now();
     while started.elapsed() < CHAOS {
@@ -351,7 +336,7 @@ fn a_worker_leaking_past_its_ceiling_is_replaced_and_the_other_serves() {
     assert_eq!(stats.failed() + stats.refused(), 0, "{}", stats.summary());
     assert!(stats.longest_gap < GAP_LIMIT, "{}", stats.summary());
     assert_clean(&end, scenario);
-    record::record(
+    record(
         "launcher",
         scenario,
         "worker 1 keeps 80 MiB/s more, ceiling 160 MiB sampled every 200 ms (proxy)",
@@ -375,22 +360,12 @@ fn a_hung_worker_is_found_by_liveness_probes_and_replaced() {
         scenario,
         "proxy",
         "chaos_app.js",
-        &[
-            "--grace-period",
-            "2s",
-            "--liveness-path",
-            "/health",
-            "--liveness-interval",
-            "300ms",
-            "--liveness-timeout",
-            "300ms",
-            "--liveness-failures",
-            "3",
-        ],
+        "--grace-period 2s --liveness-path /health --liveness-interval 300ms \
+         --liveness-timeout 300ms --liveness-failures 3",
         &[("HANG_FLAG", &flag_s)],
         None,
     );
-    let traffic = Traffic::start(run.port, KEEPALIVE, FRESH);
+    let traffic = Load::start(run.port, KEEPALIVE, FRESH);
     traffic.wait_more(200, Duration::from_secs(20));
     let started = Instant::now();
     let mut hung_pids = Vec::new();
@@ -408,12 +383,7 @@ fn a_hung_worker_is_found_by_liveness_probes_and_replaced() {
                 .collect();
             (lines.len() as u64 >= n).then(|| lines[n as usize - 1].to_owned())
         });
-        let hung: i32 = line
-            .split("pid ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no pid in {line:?}"));
+        let hung: i32 = pid_after(&line, "pid ");
         hung_pids.push(hung);
         // Found (3 probes 300 ms apart), replaced, SIGKILLed after the
         // 2 s grace period (its loop never sees SIGTERM).
@@ -442,7 +412,7 @@ fn a_hung_worker_is_found_by_liveness_probes_and_replaced() {
     assert!(stats.failed() <= bound, "{}", stats.summary());
     assert!(stats.longest_gap < GAP_LIMIT, "{}", stats.summary());
     assert_clean(&end, scenario);
-    record::record(
+    record(
         "launcher",
         scenario,
         &format!("{HANGS} times one worker blocks its event loop; liveness GET /health every 300 ms, 3 failures (proxy)"),
@@ -463,22 +433,12 @@ fn sigterm_in_the_middle_of_a_rolling_reload_stops_cleanly() {
     let scenario = "SIGTERM during a rolling reload";
     // Each replacement says 'ready' 300 ms after listening: the reload of
     // 2 takes over half a second, long enough to interrupt.
-    let mut run = start(
-        scenario,
-        "proxy",
-        "ops_app.js",
-        &["--grace-period", "5s", "--ready", "ipc"],
-        &[("SEND_READY_AFTER_MS", "300")],
-        None,
-    );
-    let traffic = Traffic::start(run.port, KEEPALIVE, FRESH);
+    let mut run = slow_ready(scenario, "proxy");
+    let traffic = Load::start(run.port, KEEPALIVE, FRESH);
     traffic.wait_more(5000, Duration::from_secs(30));
     let started = Instant::now();
     run.corefit.descendants();
-    run.corefit.signal(Signal::SIGHUP);
-    run.corefit
-        .stderr
-        .wait_line("replacement started", Duration::from_secs(10));
+    sighup_until(&run.corefit, "replacement started");
     run.corefit.descendants();
     let at_term = traffic.elapsed();
     let gap_before_term = traffic.longest_gap();
@@ -517,7 +477,7 @@ fn sigterm_in_the_middle_of_a_rolling_reload_stops_cleanly() {
     let mut figures = figures(&stats, 0, &end);
     figures.retain(|(k, _)| *k != "longest gap");
     figures.push(("longest gap", format!("{} ms", gap_before_term.as_millis())));
-    record::record(
+    record(
         "launcher",
         scenario,
         "SIGHUP under load, SIGTERM once the first replacement started (proxy, readiness by IPC 300 ms)",
@@ -559,22 +519,12 @@ fn zombies_until_exit(corefit: &mut Corefit, limit: Duration) -> usize {
 fn sighup_twice_replaces_every_pid_without_a_failed_request() {
     let _one = serialize();
     let scenario = "SIGHUP twice";
-    let mut run = start(
-        scenario,
-        "shared",
-        "ops_app.js",
-        &["--grace-period", "5s", "--ready", "ipc"],
-        &[("SEND_READY_AFTER_MS", "300")],
-        None,
-    );
+    let mut run = slow_ready(scenario, "shared");
     let before: BTreeSet<i32> = ready_workers(run.admin).into_iter().map(|w| w.1).collect();
-    let traffic = Traffic::start(run.port, KEEPALIVE, FRESH);
+    let traffic = Load::start(run.port, KEEPALIVE, FRESH);
     traffic.wait_more(200, Duration::from_secs(20));
     let started = Instant::now();
-    run.corefit.signal(Signal::SIGHUP);
-    run.corefit
-        .stderr
-        .wait_line("rolling reload of 2", Duration::from_secs(10));
+    sighup_until(&run.corefit, "rolling reload of 2");
     // The second arrives while the first reload runs.
     run.corefit.signal(Signal::SIGHUP);
     wait_for(Duration::from_secs(30), "two reload rounds", || {
@@ -611,7 +561,7 @@ fn sighup_twice_replaces_every_pid_without_a_failed_request() {
     assert_eq!(stats.failed() + stats.refused(), 0, "{}", stats.summary());
     assert!(stats.longest_gap < GAP_LIMIT, "{}", stats.summary());
     assert_clean(&end, scenario);
-    record::record(
+    record(
         "launcher",
         scenario,
         "SIGHUP under load, a second SIGHUP during that reload (shared, readiness by IPC 300 ms, an app that drains)",
@@ -623,49 +573,8 @@ fn sighup_twice_replaces_every_pid_without_a_failed_request() {
 
 // --- f. a memory cgroup OOM-kills a worker ----------------------------------
 
-/// A cgroup directory the test made, removed (rmdir) on drop: whatever
-/// is still in it (only after a failed test) is killed first, and the
-/// removal waits (bounded) for the processes to leave.
-struct CgroupDir(PathBuf);
-
-impl Drop for CgroupDir {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let procs = std::fs::read_to_string(self.0.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            if std::fs::remove_dir(&self.0).is_ok()
-                || !self.0.exists()
-                || Instant::now() >= deadline
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// This process's cgroup v1 `memory` directory.
-fn own_memory_dir() -> PathBuf {
-    use corefit::probe::mountinfo::{cgroup_mounts, memberships, path_below_mount};
-    let (mounts, _) = cgroup_mounts(&read(Path::new("/proc/self/mountinfo")));
-    let mount = mounts
-        .iter()
-        .find(|m| m.has_controller("memory") && m.fs_type == "cgroup")
-        .expect("no cgroup v1 memory controller mounted (this test needs one)");
-    let (members, _) = memberships(&read(Path::new("/proc/self/cgroup")));
-    let member = members
-        .iter()
-        .find(|m| m.controllers.iter().any(|c| c == "memory"))
-        .expect("no memory line in /proc/self/cgroup");
-    let rel = path_below_mount(&member.path, &mount.root).expect("cgroup path below its mount");
-    Path::new(&mount.mount_point).join(rel)
 }
 
 /// `name` found on PATH (the launcher's own lookup), symlinks resolved.
@@ -743,21 +652,12 @@ fn a_memory_cgroup_oom_kills_a_worker_and_corefit_restarts_it() {
     // of seconds) instead of killing the leaker. Seen in CI after the page
     // cache had been dropped; the same thrashing in a real container is
     // what `--max-memory-per-worker` (scenario b) avoids.
-    for binary in [which("node"), PathBuf::from(COREFIT)] {
+    for binary in [which("node"), corefit_bin()] {
         warm_page_cache(&binary);
     }
-    let cg = CgroupDir(own_memory_dir().join(format!("corefit-chaos-oom-{}", std::process::id())));
-    std::fs::create_dir(&cg.0)
-        .unwrap_or_else(|e| panic!("cannot create cgroup {} (run as root): {e}", cg.0.display()));
-    std::fs::write(
-        cg.0.join("memory.limit_in_bytes"),
-        (LIMIT_MIB << 20).to_string(),
-    )
-    .expect("set memory.limit_in_bytes");
-    let script = format!(
-        "echo $$ > '{}' && exec \"$@\"",
-        cg.0.join("cgroup.procs").display()
-    );
+    let cg = CgroupDir::below_own("memory", "corefit-chaos-oom");
+    cg.write("memory.limit_in_bytes", &(LIMIT_MIB << 20).to_string());
+    let script = cg.enter_script("");
     // Worker 1 (and each restart of it) keeps 8 MiB more every 100 ms
     // until the cgroup's limit is hit, about 3 s after it starts.
     let mut run = start(
@@ -765,7 +665,7 @@ fn a_memory_cgroup_oom_kills_a_worker_and_corefit_restarts_it() {
         "proxy",
         "chaos_app.js",
         // 2 workers within the limit (the default budget is 512 MiB each).
-        &["--grace-period", "5s", "--memory-per-worker", "128Mi"],
+        "--grace-period 5s --memory-per-worker 128Mi",
         &[
             ("LEAK_WORKER", "1"),
             ("LEAK_MB", "8"),
@@ -774,7 +674,7 @@ fn a_memory_cgroup_oom_kills_a_worker_and_corefit_restarts_it() {
         Some(&["/bin/sh", "-c", &script, "sh"]),
     );
     let kills_before = oom_kills(&cg.0);
-    let traffic = Traffic::start(run.port, KEEPALIVE, FRESH);
+    let traffic = Load::start(run.port, KEEPALIVE, FRESH);
     traffic.wait_more(200, Duration::from_secs(20));
     let started = Instant::now();
     // corefit must never be the OOM killer's pick: its badness stays below
@@ -852,7 +752,7 @@ fn a_memory_cgroup_oom_kills_a_worker_and_corefit_restarts_it() {
     assert!(stats.longest_gap < GAP_LIMIT, "{}", stats.summary());
     assert_clean(&end, scenario);
     drop(cg);
-    record::record(
+    record(
         "launcher",
         scenario,
         &format!("cgroup v1 memory.limit_in_bytes {LIMIT_MIB} MiB around corefit and 2 workers; worker 1 leaks 80 MiB/s (proxy)"),
@@ -909,28 +809,18 @@ fn corefit_holding_thousands_of_connections_is_not_the_oom_victim() {
     // about 1600 connections and is the OOM killer's pick: the service
     // is gone and both workers are left running without it.
     // As in scenario f: code pages charged outside the small cgroup.
-    for binary in [which("node"), PathBuf::from(COREFIT)] {
+    for binary in [which("node"), corefit_bin()] {
         warm_page_cache(&binary);
     }
-    let cg =
-        CgroupDir(own_memory_dir().join(format!("corefit-chaos-conns-{}", std::process::id())));
-    std::fs::create_dir(&cg.0)
-        .unwrap_or_else(|e| panic!("cannot create cgroup {} (run as root): {e}", cg.0.display()));
-    std::fs::write(
-        cg.0.join("memory.limit_in_bytes"),
-        (LIMIT_MIB << 20).to_string(),
-    )
-    .expect("set memory.limit_in_bytes");
+    let cg = CgroupDir::below_own("memory", "corefit-chaos-conns");
+    cg.write("memory.limit_in_bytes", &(LIMIT_MIB << 20).to_string());
     // Two file descriptors per proxied connection: as many as allowed.
-    let script = format!(
-        "echo $$ > '{}' && ulimit -n \"$(ulimit -Hn)\" && exec \"$@\"",
-        cg.0.join("cgroup.procs").display()
-    );
+    let script = cg.enter_script("ulimit -n \"$(ulimit -Hn)\"");
     let mut run = start(
         scenario,
         "proxy",
         "chaos_app.js",
-        &["--grace-period", "5s", "--memory-per-worker", "64Mi"],
+        "--grace-period 5s --memory-per-worker 64Mi",
         &[],
         Some(&["/bin/sh", "-c", &script, "sh"]),
     );
@@ -951,7 +841,7 @@ fn corefit_holding_thousands_of_connections_is_not_the_oom_victim() {
         .stderr
         .wait_line("oom_score_adj", Duration::from_secs(1));
 
-    let traffic = Traffic::start(run.port, 2, 1);
+    let traffic = Load::start(run.port, 2, 1);
     traffic.wait_more(200, Duration::from_secs(20));
     let started = Instant::now();
     let kills_before = oom_kills(&cg.0);
@@ -1030,7 +920,7 @@ fn corefit_holding_thousands_of_connections_is_not_the_oom_victim() {
     assert!(stats.failed() <= bound, "{}", stats.summary());
     assert_clean(&end, scenario);
     drop(cg);
-    record::record(
+    record(
         "launcher",
         scenario,
         &format!("cgroup v1 memory limit {LIMIT_MIB} MiB; keep-alive connections opened through the proxy until the OOM killer acts ({opened} held)"),
@@ -1049,34 +939,16 @@ fn corefit_holding_thousands_of_connections_is_not_the_oom_victim() {
 fn without_restarts_the_oom_score_adj_stays_as_inherited() {
     // One worker under tini's semantics: its death ends the run as
     // corefit's would, so nothing is changed.
-    let port = free_port();
-    let port_s = port.to_string();
-    let app_path = app("chaos_app.js");
-    let mut corefit = Corefit::start(
-        &[
-            "--mode",
-            "single",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port_s,
-            "--control-socket",
-            "/nonexistent-dir/c.sock",
-            "--",
-            "node",
-            &app_path,
-        ],
-        &[],
-    );
+    let mut corefit = Args::new()
+        .opt("--mode", "single")
+        .port(free_port())
+        .opt("--control-socket", "/nonexistent-dir/c.sock")
+        .node("chaos_app.js")
+        .start(&[]);
     let line = corefit
         .stdout
         .wait_line("listening", Duration::from_secs(15));
-    let worker: i32 = line
-        .split("pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let worker: i32 = pid_after(&line, "pid ");
     let inherited = own_oom_adj();
     assert_eq!(oom_adj(corefit.pid), Some(inherited));
     assert_eq!(oom_adj(worker), Some(inherited));

@@ -4,62 +4,24 @@
 //! control socket's mode and owner check, and a leaking worker restarted
 //! at its memory ceiling.
 
-mod operate_support;
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use operate_support::*;
-use supervise_support::*;
 
-struct Cluster {
-    corefit: Corefit,
-    port: u16,
-    admin: u16,
-    control: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn cluster(workers: &str, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let control = dir.path().join("c.sock");
-    let port = free_port();
-    let admin = free_port();
-    let (port_s, admin_s) = (port.to_string(), format!("127.0.0.1:{admin}"));
-    let control_s = control.display().to_string();
-    let app_path = app("ops_app.js");
-    let mut args = vec![
-        "--mode",
-        "cluster",
-        "--workers",
-        workers,
-        "--socket",
-        "proxy",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port_s,
-        "--grace-period",
-        "5s",
-        "--control-socket",
-        &control_s,
-        "--admin-addr",
-        &admin_s,
-    ];
-    args.extend_from_slice(extra);
-    args.extend(["--", "node", &app_path]);
-    let corefit = Corefit::start(&args, env);
-    Cluster {
-        corefit,
-        port,
-        admin,
-        control,
-        _dir: dir,
-    }
+/// `corefit --mode cluster --workers 2 --socket proxy EXTRA` running
+/// tests/apps/ops_app.js on free ports, with the admin endpoint and a
+/// control socket.
+fn cluster(extra: &str, env: &[(&str, &str)]) -> Cluster {
+    let args = Args::cluster(2)
+        .socket("proxy")
+        .grace("5s")
+        .args(extra.split_whitespace())
+        .node("ops_app.js");
+    Cluster::start(args, env, None)
 }
 
 fn health(c: &Cluster) -> (u16, serde_json::Value) {
@@ -116,7 +78,7 @@ fn ok(out: &std::process::Output) -> String {
 
 #[test]
 fn scale_by_signals_and_by_command_changes_workers_and_health() {
-    let mut c = cluster("2", &["--allow-oversubscribe"], &[]);
+    let mut c = cluster("", &[]);
     wait_workers(&c, 2);
     let two = answering(&c, 2);
 
@@ -170,7 +132,7 @@ fn scale_by_signals_and_by_command_changes_workers_and_health() {
 #[test]
 fn scale_stays_within_the_plans_cap_unless_forced() {
     // --max-workers 2: the cap.
-    let mut c = cluster("2", &["--max-workers", "2", "--allow-oversubscribe"], &[]);
+    let mut c = cluster("--max-workers 2", &[]);
     wait_workers(&c, 2);
     let out = ctl(&c.control, &["scale", "+1"]);
     assert_eq!(out.status.code(), Some(1));
@@ -185,17 +147,12 @@ fn scale_stays_within_the_plans_cap_unless_forced() {
         .wait_line("SIGTTIN ignored", Duration::from_secs(5));
     ok(&ctl(&c.control, &["scale", "3", "--force"]));
     wait_workers(&c, 3);
-    c.corefit.signal(Signal::SIGTERM);
-    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }
 
 #[test]
 fn status_json_and_metrics_match_the_processes() {
-    let mut c = cluster(
-        "2",
-        &["--allow-oversubscribe", "--memory-interval", "200ms"],
-        &[],
-    );
+    let mut c = cluster("--memory-interval 200ms", &[]);
     wait_workers(&c, 2);
     let pids = answering(&c, 2);
     let status = status_json(&c.control);
@@ -277,18 +234,13 @@ fn status_json_and_metrics_match_the_processes() {
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
-    c.corefit.signal(Signal::SIGTERM);
-    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }
 
 #[test]
 fn health_is_503_until_every_desired_worker_is_ready() {
     // Worker 1 never listens: 1 of 2 ready.
-    let mut c = cluster(
-        "2",
-        &["--allow-oversubscribe", "--ready-timeout", "60s"],
-        &[("HANG_WORKER", "1")],
-    );
+    let mut c = cluster("--ready-timeout 60s", &[("HANG_WORKER", "1")]);
     let doc = wait_for(Duration::from_secs(15), "worker 0 ready", || {
         let (code, doc) = try_health(&c)?;
         (doc["workers"]["ready"] == 1).then_some((code, doc))
@@ -303,27 +255,21 @@ fn health_is_503_until_every_desired_worker_is_ready() {
     ok(&ctl(&c.control, &["scale", "1"]));
     let doc = wait_workers(&c, 1);
     assert_eq!(doc["status"], "ok");
-    c.corefit.signal(Signal::SIGTERM);
-    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }
 
 #[test]
 fn the_control_socket_is_0600_and_refuses_another_user() {
-    let mut c = cluster("2", &["--allow-oversubscribe"], &[]);
+    let mut c = cluster("", &[]);
     wait_workers(&c, 2);
     let mode = std::fs::metadata(&c.control).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // Let `nobody` reach the socket file itself (the directory is 0700).
-    std::fs::set_permissions(c._dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            COREFIT,
-            "status",
-            "--control-socket",
-        ])
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(corefit_bin())
+        .args(["status", "--control-socket"])
         .arg(&c.control)
         .env_clear()
         .output()
@@ -336,23 +282,12 @@ fn the_control_socket_is_0600_and_refuses_another_user() {
     );
     // The owner still gets through.
     ok(&ctl(&c.control, &["status"]));
-    c.corefit.signal(Signal::SIGTERM);
-    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }
 
 #[test]
 fn a_leaking_worker_is_replaced_at_its_ceiling_and_counted() {
-    let mut c = cluster(
-        "2",
-        &[
-            "--allow-oversubscribe",
-            "--memory-interval",
-            "100ms",
-            "--max-memory-per-worker",
-            "150Mi",
-        ],
-        &[],
-    );
+    let mut c = cluster("--memory-interval 100ms --max-memory-per-worker 150Mi", &[]);
     wait_workers(&c, 2);
     let before = answering(&c, 2);
     let r = get(c.port, "/grow?mb=200", Duration::from_secs(10)).expect("grow");
@@ -382,19 +317,14 @@ fn a_leaking_worker_is_replaced_at_its_ceiling_and_counted() {
         metrics.contains("corefit_worker_restarts_total{reason=\"memory\"} 1"),
         "{metrics}"
     );
-    c.corefit.signal(Signal::SIGTERM);
-    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }
 
 #[test]
 fn ipc_readiness_waits_for_process_send_ready() {
     // Routed only once each worker said 'ready', 400 ms after listening;
     // a reload waits for the replacement's message too.
-    let mut c = cluster(
-        "2",
-        &["--allow-oversubscribe", "--ready", "ipc"],
-        &[("SEND_READY_AFTER_MS", "400")],
-    );
+    let mut c = cluster("--ready ipc", &[("SEND_READY_AFTER_MS", "400")]);
     let line = c
         .corefit
         .stderr
@@ -430,24 +360,13 @@ fn ipc_readiness_waits_for_process_send_ready() {
             == 2,
         "{replaced}"
     );
-    c.corefit.signal(Signal::SIGTERM);
-    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }
 
 #[test]
 fn ipc_readiness_never_told_is_never_ready() {
     // No SEND_READY_AFTER_MS: the app listens but never says so.
-    let mut c = cluster(
-        "2",
-        &[
-            "--allow-oversubscribe",
-            "--ready",
-            "ipc",
-            "--ready-timeout",
-            "60s",
-        ],
-        &[],
-    );
+    let mut c = cluster("--ready ipc --ready-timeout 60s", &[]);
     wait_for(Duration::from_secs(10), "both workers started", || {
         try_health(&c).filter(|(_, d)| d["workers"]["active"] == 2)
     });
@@ -461,27 +380,14 @@ fn ipc_readiness_never_told_is_never_ready() {
         (503, Some(0)),
         "{doc}"
     );
-    c.corefit.signal(Signal::SIGTERM);
-    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }
 
 #[test]
 fn a_hung_worker_fails_its_liveness_probes_and_is_replaced() {
-    let mut c = cluster(
-        "2",
-        &[
-            "--allow-oversubscribe",
-            "--liveness-path",
-            "/",
-            "--liveness-interval",
-            "200ms",
-            "--liveness-timeout",
-            "300ms",
-            "--liveness-failures",
-            "2",
-        ],
-        &[],
-    );
+    let liveness = "--liveness-path / --liveness-interval 200ms \
+                    --liveness-timeout 300ms --liveness-failures 2";
+    let mut c = cluster(liveness, &[]);
     wait_workers(&c, 2);
     let before = answering(&c, 2);
     // One request blocks one worker's event loop (it never answers).
@@ -493,12 +399,7 @@ fn a_hung_worker_fails_its_liveness_probes_and_is_replaced() {
         .corefit
         .stdout
         .wait_line("blocking its event loop", Duration::from_secs(5));
-    let hung: i32 = line
-        .split("pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let hung: i32 = pid_after(&line, "pid ");
     assert!(before.contains(&hung));
     let line = c
         .corefit
@@ -515,16 +416,14 @@ fn a_hung_worker_fails_its_liveness_probes_and_is_replaced() {
     assert_eq!(doc["restarts"]["unresponsive"], 1, "{doc}");
     let after = answering(&c, 2);
     assert!(!after.contains(&hung) && after.intersection(&before).count() == 1);
-    c.corefit.signal(Signal::SIGTERM);
-    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }
 
 #[test]
 fn memory_report_lines_and_threshold_warnings_from_the_environment() {
     // ENABLE_MEMORY_MONITORING and MEMORY_THRESHOLD_MB, the names people use.
     let mut c = cluster(
-        "2",
-        &["--allow-oversubscribe", "--memory-interval", "100ms"],
+        "--memory-interval 100ms",
         &[
             ("ENABLE_MEMORY_MONITORING", "1"),
             ("MEMORY_THRESHOLD_MB", "1"),
@@ -565,6 +464,5 @@ fn memory_report_lines_and_threshold_warnings_from_the_environment() {
         "warned again without a new crossing"
     );
     assert_eq!(n, 2);
-    c.corefit.signal(Signal::SIGTERM);
-    assert_eq!(c.corefit.wait_exit(Duration::from_secs(15)), 0);
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }

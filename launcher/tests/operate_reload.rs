@@ -6,54 +6,25 @@
 //! and changes every worker pid; a replacement that never becomes ready aborts the
 //! reload and the old workers keep serving.
 
-mod operate_support;
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use operate_support::*;
-use supervise_support::*;
 
-fn start(
-    socket: &str,
-    port: u16,
-    control: &std::path::Path,
-    app_name: &str,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> Corefit {
-    let port_s = port.to_string();
-    let app_path = app(app_name);
-    let control_s = control.display().to_string();
-    let mut args = vec![
-        "--mode",
-        "cluster",
-        "--workers",
-        "2",
-        "--allow-oversubscribe",
-        "--socket",
-        socket,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port_s,
-        "--grace-period",
-        "5s",
-        "--control-socket",
-        &control_s,
-    ];
-    args.extend_from_slice(extra);
-    args.extend(["--", "node", &app_path]);
-    Corefit::start(&args, env)
+/// Two workers of `app_name` on free ports, with a control socket.
+fn start(socket: &str, app_name: &str, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
+    let args = Args::cluster(2)
+        .socket(socket)
+        .grace("5s")
+        .args(extra)
+        .node(app_name);
+    Cluster::start(args, env, None)
 }
 
 fn reload_under_load(socket: &str, by_signal: bool, app_name: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let control = dir.path().join("c.sock");
-    let port = free_port();
-    let mut corefit = start(socket, port, &control, app_name, &[], &[]);
+    let mut c = start(socket, app_name, &[], &[]);
+    let (port, control, corefit) = (c.port, c.control.clone(), &mut c.corefit);
     let before: BTreeSet<i32> = distinct_workers(port, 2, Duration::from_secs(15))
         .into_keys()
         .collect();
@@ -61,7 +32,7 @@ fn reload_under_load(socket: &str, by_signal: bool, app_name: &str) {
         (ready_pids(&control) == before).then_some(())
     });
 
-    let load = Load::start(port, 4);
+    let load = Load::start(port, 4, 0);
     load.wait_more(200, Duration::from_secs(20));
     if by_signal {
         corefit.signal(Signal::SIGHUP);
@@ -88,12 +59,10 @@ fn reload_under_load(socket: &str, by_signal: bool, app_name: &str) {
     let stats = load.finish();
 
     assert_eq!(
-        stats.failed,
+        stats.failures.len(),
         0,
-        "{socket} {app_name}: {} failed of {}: {:?}",
-        stats.failed,
-        stats.ok + stats.failed,
-        stats.errors
+        "{socket} {app_name}: {}",
+        stats.summary()
     );
     let after = ready_pids(&control);
     assert_eq!(after.len(), 2, "{after:?}");
@@ -144,18 +113,15 @@ fn reload_under_load_with_inject_fails_no_request() {
 #[test]
 fn a_replacement_never_ready_aborts_the_reload_and_the_old_workers_serve() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let control = dir.path().join("c.sock");
     let flag = dir.path().join("hang");
     let flag_s = flag.display().to_string();
-    let port = free_port();
-    let mut corefit = start(
+    let mut c = start(
         "proxy",
-        port,
-        &control,
         "ops_app.js",
         &["--ready-timeout", "1s"],
         &[("HANG_IF_EXISTS", &flag_s)],
     );
+    let (port, control, corefit) = (c.port, c.control.clone(), &mut c.corefit);
     let before: BTreeSet<i32> = distinct_workers(port, 2, Duration::from_secs(15))
         .into_keys()
         .collect();
@@ -169,12 +135,7 @@ fn a_replacement_never_ready_aborts_the_reload_and_the_old_workers_serve() {
     let hung = corefit
         .stderr
         .wait_line("not ready after", Duration::from_secs(1));
-    let hung_pid: i32 = hung
-        .split("replacement pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {hung:?}"));
+    let hung_pid: i32 = pid_after(&hung, "replacement pid ");
     wait_for(
         Duration::from_secs(5),
         "the hung replacement to be gone",
@@ -213,17 +174,13 @@ fn workers_alive(corefit: &mut Corefit) -> usize {
 fn a_second_sighup_is_coalesced_and_sigterm_during_a_reload_stops_cleanly() {
     // Each replacement says 'ready' 300 ms after listening: a reload of 2
     // takes over half a second, long enough to interrupt.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let control = dir.path().join("c.sock");
-    let port = free_port();
-    let mut corefit = start(
+    let mut c = start(
         "proxy",
-        port,
-        &control,
         "ops_app.js",
         &["--ready", "ipc"],
         &[("SEND_READY_AFTER_MS", "300")],
     );
+    let (port, control, corefit) = (c.port, c.control.clone(), &mut c.corefit);
     distinct_workers(port, 2, Duration::from_secs(15));
     wait_for(Duration::from_secs(10), "both workers ready", || {
         (ready_pids(&control).len() == 2).then_some(())
@@ -239,7 +196,7 @@ fn a_second_sighup_is_coalesced_and_sigterm_during_a_reload_stops_cleanly() {
     // draining for 100 ms may still be counted).
     let mut most = 0;
     wait_for(Duration::from_secs(20), "two reload rounds", || {
-        most = most.max(workers_alive(&mut corefit));
+        most = most.max(workers_alive(corefit));
         (corefit.stderr.text().matches("reload complete: 2").count() == 2).then_some(())
     });
     assert!(most <= 4, "up to {most} node processes during the reload");

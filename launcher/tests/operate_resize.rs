@@ -4,54 +4,31 @@
 //! few seconds; lowered again, it shrinks to 1 under a keep-alive load
 //! without a failed request. Root only (CI runs as root); never skips.
 
-mod operate_support;
-mod supervise_support;
-
-use std::path::{Path, PathBuf};
+use corefit_test_support::prelude::*;
 use std::time::Duration;
 
-use corefit::probe::mountinfo::{cgroup_mounts, memberships, path_below_mount};
 use nix::sys::signal::Signal;
-use operate_support::*;
-use supervise_support::*;
 
-/// A cgroup directory removed (rmdir) on drop, once empty.
-struct CgroupDir(PathBuf);
-
-impl Drop for CgroupDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
+/// A cpu cgroup below this process's, at 1 CPU.
+fn one_cpu(name: &str) -> CgroupDir {
+    let cg = CgroupDir::below_own("cpu", name);
+    cg.write("cpu.cfs_period_us", "100000");
+    cg.write("cpu.cfs_quota_us", "100000");
+    cg
 }
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
-}
-
-fn write(path: &Path, value: &str) {
-    std::fs::write(path, value)
-        .unwrap_or_else(|e| panic!("cannot write {value:?} to {}: {e}", path.display()));
-}
-
-/// This process's cgroup v1 `cpu` directory.
-fn own_cpu_dir() -> PathBuf {
-    let (mounts, _) = cgroup_mounts(&read("/proc/self/mountinfo"));
-    let mount = mounts
-        .iter()
-        .find(|m| m.has_controller("cpu") && m.fs_type == "cgroup")
-        .expect("no cgroup v1 cpu controller mounted (this test needs one)");
-    let (members, _) = memberships(&read("/proc/self/cgroup"));
-    let member = members
-        .iter()
-        .find(|m| m.controllers.iter().any(|c| c == "cpu"))
-        .expect("no cpu line in /proc/self/cgroup");
-    let rel = path_below_mount(&member.path, &mount.root).expect("cgroup path below its mount");
-    Path::new(&mount.mount_point).join(rel)
+/// ops_app.js under `--platform vps`, resized every 200 ms.
+fn resizing(port: u16, admin: u16) -> Args {
+    Args::new()
+        .opt("--platform", "vps")
+        .opt("--resize-interval", "200ms")
+        .port(port)
+        .admin(admin)
+        .node("ops_app.js")
 }
 
 fn health(admin_port: u16) -> Option<serde_json::Value> {
-    let r = get(admin_port, "/health", Duration::from_secs(5)).ok()?;
-    serde_json::from_str(&r.body).ok()
+    admin_json(admin_port, "/health")
 }
 
 fn wait_pool(admin_port: u16, n: u64, limit: Duration) {
@@ -64,7 +41,8 @@ fn wait_pool(admin_port: u16, n: u64, limit: Duration) {
 
 #[test]
 fn the_pool_follows_the_cgroup_cpu_quota() {
-    let euid = read("/proc/self/status")
+    let euid = std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned));
@@ -77,45 +55,14 @@ fn the_pool_follows_the_cgroup_cpu_quota() {
         std::thread::available_parallelism().map_or(0, |n| n.get()) >= 2,
         "needs at least 2 CPUs to show a pool of 2"
     );
-    let cg = CgroupDir(own_cpu_dir().join(format!("corefit-resize-{}", std::process::id())));
-    std::fs::create_dir(&cg.0)
-        .unwrap_or_else(|e| panic!("cannot create cgroup {}: {e}", cg.0.display()));
-    write(&cg.0.join("cpu.cfs_period_us"), "100000");
-    write(&cg.0.join("cpu.cfs_quota_us"), "100000");
+    let cg = one_cpu("corefit-resize");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let control = dir.path().join("c.sock").display().to_string();
-    let port = free_port();
-    let admin = free_port();
-    let (port_s, admin_s) = (port.to_string(), format!("127.0.0.1:{admin}"));
-    let app_path = app("ops_app.js");
-    let script = format!(
-        "echo $$ > '{}' && exec \"$@\"",
-        cg.0.join("cgroup.procs").display()
-    );
-    let mut corefit = Corefit::start_wrapped(
-        &["/bin/sh", "-c", &script, "sh"],
-        &[
-            "--platform",
-            "vps",
-            "--resize-interval",
-            "200ms",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port_s,
-            "--admin-addr",
-            &admin_s,
-            "--control-socket",
-            &control,
-            "--grace-period",
-            "5s",
-            "--",
-            "node",
-            &app_path,
-        ],
-        &[],
-    );
+    let (port, admin) = (free_port(), free_port());
+    let mut corefit = resizing(port, admin)
+        .control(&dir.path().join("c.sock"))
+        .grace("5s")
+        .start_wrapped(&["/bin/sh", "-c", &cg.enter_script(""), "sh"], &[]);
 
     // 1 CPU: one worker, behind the proxy (kept so the pool can grow).
     wait_pool(admin, 1, Duration::from_secs(15));
@@ -124,7 +71,7 @@ fn the_pool_follows_the_cgroup_cpu_quota() {
     assert_eq!(doc["socket"], "proxy");
 
     // 2 CPUs: two workers within a few seconds.
-    write(&cg.0.join("cpu.cfs_quota_us"), "200000");
+    cg.write("cpu.cfs_quota_us", "200000");
     wait_pool(admin, 2, Duration::from_secs(5));
     assert_eq!(health(admin).unwrap()["cpu"]["limit"], 2.0);
     distinct_workers(port, 2, Duration::from_secs(5));
@@ -133,13 +80,13 @@ fn the_pool_follows_the_cgroup_cpu_quota() {
         .wait_line("limits changed: CPUs 1 -> 2", Duration::from_secs(1));
 
     // Back to 1 CPU, under load: one worker, no failed request.
-    let load = Load::start(port, 4);
+    let load = Load::start(port, 4, 0);
     load.wait_more(100, Duration::from_secs(10));
-    write(&cg.0.join("cpu.cfs_quota_us"), "100000");
+    cg.write("cpu.cfs_quota_us", "100000");
     wait_pool(admin, 1, Duration::from_secs(10));
     load.wait_more(100, Duration::from_secs(10));
     let stats = load.finish();
-    assert_eq!(stats.failed, 0, "{:?}", stats.errors);
+    assert_eq!(stats.failures.len(), 0, "{}", stats.summary());
     assert_eq!(
         health(admin).unwrap()["restarts"]
             .as_object()
@@ -153,44 +100,14 @@ fn the_pool_follows_the_cgroup_cpu_quota() {
 
 #[test]
 fn an_explicit_worker_count_does_not_follow_the_quota() {
-    let cg = CgroupDir(own_cpu_dir().join(format!("corefit-resize-fixed-{}", std::process::id())));
-    std::fs::create_dir(&cg.0)
-        .unwrap_or_else(|e| panic!("cannot create cgroup {}: {e}", cg.0.display()));
-    write(&cg.0.join("cpu.cfs_period_us"), "100000");
-    write(&cg.0.join("cpu.cfs_quota_us"), "100000");
-    let port = free_port();
-    let admin = free_port();
-    let (port_s, admin_s) = (port.to_string(), format!("127.0.0.1:{admin}"));
-    let app_path = app("ops_app.js");
-    let script = format!(
-        "echo $$ > '{}' && exec \"$@\"",
-        cg.0.join("cgroup.procs").display()
-    );
-    let mut corefit = Corefit::start_wrapped(
-        &["/bin/sh", "-c", &script, "sh"],
-        &[
-            "--platform",
-            "vps",
-            "--workers",
-            "1",
-            "--resize-interval",
-            "200ms",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port_s,
-            "--admin-addr",
-            &admin_s,
-            "--control-socket",
-            "/nonexistent-dir/c.sock",
-            "--",
-            "node",
-            &app_path,
-        ],
-        &[],
-    );
+    let cg = one_cpu("corefit-resize-fixed");
+    let (port, admin) = (free_port(), free_port());
+    let mut corefit = resizing(port, admin)
+        .workers(1)
+        .opt("--control-socket", "/nonexistent-dir/c.sock")
+        .start_wrapped(&["/bin/sh", "-c", &cg.enter_script(""), "sh"], &[]);
     wait_pool(admin, 1, Duration::from_secs(15));
-    write(&cg.0.join("cpu.cfs_quota_us"), "200000");
+    cg.write("cpu.cfs_quota_us", "200000");
     let line = corefit
         .stderr
         .wait_line("limits changed: CPUs 1 -> 2", Duration::from_secs(5));

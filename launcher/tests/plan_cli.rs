@@ -1,9 +1,9 @@
 //! `corefit plan` through the real binary: text and JSON output, and bad
 //! input turned into a clear message and exit code 2.
 
-mod support;
-
 use std::process::{Command, Output};
+
+use corefit_test_support::facts::{copy_fixture, fixture};
 
 fn corefit(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_corefit"))
@@ -54,7 +54,7 @@ fn bad_flags_exit_2_naming_the_flag() {
 
 #[test]
 fn text_shows_inputs_decision_and_reasons() {
-    let root = support::fixture("cgroup-v1-comounted");
+    let root = fixture("cgroup-v1-comounted");
     let out = corefit(
         &["plan", "--probe-root", root.to_str().unwrap()],
         &[("KUBERNETES_SERVICE_HOST", "10.96.0.1")],
@@ -84,7 +84,7 @@ fn text_shows_inputs_decision_and_reasons() {
 
 #[test]
 fn json_is_one_document_with_the_documented_shape() {
-    let root = support::fixture("cgroup-v2-nested");
+    let root = fixture("cgroup-v2-nested");
     let out = corefit(
         &[
             "plan",
@@ -129,7 +129,7 @@ fn json_is_one_document_with_the_documented_shape() {
 
 #[test]
 fn garbage_cgroup_files_are_warnings_not_failures() {
-    let dir = support::copy_fixture("cgroup-v2-leaf");
+    let dir = copy_fixture("cgroup-v2-leaf");
     std::fs::write(
         dir.path().join("sys/fs/cgroup/kubepods/pod1/ctr/cpu.max"),
         "lots 100000",

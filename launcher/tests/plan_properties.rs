@@ -1,12 +1,10 @@
 //! Properties of the plan over arbitrary facts and overrides: never 0
 //! workers, never above its caps, never fewer workers when CPUs grow.
 
-mod support;
-
 use corefit::plan::facts::{Platform, PlatformKind};
 use corefit::plan::{plan, resolve, Env, FlagValues};
+use corefit_test_support::facts::{limits, MIB};
 use proptest::prelude::*;
-use support::{limits, MIB};
 
 fn platform() -> impl Strategy<Value = PlatformKind> {
     proptest::sample::select(PlatformKind::ALL.to_vec())

@@ -1,11 +1,9 @@
 //! The decision matrix as a table: one row per platform x CPU x memory
 //! case, covering every row of DESIGN.md's baseline and each refinement.
 
-mod support;
-
 use corefit::plan::facts::{Hint, Platform, PlatformKind};
 use corefit::plan::{plan, resolve, Env, FlagValues, Mode, Scaling};
-use support::{limits, with_cpuset, GIB, MIB};
+use corefit_test_support::facts::{limits, with_cpuset, GIB, MIB};
 
 struct Row {
     name: &'static str,

@@ -2,10 +2,23 @@
 //! must read right, plus every file made empty, non-numeric, negative and
 //! overflowing.
 
-mod support;
-
 use corefit::plan::facts::{CgroupLayout, CgroupVersion};
-use support::{copy_fixture, fixture, probe};
+use corefit::probe::{self, LiveFacts, Warnings};
+use corefit_test_support::facts::{copy_fixture, fixture};
+
+/// Live facts for fixtures: no affinity mask, sysconf says 1 (the fixtures'
+/// `cpu/online` says 8, so a fallback to sysconf would show).
+const FIXTURE_LIVE: LiveFacts = LiveFacts {
+    affinity_cpus: None,
+    sysconf_cpus: 1,
+};
+
+/// Probes a tree.
+fn probe(root: &std::path::Path) -> (corefit::plan::facts::Limits, Warnings) {
+    let mut w = Warnings::new();
+    let l = probe::limits(root, FIXTURE_LIVE, &mut w);
+    (l, w)
+}
 
 const MIB: u64 = 1024 * 1024;
 
@@ -253,8 +266,7 @@ fn garbage_proc_files_degrade_to_host_facts_with_warnings() {
             "{what}: {w:?}"
         );
         assert_eq!(
-            l.cpu.host_cpus,
-            support::FIXTURE_LIVE.sysconf_cpus,
+            l.cpu.host_cpus, FIXTURE_LIVE.sysconf_cpus,
             "{what}: falls back to sysconf"
         );
         // The cgroup limits are still read.

@@ -14,25 +14,19 @@
 //!   `--help`, JSON logs with memory monitoring through a crash and
 //!   restart, `status`, `/health`, `/metrics`.
 //!
-//! Figures go to tests/common/record.rs (`COREFIT_RELIABILITY_OUT`).
+//! Figures go to test-support/src/record.rs (`COREFIT_RELIABILITY_OUT`).
 
-mod operate_support;
-#[path = "../../tests/common/record.rs"]
-mod record;
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use operate_support::{ctl, status_json};
-use supervise_support::*;
 
 /// `nobody` on Debian; any uid other than corefit's would do.
 const OTHER_UID: u32 = 65534;
@@ -40,50 +34,41 @@ const OTHER_UID: u32 = 65534;
 /// `corefit ARGS --control-socket SOCKET` as `uid`:`uid` (no groups: std
 /// drops the supplementary groups when a root parent sets the uid).
 fn ctl_as(uid: u32, socket: &Path, args: &[&str]) -> Output {
-    Command::new(COREFIT)
-        .args(args)
-        .arg("--control-socket")
-        .arg(socket)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    ctl_command(socket, args)
         .uid(uid)
         .gid(uid)
         .output()
         .expect("run corefit as another user")
 }
 
+/// Runs each of `commands` as `uid`: each must fail (exit 1) saying
+/// `refusal`, printing nothing on stdout. Returns how many were refused.
+fn refused_to(uid: u32, socket: &Path, commands: &[&[&str]], refusal: &str) -> usize {
+    for args in commands {
+        let out = ctl_as(uid, socket, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(refusal), "{args:?}: {}", text(&out));
+        assert!(out.stdout.is_empty(), "{args:?} printed: {}", text(&out));
+    }
+    commands.len()
+}
+
 /// Two `sleep` workers, ready at start, nothing bound: a cluster whose
 /// state changes only if someone changes it.
 fn sleepers(control: &Path, extra: &[&str], env: &[(&str, &str)]) -> Corefit {
-    let args = sleeper_args(control, extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Corefit::start(&args, env)
+    sleeper_args(control, extra).start(env)
 }
 
 /// corefit's arguments for [`sleepers`].
-fn sleeper_args(control: &Path, extra: &[&str]) -> Vec<String> {
-    let base = free_port_range(2).to_string();
-    let control = control.display().to_string();
-    let mut args = vec![
-        "--mode",
-        "cluster",
-        "--workers",
-        "2",
-        "--allow-oversubscribe",
-        "--socket",
-        "none",
-        "--ready",
-        "none",
-        "--port",
-        &base,
-        "--grace-period",
-        "2s",
-        "--control-socket",
-        &control,
-    ];
-    args.extend_from_slice(extra);
-    args.extend(["--", "sleep", "600"]);
-    args.into_iter().map(str::to_owned).collect()
+fn sleeper_args(control: &Path, extra: &[&str]) -> Args {
+    Args::cluster(2)
+        .socket("none")
+        .ready("none")
+        .opt("--port", free_port_range(2))
+        .grace("2s")
+        .control(control)
+        .args(extra)
+        .command(["sleep", "600"])
 }
 
 /// (id, pid, phase, restarts) of each worker, per `status --json`.
@@ -148,33 +133,16 @@ fn the_control_socket_refuses_other_users_by_mode_and_by_peer_uid() {
         &["stop"],
     ];
     // 1. The file's mode: connect() itself fails.
-    let mut by_mode = 0;
-    for args in commands {
-        let out = ctl_as(OTHER_UID, &socket, args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        assert!(
-            text(&out).contains("Permission denied"),
-            "{args:?}: {}",
-            text(&out)
-        );
-        assert!(out.stdout.is_empty(), "{args:?} printed: {}", text(&out));
-        by_mode += 1;
-    }
+    let by_mode = refused_to(OTHER_UID, &socket, &commands, "Permission denied");
     // 2. The peer-uid check: with the file opened to everyone (a careless
     // chmod, a umask), the server still answers only its own user.
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let mut by_uid = 0;
-    for args in commands {
-        let out = ctl_as(OTHER_UID, &socket, args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        assert!(
-            text(&out).contains("permission denied: only corefit's own user may control it"),
-            "{args:?}: {}",
-            text(&out)
-        );
-        assert!(out.stdout.is_empty(), "{args:?} printed: {}", text(&out));
-        by_uid += 1;
-    }
+    let by_uid = refused_to(
+        OTHER_UID,
+        &socket,
+        &commands,
+        "permission denied: only corefit's own user may control it",
+    );
     // Nothing happened: same workers, same pids, still running.
     assert_eq!(workers(&socket), before);
     assert!(corefit.try_status().is_none(), "corefit stopped");
@@ -183,7 +151,7 @@ fn the_control_socket_refuses_other_users_by_mode_and_by_peer_uid() {
     }
     corefit.signal(Signal::SIGTERM);
     assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
-    record::record(
+    record(
         "security",
         "control socket: another user",
         "status, status --json, reload, scale, stop as uid 65534: socket 0600, then opened to 0666",
@@ -207,9 +175,7 @@ fn a_non_root_corefit_answers_its_own_user_and_no_other() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let socket = dir.path().join("c.sock");
     let owner_s = owner.to_string();
-    let args = sleeper_args(&socket, &[]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut corefit = Corefit::start_wrapped(
+    let mut corefit = sleeper_args(&socket, &[]).start_wrapped(
         &[
             "setpriv",
             "--reuid",
@@ -218,7 +184,6 @@ fn a_non_root_corefit_answers_its_own_user_and_no_other() {
             &owner_s,
             "--clear-groups",
         ],
-        &args,
         &[],
     );
     let before = wait_ready(&socket, 2);
@@ -242,7 +207,7 @@ fn a_non_root_corefit_answers_its_own_user_and_no_other() {
     let out = ctl_as(owner, &socket, &["stop"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
-    record::record(
+    record(
         "security",
         "control socket: non-root corefit",
         "corefit as uid 4242, socket opened to 0666; uid 4343 asks status and stop, uid 4242 asks status and stop",
@@ -344,7 +309,7 @@ fn the_admin_endpoint_changes_nothing() {
     assert!(corefit.try_status().is_none(), "corefit stopped");
     corefit.signal(Signal::SIGTERM);
     assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
-    record::record(
+    record(
         "security",
         "admin endpoint: write methods",
         "POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT and made-up methods with a JSON body, on 13 paths",
@@ -428,47 +393,24 @@ fn secret_env_values_are_never_printed() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("c.sock");
     let admin = free_port();
-    let admin_addr = format!("127.0.0.1:{admin}");
-    let base = free_port_range(2).to_string();
     let marks = dir.path().display().to_string();
     let script = r#"printf %s "$DB_PASSWORD" > "$MARKS/seen.$COREFIT_WORKER_ID"
 if [ -e "$MARKS/crashed.$COREFIT_WORKER_ID" ]; then exec sleep 600; fi
 touch "$MARKS/crashed.$COREFIT_WORKER_ID"; sleep 0.2; exit 3"#;
-    let socket_s = socket.display().to_string();
     let mut run_env = env.clone();
     run_env.push(("MARKS", &marks));
-    let mut corefit = Corefit::start(
-        &[
-            "--mode",
-            "cluster",
-            "--workers",
-            "2",
-            "--allow-oversubscribe",
-            "--socket",
-            "none",
-            "--ready",
-            "none",
-            "--port",
-            &base,
-            "--log-format",
-            "json",
-            "--log-prefix",
-            "--memory-monitoring",
-            "--memory-interval",
-            "100ms",
-            "--grace-period",
-            "2s",
-            "--control-socket",
-            &socket_s,
-            "--admin-addr",
-            &admin_addr,
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        &run_env,
-    );
+    let mut corefit = Args::cluster(2)
+        .socket("none")
+        .ready("none")
+        .opt("--port", free_port_range(2))
+        .opt("--log-format", "json")
+        .args(["--log-prefix", "--memory-monitoring"])
+        .opt("--memory-interval", "100ms")
+        .grace("2s")
+        .control(&socket)
+        .admin(admin)
+        .command(["sh", "-c", script])
+        .start(&run_env);
     corefit
         .stderr
         .wait_line("exited with code 3", Duration::from_secs(15));
@@ -509,7 +451,7 @@ touch "$MARKS/crashed.$COREFIT_WORKER_ID"; sleep 0.2; exit 3"#;
         "not all JSON: {log}"
     );
     assert_eq!(after.len(), 2);
-    record::record(
+    record(
         "security",
         "launcher: secret env values",
         "DB_PASSWORD, API_TOKEN, AWS_SECRET_ACCESS_KEY, GITHUB_PRIVATE_KEY, SERVICE_CREDENTIALS: plan (text, JSON, command, bad setting), --help, JSON log with memory monitoring through a crash and restart, status, /health, /metrics",

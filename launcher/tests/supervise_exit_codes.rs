@@ -2,12 +2,9 @@
 //! signal N, 127 for a missing command, 126 for one that cannot be run.
 //! The worker is a real Node.js process.
 
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
-
-use supervise_support::*;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -85,7 +82,9 @@ fn missing_command_is_127_and_non_executable_is_126() {
 
 #[test]
 fn no_command_is_a_usage_error() {
-    let out = clean_command(&[], &[]).output().expect("run corefit");
+    let out = clean_command::<&str>(&[], &[])
+        .output()
+        .expect("run corefit");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nothing to run"), "{err}");

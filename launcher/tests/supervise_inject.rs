@@ -2,81 +2,26 @@
 //! `listen(PORT)` / `bind(("", PORT))` share corefit's one listening
 //! socket, with no proxy in the path; static programs are refused.
 
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use supervise_support::*;
 
 const STARTUP: Duration = Duration::from_secs(15);
 const STOP: Duration = Duration::from_secs(10);
 
-fn inject_args(port: &str) -> Vec<&str> {
-    vec![
-        "--mode",
-        "cluster",
-        "--workers",
-        "2",
-        "--allow-oversubscribe",
-        "--socket",
-        "inject",
-        "--shared-sockets",
-        "one",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        port,
-        "--grace-period",
-        "5s",
-    ]
-}
-
-/// Socket inodes a process holds.
-fn socket_inodes(pid: i32) -> BTreeSet<u64> {
-    let mut out = BTreeSet::new();
-    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        for e in dir.flatten() {
-            if let Ok(t) = std::fs::read_link(e.path()) {
-                let t = t.to_string_lossy().into_owned();
-                if let Some(i) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
-                    out.insert(i.parse().unwrap());
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Inodes of every TCP socket listening on `port` (state 0A).
-fn listening_inodes(port: u16) -> BTreeSet<u64> {
-    let mut out = BTreeSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let local = f
-                .get(1)
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local == Some(port) && f.get(3) == Some(&"0A") {
-                if let Some(i) = f.get(9).and_then(|i| i.parse().ok()) {
-                    out.insert(i);
-                }
-            }
-        }
-    }
-    out
+fn inject_args(port: u16) -> Args {
+    Args::cluster(2)
+        .socket("inject")
+        .opt("--shared-sockets", "one")
+        .port(port)
+        .grace("5s")
 }
 
 fn two_workers_one_socket(cmd: &[&str]) {
     let port = free_port();
-    let p = port.to_string();
-    let mut args = inject_args(&p);
-    args.push("--");
-    args.extend_from_slice(cmd);
-    let mut corefit = Corefit::start(&args, &[]);
+    let mut corefit = inject_args(port).command(cmd).start(&[]);
     let seen = distinct_workers(port, 2, STARTUP);
     let ids: BTreeSet<&str> = seen.values().map(String::as_str).collect();
     assert_eq!(ids, BTreeSet::from(["0", "1"]), "worker ids");
@@ -132,18 +77,15 @@ fn unmodified_python_workers_share_one_socket() {
 
 #[test]
 fn static_programs_are_refused_with_a_clear_message() {
-    let port = free_port().to_string();
-    let mut args = inject_args(&port);
-    args.extend_from_slice(&["--", "/bin/busybox", "httpd", "-f", "-p", &port]);
-    let out = clean_command(&args, &[]).output().expect("run corefit");
+    let port = free_port();
+    let out = inject_args(port)
+        .command(["/bin/busybox", "httpd", "-f", "-p", &port.to_string()])
+        .output(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("statically linked") && stderr.contains("--socket proxy"),
         "{stderr}"
     );
-    assert!(
-        listening_inodes(port.parse().unwrap()).is_empty(),
-        "nothing was started"
-    );
+    assert!(listening_inodes(port).is_empty(), "nothing was started");
 }

@@ -1,48 +1,23 @@
 //! Crash loops, graceful shutdown and the grace period, through the real
 //! binary and the real Node.js app.
 
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use supervise_support::*;
 
-fn cluster(port: &str, extra: &[&str], cmd: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "--mode",
-        "cluster",
-        "--workers",
-        "2",
-        "--allow-oversubscribe",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        port,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v.push("--".into());
-    v.extend(cmd.iter().map(|s| s.to_string()));
-    v
-}
-
-fn start(args: &[String], env: &[(&str, &str)]) -> Corefit {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Corefit::start(&refs, env)
+/// Two workers on `port` of 127.0.0.1.
+fn cluster(port: u16) -> Args {
+    Args::cluster(2).port(port)
 }
 
 #[test]
 fn always_crashing_command_exits_non_zero_after_the_respawn_limit() {
-    let port = free_port().to_string();
-    let args = cluster(
-        &port,
-        &["--respawn-limit", "3", "--backoff", "20ms"],
-        &["node", "-e", "console.error('boom'); process.exit(3)"],
-    );
-    let mut corefit = start(&args, &[]);
+    let mut corefit = cluster(free_port())
+        .opt("--respawn-limit", 3)
+        .opt("--backoff", "20ms")
+        .command(["node", "-e", "console.error('boom'); process.exit(3)"])
+        .start(&[]);
     let code = corefit.wait_exit(Duration::from_secs(30));
     assert_eq!(code, 3, "exit code is the failing worker's");
     let err = corefit.stderr.text();
@@ -72,21 +47,12 @@ fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
         ("shared", "one"),
     ] {
         let port = free_port();
-        let port_s = port.to_string();
-        let server = app("server.js");
-        let args = cluster(
-            &port_s,
-            &[
-                "--socket",
-                socket,
-                "--shared-sockets",
-                shared_sockets,
-                "--grace-period",
-                "10s",
-            ],
-            &["node", &server],
-        );
-        let mut corefit = start(&args, &[]);
+        let mut corefit = cluster(port)
+            .socket(socket)
+            .opt("--shared-sockets", shared_sockets)
+            .grace("10s")
+            .node("server.js")
+            .start(&[]);
         let workers: Vec<i32> = distinct_workers(port, 2, Duration::from_secs(15))
             .into_keys()
             .collect();
@@ -118,10 +84,10 @@ fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
 #[test]
 fn worker_ignoring_sigterm_is_killed_after_the_grace_period() {
     let port = free_port();
-    let port_s = port.to_string();
-    let server = app("server.js");
-    let args = cluster(&port_s, &["--grace-period", "1s"], &["node", &server]);
-    let mut corefit = start(&args, &[("IGNORE_SIGTERM", "1")]);
+    let mut corefit = cluster(port)
+        .grace("1s")
+        .node("server.js")
+        .start(&[("IGNORE_SIGTERM", "1")]);
     let workers: Vec<i32> = distinct_workers(port, 2, Duration::from_secs(15))
         .into_keys()
         .collect();

@@ -2,13 +2,11 @@
 //! come to it and are reaped, SIGTERM stops it gracefully, and exit codes
 //! pass through. Needs root (`unshare --pid`), as the test command runs.
 
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use supervise_support::*;
 
 const UNSHARE: [&str; 4] = ["unshare", "--pid", "--fork", "--kill-child"];
 

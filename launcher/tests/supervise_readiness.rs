@@ -2,39 +2,24 @@
 //! by `READY=1` on `NOTIFY_SOCKET`; a worker never ready is killed after
 //! the readiness timeout and restarted.
 
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use supervise_support::*;
 
-fn args<'a>(port: &'a str, extra: &[&'a str], app: &'a str) -> Vec<&'a str> {
-    let mut v = vec![
-        "--mode",
-        "cluster",
-        "--workers",
-        "2",
-        "--allow-oversubscribe",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        port,
-    ];
-    v.extend_from_slice(extra);
-    v.extend(["--", "python3", app]);
-    v
+/// Two workers of tests/apps/notify_server.py on `port` of 127.0.0.1.
+fn notify_server(port: u16) -> Args {
+    Args::cluster(2)
+        .port(port)
+        .command(["python3".to_owned(), app("notify_server.py")])
 }
 
 #[test]
 fn proxy_routes_only_workers_that_sent_ready() {
     let port = free_port();
-    let port_s = port.to_string();
-    let app_path = app("notify_server.py");
-    let mut corefit = Corefit::start(
-        &args(&port_s, &["--ready", "notify"], &app_path),
-        &[("READY_DELAY_MS", "400")],
-    );
+    let mut corefit = notify_server(port)
+        .ready("notify")
+        .start(&[("READY_DELAY_MS", "400")]);
     // The proxy holds the first connection until a worker is ready, so
     // even a request sent right away is answered, and by a ready worker.
     let first = wait_for(Duration::from_secs(10), "the proxy's port", || {
@@ -59,25 +44,12 @@ fn proxy_routes_only_workers_that_sent_ready() {
 
 #[test]
 fn worker_never_ready_is_killed_after_the_timeout() {
-    let port = free_port().to_string();
-    let app_path = app("notify_server.py");
-    let mut corefit = Corefit::start(
-        &args(
-            &port,
-            &[
-                "--ready",
-                "notify",
-                "--ready-timeout",
-                "500ms",
-                "--respawn-limit",
-                "1",
-                "--backoff",
-                "10ms",
-            ],
-            &app_path,
-        ),
-        &[("NEVER_READY", "1")],
-    );
+    let mut corefit = notify_server(free_port())
+        .ready("notify")
+        .opt("--ready-timeout", "500ms")
+        .opt("--respawn-limit", 1)
+        .opt("--backoff", "10ms")
+        .start(&[("NEVER_READY", "1")]);
     let code = corefit.wait_exit(Duration::from_secs(20));
     assert_ne!(code, 0);
     let err = corefit.stderr.text();

@@ -1,12 +1,10 @@
 //! No zombie is left: orphans of workers come to corefit (PID 1 or child
 //! subreaper) and are reaped.
 
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use supervise_support::*;
 
 /// Reads "orphan <pid>" lines the app printed (passed through by corefit).
 fn orphan_pids(corefit: &Corefit, at_least: usize) -> Vec<i32> {
@@ -41,29 +39,13 @@ fn assert_adopted_and_reaped(corefit: &Corefit, orphans: &[i32]) {
 
 #[test]
 fn worker_that_forks_a_grandchild_and_exits_leaves_no_zombie() {
-    let port = free_port().to_string();
-    let orphans = app("orphans.js");
-    let mut corefit = Corefit::start(
-        &[
-            "--mode",
-            "cluster",
-            "--workers",
-            "2",
-            "--allow-oversubscribe",
-            "--socket",
-            "none",
-            "--ready",
-            "none",
-            "--port",
-            &port,
-            "--backoff",
-            "300ms",
-            "--",
-            "node",
-            &orphans,
-        ],
-        &[("EXIT_AFTER_FORK", "1")],
-    );
+    let mut corefit = Args::cluster(2)
+        .socket("none")
+        .ready("none")
+        .opt("--port", free_port())
+        .opt("--backoff", "300ms")
+        .node("orphans.js")
+        .start(&[("EXIT_AFTER_FORK", "1")]);
     let pids = orphan_pids(&corefit, 2);
     assert_adopted_and_reaped(&corefit, &pids[..2]);
     // The workers themselves were reaped and restarted; nothing under

@@ -2,41 +2,21 @@
 //! worker id and requests succeed again within 1 s. (One test per binary
 //! file here, so no other test competes for the CPU while it measures.)
 
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use supervise_support::*;
 
 fn replaced_within_a_second(socket: &str, shared_sockets: &str) {
     let port = free_port();
-    let port_s = port.to_string();
-    let server = app("server.js");
-    let mut corefit = Corefit::start(
-        &[
-            "--mode",
-            "cluster",
-            "--workers",
-            "2",
-            "--allow-oversubscribe",
-            "--socket",
-            socket,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port_s,
-            "--grace-period",
-            "5s",
-            "--shared-sockets",
-            shared_sockets,
-            "--",
-            "node",
-            &server,
-        ],
-        &[],
-    );
+    let mut corefit = Args::cluster(2)
+        .socket(socket)
+        .port(port)
+        .grace("5s")
+        .opt("--shared-sockets", shared_sockets)
+        .node("server.js")
+        .start(&[]);
     let seen = distinct_workers(port, 2, Duration::from_secs(15));
     let (&victim, victim_id) = seen
         .iter()
@@ -69,12 +49,7 @@ fn replaced_within_a_second(socket: &str, shared_sockets: &str) {
         started_after <= Duration::from_secs(1),
         "{socket}: replacement started {started_after:?} after the kill"
     );
-    let new_pid: i32 = line
-        .split("pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let new_pid: i32 = pid_after(&line, "pid ");
     // /proc/PID/environ reads empty for a moment after spawn() returns:
     // exec closes the close-on-exec pipe spawn() waits on before the new
     // image's environment is in place (seen once in CI). Wait for it.

@@ -2,33 +2,18 @@
 //! from a client are answered by N distinct worker processes, each one a
 //! child of corefit with its own worker id.
 
-mod supervise_support;
-
+use corefit_test_support::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use supervise_support::*;
 
 const STARTUP: Duration = Duration::from_secs(15);
 const STOP: Duration = Duration::from_secs(10);
 
-fn cluster_args<'a>(port: &'a str, socket: &'a str, workers: &'a str) -> Vec<&'a str> {
-    vec![
-        "--mode",
-        "cluster",
-        "--workers",
-        workers,
-        "--allow-oversubscribe",
-        "--socket",
-        socket,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        port,
-        "--grace-period",
-        "5s",
-    ]
+/// `workers` workers behind `--socket socket` on `port` of 127.0.0.1.
+fn cluster(port: u16, socket: &str, workers: u32) -> Args {
+    Args::cluster(workers).socket(socket).port(port).grace("5s")
 }
 
 /// Asserts `seen` are `n` distinct children of corefit with ids 0..n.
@@ -62,12 +47,8 @@ fn stop_cleanly(mut corefit: Corefit, workers: &[i32]) {
 
 #[test]
 fn proxy_spreads_connections_over_distinct_workers() {
-    let port = free_port().to_string();
-    let server = app("server.js");
-    let mut args = cluster_args(&port, "proxy", "3");
-    args.extend(["--", "node", &server]);
-    let mut corefit = Corefit::start(&args, &[]);
-    let port: u16 = port.parse().unwrap();
+    let port = free_port();
+    let mut corefit = cluster(port, "proxy", 3).node("server.js").start(&[]);
     let seen = distinct_workers(port, 3, STARTUP);
     assert_workers(&mut corefit, &seen, 3);
     // Workers listen on private ports, not the public one.
@@ -79,42 +60,12 @@ fn proxy_spreads_connections_over_distinct_workers() {
     stop_cleanly(corefit, &seen.keys().copied().collect::<Vec<_>>());
 }
 
-/// Inodes of the TCP sockets listening on 127.0.0.1:`port`.
-fn listening_inodes(port: u16) -> BTreeSet<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    let local = format!("0100007F:{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| f[9].parse().ok())?
-        })
-        .collect()
-}
-
-/// Socket inodes open in process `pid`.
-fn socket_inodes(pid: i32) -> BTreeSet<u64> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("fd dir")
-        .filter_map(|e| {
-            let link = std::fs::read_link(e.ok()?.path()).ok()?;
-            let link = link.to_str()?;
-            link.strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
 fn shared_mode(kind: &str) {
-    let port = free_port().to_string();
-    let server = app("server.js");
-    let mut args = cluster_args(&port, "shared", "2");
-    args.extend(["--shared-sockets", kind, "--", "node", &server]);
-    let mut corefit = Corefit::start(&args, &[]);
-    let port: u16 = port.parse().unwrap();
+    let port = free_port();
+    let mut corefit = cluster(port, "shared", 2)
+        .opt("--shared-sockets", kind)
+        .node("server.js")
+        .start(&[]);
     let seen = distinct_workers(port, 2, STARTUP);
     assert_workers(&mut corefit, &seen, 2);
     // server.js only takes fd 3 when LISTEN_FDS=1 and LISTEN_PID is its
@@ -171,12 +122,10 @@ fn shared_per_worker_sockets_are_not_leaked_between_workers() {
 
 #[test]
 fn reuseport_workers_bind_the_same_port() {
-    let port = free_port().to_string();
-    let server = app("reuseport_server.py");
-    let mut args = cluster_args(&port, "reuseport", "2");
-    args.extend(["--", "python3", &server]);
-    let mut corefit = Corefit::start(&args, &[]);
-    let port: u16 = port.parse().unwrap();
+    let port = free_port();
+    let mut corefit = cluster(port, "reuseport", 2)
+        .command(["python3".to_owned(), app("reuseport_server.py")])
+        .start(&[]);
     let seen = distinct_workers(port, 2, STARTUP);
     assert_workers(&mut corefit, &seen, 2);
     stop_cleanly(corefit, &seen.keys().copied().collect::<Vec<_>>());
@@ -185,11 +134,7 @@ fn reuseport_workers_bind_the_same_port() {
 #[test]
 fn none_gives_each_worker_its_own_port() {
     let base = free_port_range(2);
-    let base_s = base.to_string();
-    let server = app("server.js");
-    let mut args = cluster_args(&base_s, "none", "2");
-    args.extend(["--", "node", &server]);
-    let mut corefit = Corefit::start(&args, &[]);
+    let mut corefit = cluster(base, "none", 2).node("server.js").start(&[]);
     let mut pids = Vec::new();
     for id in 0..2u16 {
         let (pid, worker) = wait_for(STARTUP, "worker on its own port", || whoami(base + id).ok());
@@ -213,19 +158,12 @@ fn none_gives_each_worker_its_own_port() {
 
 #[test]
 fn workers_get_the_plan_environment_and_json_logs() {
-    let port = free_port().to_string();
-    let server = app("server.js");
-    let mut args = cluster_args(&port, "proxy", "2");
-    args.extend([
-        "--log-format",
-        "json",
-        "--log-prefix",
-        "--",
-        "node",
-        &server,
-    ]);
-    let corefit = Corefit::start(&args, &[]);
-    let port: u16 = port.parse().unwrap();
+    let port = free_port();
+    let corefit = cluster(port, "proxy", 2)
+        .opt("--log-format", "json")
+        .arg("--log-prefix")
+        .node("server.js")
+        .start(&[]);
     let seen = distinct_workers(port, 2, STARTUP);
     let env = get(port, "/env", Duration::from_secs(5)).unwrap().json();
     assert_eq!(env["COREFIT_WORKERS"], "2");

@@ -8,6 +8,8 @@
 //!   it started and every process seen under it; [`corefit::Cluster`], a
 //!   corefit on free ports with its admin endpoint and control socket; the
 //!   control subcommands.
+//! - [`cgroup`] (feature `launcher`): cgroup v1 directories made below
+//!   the test's own, and a wrapper that runs a command inside one.
 //! - [`process`] (feature `launcher`): `/proc` (parents, zombies, run
 //!   marks, orphans), signals to pids the test picked.
 //! - [`http`]: plain HTTP/1.1 to 127.0.0.1, free ports, the admin
@@ -34,6 +36,8 @@ pub mod load;
 pub mod record;
 pub mod wait;
 
+#[cfg(feature = "launcher")]
+pub mod cgroup;
 #[cfg(feature = "launcher")]
 pub mod corefit;
 #[cfg(feature = "launcher")]
@@ -75,6 +79,7 @@ pub fn app(name: &str) -> String {
 pub mod prelude {
     pub use crate::app;
     pub use crate::args::Args;
+    pub use crate::cgroup::CgroupDir;
     pub use crate::corefit::*;
     pub use crate::http::*;
     pub use crate::load::*;

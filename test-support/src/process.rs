@@ -99,6 +99,17 @@ pub fn listening_inodes(port: u16) -> BTreeSet<u64> {
     out
 }
 
+/// The pid written after `marker` in a log line, up to the next space
+/// ("pid 42 ready" with marker "pid "); panics naming the line when
+/// there is none.
+pub fn pid_after(line: &str, marker: &str) -> i32 {
+    line.split(marker)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid after {marker:?} in {line:?}"))
+}
+
 /// Descendants of `root` in state Z right now.
 pub fn zombies_under(root: i32) -> Vec<i32> {
     descendants_of(root)
