@@ -27,39 +27,50 @@
 //!    only), re-exported here; the operator uses the same crate.
 //! 4. [`explain`] renders the inputs, the decision and the reasons as text
 //!    or as one JSON document (see `docs/plan-json.md`).
-//! 5. [`supervise`] runs the plan (`corefit [flags] -- CMD ARGS...`): a
-//!    pure state machine (`supervise::machine`) decides, one event loop
-//!    (`supervise::runtime`) acts. Each worker runs in its own process
-//!    group with the plan's environment and a `PORT` chosen by the socket
-//!    strategy (`proxy`: corefit balances connections over private loopback
-//!    ports; `shared`: corefit binds and hands the listening socket over as
-//!    fd 3 with `LISTEN_PID` set to the worker's own pid, one SO_REUSEPORT
-//!    socket per worker by default or one for all; `reuseport`; `none`).
-//!    corefit reaps every child (`waitpid(-1)` until empty, as tini;
-//!    subreaper when not PID 1), forwards signals to the groups, restarts
-//!    crashed workers with exponential backoff up to a respawn limit, and
-//!    on SIGTERM/SIGINT stops accepting, forwards, waits the grace period,
-//!    then SIGKILLs. Exit codes are tini's (own code, 128+N, 127, 126).
+//! 5. [`supervise`] runs the plan (`corefit [flags] -- CMD ARGS...`).
+//!    Decisions are pure: `supervise::settings` resolves the strategy,
+//!    readiness, restart policy and the machine's policy from the config
+//!    and the plan; `supervise::launch` decides each worker's
+//!    environment, port, descriptors and argv; `supervise::machine` is
+//!    the state machine (`handle(now, Event) -> Vec<Action>`), one
+//!    `Slot` per worker id, emitting typed notices. `supervise::runtime`
+//!    performs the effects through `supervise::process` (spawn in its
+//!    own process group, reaping with `waitpid(-1)` until empty as tini,
+//!    subreaper when not PID 1, signals, OOM scores, the fd-3 handoff),
+//!    `supervise::net` (sockets, readiness and liveness probes, the
+//!    proxy) and `supervise::report` (log lines rendered from notices as
+//!    text or JSON with their fields, the cluster snapshot, the sampler).
+//!    Socket strategies: `proxy` (corefit balances connections over
+//!    private loopback ports), `shared` (corefit binds and hands the
+//!    socket over as fd 3 with `LISTEN_PID` set to the worker's own pid,
+//!    one SO_REUSEPORT socket per worker by default or one for all),
+//!    `inject`, `reuseport`, `none`. Crashed workers restart with
+//!    exponential backoff up to a respawn limit; SIGTERM/SIGINT stop
+//!    accepting, forward, wait the grace period, then SIGKILL. Every exit
+//!    code is in [`exit`]'s one table (tini's: own code, 128+N, 127, 126).
 //! 6. Operating a running cluster: SIGHUP / `corefit reload` replaces the
-//!    workers one at a time (the machine holds two processes for one
-//!    worker id meanwhile: the old one is *retired* once its replacement
-//!    is ready and routed; a replacement never ready aborts the reload);
-//!    SIGTTIN / SIGTTOU / `corefit scale` change the count within the
-//!    plan's caps ([`control::scale`]); the [`control`] socket answers
-//!    `status | reload | scale | stop`; the runtime publishes a
+//!    workers one at a time (the worker's slot is `Replacing { old, new }`
+//!    meanwhile; the old process leaves once its replacement is ready and
+//!    routed; a replacement never ready aborts the reload); SIGTTIN /
+//!    SIGTTOU / `corefit scale` change the count within the plan's caps
+//!    (admitted by `supervise::machine::admission`, resolved by
+//!    [`control::scale`]); the [`control`] socket answers `status |
+//!    reload | scale | stop`; the runtime publishes a
 //!    [`observe::ClusterSnapshot`] on a watch channel after every batch of
 //!    events for the read-only [`admin`] endpoint; each worker's process
-//!    tree is sampled on an interval (`supervise::sampler`) for status,
-//!    metrics, warnings and a memory ceiling that replaces the worker.
+//!    tree is sampled on an interval (`supervise::report::sampler`) for
+//!    status, metrics, warnings and a memory ceiling that replaces the
+//!    worker.
 //!
 //! ```text
-//!  signals, SIGCHLD (reap), readiness, timers
+//!  signals, SIGCHLD (reap), readiness, timers, control
 //!        │ Event                      Action │ spawn, killpg, route,
-//!        ▼                                   │ stop accepting, log, exit
+//!        ▼                                   │ stop accepting, notice, exit
 //!  ┌──────────────────┐  handle(now, ev) ┌───┴──────────────┐
 //!  │ runtime (tokio,  │ ───────────────▶ │ machine::        │
 //!  │ current thread)  │ ◀─────────────── │ Supervisor (pure)│
 //!  └──────────────────┘   Vec<Action>    └──────────────────┘
+//!    executes settings::Settings and launch::LaunchPlan (pure)
 //! ```
 //!
 //! Guarantees: the plan never yields 0 workers, never exceeds its caps

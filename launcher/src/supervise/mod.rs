@@ -1,12 +1,26 @@
 //! Supervision: running the plan's workers the way tini, gunicorn and PM2's
-//! cluster mode do. Decisions are pure; effects live in their own homes.
+//! cluster mode do. Every decision is a plain function over plain data;
+//! the runtime performs effects, one step at a time.
 //!
-//! - [`machine`]: the rules, as a pure state machine (`handle(now, Event) -> Vec<Action>`).
+//! ```text
+//!  pure                                      effects
+//!  settings::Settings::resolve ──┐           runtime/   setup (one step a call), the
+//!  launch::launch_plan ──────────┼─────────▶            select loop, spawn, control
+//!  machine::Supervisor::handle ──┘ (Event ▶ Vec<Action>)        │
+//!                                            process/   spawn, reaper, signals, oom, handoff
+//!                                            net/       sockets, readiness, liveness, proxy/
+//!                                            report/    logs, notices, cluster snapshot, sampler
+//! ```
+//!
+//! - [`machine`]: the rules (events, the worker lifecycle, exits, stop,
+//!   replace, scale, admission of requests), emitting typed notices.
+//! - [`settings`]: what a run decides from its config and the plan.
+//! - [`launch`]: what starting one worker means (environment, port, fds, argv).
 //! - [`runtime`]: the one loop that feeds events and performs actions.
-//! - [`process`]: process effects: spawn, reaping, signals, OOM scores, fd-3 handoff.
-//! - [`net`]: sockets, readiness probes and the `proxy` strategy.
-//! - [`report`]: corefit's log, the cluster snapshot, the memory sampler.
+//! - [`process`], [`net`], [`report`]: the effects, by kind.
 //! - [`config`]: the typed settings of a run and their parsers.
+//!
+//! Exit codes are [`crate::exit`]'s one table.
 
 pub mod config;
 pub mod launch;

@@ -18,15 +18,16 @@
 //!   worker had to be killed.
 //! - SIGHUP (unless restarts are off: then it is forwarded, as tini does)
 //!   and `Reload`: a rolling reload, `reload_parallelism` workers at
-//!   a time. Each ready worker gets a *replacement* with the same id (the
-//!   worker holds two processes meanwhile); once the replacement is ready
-//!   it is routed in the old one's place and the old one is *retired*
-//!   (SIGTERM, SIGKILL after `grace`). A replacement that exits or is not
+//!   a time. Each ready worker gets a *replacement* with the same id (its
+//!   slot is `Replacing { old, new }` meanwhile); once the replacement is
+//!   ready it is routed in the old one's place and the old one is
+//!   *retired* (`Leaving`: SIGTERM, SIGKILL after `grace`). A replacement that exits or is not
 //!   ready within `ready_timeout` is killed, the old worker keeps serving
 //!   and the reload is aborted. A reload requested during a reload is
 //!   coalesced into one more round after it. With `replace_in_place`
 //!   (each worker's own fixed PORT, which two processes cannot share) the
-//!   old process is stopped first and the new one started after it.
+//!   old process is stopped first (`Restarting`) and the new one started
+//!   after it.
 //! - `Scale`: grow by spawning new ids, shrink by retiring the highest.
 //! - `MemoryExceeded`, and `probe_failures` failed liveness `Probe`s in a
 //!   row (a hung worker, unrouted at once): the worker is replaced as in a
@@ -34,6 +35,8 @@
 //! - Any other signal the runtime listens for is forwarded to every group.
 //! - Whatever is left of a worker's process group when the worker exits
 //!   is killed, so a restarted worker starts clean.
+//! - What it has to say comes out as `Action::Notice` (typed, with ids,
+//!   pids, reasons and durations); the runtime's logger renders it.
 //!
 //! Files, one concern each: [`event`] (policy, events, actions), [`slot`]
 //! (the worker lifecycle), [`notice`] (what it says, as data),

@@ -1,8 +1,8 @@
-//! The worker lifecycle: one [`Slot`] per worker id, holding everything
+//! The worker lifecycle: one `Slot` per worker id, holding everything
 //! that id's processes are doing, so the states cannot contradict each
 //! other (a replacement is `Replacing { old, new }`, never a second
 //! collection that must agree with the first). Processes no slot owns any
-//! more (replaced or scaled away, told to stop) are [`Leaving`].
+//! more (replaced or scaled away, told to stop) are `Leaving`.
 
 use std::time::Instant;
 

@@ -3,8 +3,8 @@
 //! performs its actions (spawn, signal a group, route, stop accepting,
 //! notices, exit).
 //!
-//! - `setup.rs`: [`Run::prepare`], one effect per step, from the pure
-//!   [`Settings`](crate::supervise::settings::Settings).
+//! - `setup.rs`: `Run::prepare`, one effect per step, from the pure
+//!   `Settings` (`supervise::settings`).
 //! - `worker.rs`: `Spawn`, executing the pure launch plan.
 //! - `control.rs`: the control socket's commands, scaling signals, live
 //!   resize, snapshots (the rules are the machine's admission).
