@@ -7,35 +7,29 @@ use corefit_operator::desired::desired;
 use corefit_operator::status::{next_status, Outcome};
 use corefit_operator::types::{ClusterApp, ClusterAppStatus};
 use corefit_operator::validate::check;
+use corefit_test_support::k8s::{env_of, ClusterAppBuilder};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 
 fn app(spec: serde_json::Value) -> ClusterApp {
-    serde_json::from_value(json!({
-        "apiVersion": "corefit.dev/v1alpha1", "kind": "ClusterApp",
-        "metadata": {"name": "a", "namespace": "ns", "uid": "u-1", "generation": 3},
-        "spec": spec,
-    }))
-    .unwrap()
+    ClusterAppBuilder::new("a")
+        .meta("namespace", json!("ns"))
+        .meta("uid", json!("u-1"))
+        .meta("generation", json!(3))
+        .spec(spec)
+        .build()
 }
 
 fn example(file: &str) -> ClusterApp {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(file);
-    let mut a: ClusterApp = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut a: ClusterApp = corefit_test_support::k8s::example(file);
     a.metadata.namespace = Some("ns".into());
     a.metadata.uid = Some("u-1".into());
     a
 }
 
 fn env(d: &Deployment, name: &str) -> String {
-    d.spec.template.spec.as_ref().unwrap().containers[0]
-        .env
-        .iter()
-        .flatten()
-        .find(|e| e.name == name)
-        .and_then(|e| e.value.clone())
+    env_of(d)
+        .remove(name)
         .unwrap_or_else(|| panic!("{name} not set"))
 }
 

@@ -6,61 +6,25 @@
 //!
 //! Needs COREFIT_TEST_KUBECONFIG; without it every test fails (no skip).
 
-mod support;
-
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use corefit_operator::types::ClusterApp;
+use corefit_test_support::k8s::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
-use support::*;
 
 const T: Duration = Duration::from_secs(60);
 
-async fn setup(prefix: &str) -> (Client, String) {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, prefix).await;
-    (client, ns)
-}
-
 fn example(name: &str) -> ClusterApp {
-    let text = std::fs::read_to_string(repo_root().join("examples").join(name)).expect("example");
-    serde_yaml::from_str(&text).expect("example parses")
+    corefit_test_support::k8s::example(name)
 }
 
 fn app(name: &str, spec: serde_json::Value) -> ClusterApp {
-    serde_json::from_value(json!({
-        "apiVersion": "corefit.dev/v1alpha1",
-        "kind": "ClusterApp",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("app")
-}
-
-fn env_of(d: &Deployment) -> BTreeMap<String, String> {
-    d.spec.template.spec.as_ref().unwrap().containers[0]
-        .env
-        .iter()
-        .flatten()
-        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-        .collect()
-}
-
-fn condition(app: &ClusterApp, type_: &str) -> Option<(String, String, String)> {
-    app.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    cluster_app(name, spec)
 }
 
 async fn get_deployment(deps: &Api<Deployment>, name: &str) -> Deployment {
@@ -548,20 +512,7 @@ async fn an_hpa_drives_replicas_through_the_scale_subresource() {
 async fn apply_failures_are_events_metrics_and_retried() {
     let (client, ns) = setup("failure").await;
     // A real refusal from the API server: this namespace may hold no Service.
-    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
-        Api::namespaced(client.clone(), &ns);
-    let quota = serde_json::from_value(json!({
-        "metadata": {"name": "no-services"}, "spec": {"hard": {"count/services": "0"}}
-    }))
-    .unwrap();
-    quotas.create(&PostParams::default(), &quota).await.unwrap();
-    wait_until("quota active", T, || async {
-        quotas
-            .get("no-services")
-            .await
-            .is_ok_and(|q| q.status.and_then(|s| s.hard).is_some())
-    })
-    .await;
+    refuse_services(&client, &ns, T).await;
     let op = Operator::start(&ns).await;
     let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -591,10 +542,7 @@ async fn apply_failures_are_events_metrics_and_retried() {
     })
     .await;
     // Lift the refusal: a retry (after the backoff) converges.
-    quotas
-        .delete("no-services", &DeleteParams::default())
-        .await
-        .unwrap();
+    allow_services(&client, &ns).await;
     wait_until("Service created on retry", T, || async {
         matches!(svcs.get_opt("blocked").await, Ok(Some(_)))
     })
@@ -743,19 +691,6 @@ async fn restart_and_idle_make_no_writes() {
         0.0,
         "{m}"
     );
-}
-
-fn dynamic(
-    client: &Client,
-    ns: &str,
-    api_version: &str,
-    kind: &str,
-    plural: &str,
-) -> Api<DynamicObject> {
-    let (group, version) = api_version.split_once('/').unwrap();
-    let ar =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    Api::namespaced_with(client.clone(), ns, &ar)
 }
 
 fn owns_replicas(d: &Deployment, manager: &str) -> bool {

@@ -45,14 +45,9 @@
 //! the control plane every test shares (cargo runs test binaries one after
 //! another, so no other binary runs meanwhile), and a stopped component is
 //! started again even when an assertion fails (support::control_plane).
-//! Figures go to `$COREFIT_RELIABILITY_OUT` (tests/common/record.rs).
+//! Figures go to `$COREFIT_RELIABILITY_OUT` (test-support/src/record.rs).
 //!
 //! Needs COREFIT_TEST_KUBECONFIG; without it every test fails (no skip).
-
-mod support;
-
-#[path = "../../tests/common/record.rs"]
-mod record;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -63,15 +58,16 @@ use corefit_operator::decide::ClusterInfo;
 use corefit_operator::desired::{desired, APP_LABEL, MANAGER};
 use corefit_operator::discovery;
 use corefit_operator::types::ClusterApp;
+use corefit_test_support::k8s::control_plane::{ControlPlane, Stop};
+use corefit_test_support::k8s::*;
+use corefit_test_support::record::record;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::DynamicObject;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{json, Value};
-use support::control_plane::{ControlPlane, Stop};
-use support::*;
 use tokio::task::JoinHandle;
 
 /// One scenario at a time.
@@ -134,26 +130,7 @@ fn spec(i: usize, image: &str) -> Value {
 }
 
 fn app(name: &str, spec: Value) -> ClusterApp {
-    serde_json::from_value(json!({
-        "apiVersion": "corefit.dev/v1alpha1",
-        "kind": "ClusterApp",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("app")
-}
-
-fn dynamic(
-    client: &Client,
-    ns: &str,
-    api_version: &str,
-    kind: &str,
-    plural: &str,
-) -> Api<DynamicObject> {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let ar =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    Api::namespaced_with(client.clone(), ns, &ar)
+    cluster_app(name, spec)
 }
 
 fn controller_uid<K: Resource>(obj: &K) -> Option<String> {
@@ -179,9 +156,7 @@ async fn writes(op: &Operator) -> f64 {
 
 /// The last lines of the operator's log, for failure messages.
 fn log_tail(op: &Operator) -> String {
-    let text = op.log_text();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    tail(&op.log_text(), 40)
 }
 
 /// What the namespace holds, judged against the apps created.
@@ -783,7 +758,7 @@ async fn outage(
     );
     let (idle, moved) = fleet.idle_minute(&mut op).await;
     assert_clean(&survey, idle, &moved, &op);
-    record::record(
+    record(
         "operator",
         scenario,
         fault,
@@ -873,7 +848,7 @@ async fn operator_killed_while_reconciling_100_apps() {
     );
     let (idle, moved) = fleet.idle_minute(&mut op).await;
     assert_clean(&survey, idle, &moved, &op);
-    record::record(
+    record(
         "operator",
         "operator SIGKILLed reconciling 100 apps",
         "100 apps created, the operator SIGKILLed right after its 10th status write, a \
@@ -1076,7 +1051,7 @@ async fn a_rival_writer_on_replicas_is_settled_by_ownership() {
 
     let (idle, moved) = fleet.idle_minute(&mut op).await;
     assert_clean(&survey, idle, &moved, &op);
-    record::record(
+    record(
         "operator",
         "rival writer on a Deployment's replicas",
         "another field manager: 10 non-forced applies, 10 updates/forced applies one by \

@@ -14,24 +14,21 @@
 //! debug level in JSON, and checks that no value reaches its log, any
 //! event or any status.
 //!
-//! Figures go to tests/common/record.rs (`COREFIT_RELIABILITY_OUT`).
+//! Figures go to test-support/src/record.rs (`COREFIT_RELIABILITY_OUT`).
 //! Needs COREFIT_TEST_KUBECONFIG; without it every test fails (no skip).
-
-#[path = "../../tests/common/record.rs"]
-mod record;
-mod support;
 
 use std::time::{Duration, Instant};
 
 use corefit_operator::types::ClusterApp;
+use corefit_test_support::k8s::*;
+use corefit_test_support::record::record;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ResourceQuota, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{json, Value};
-use support::*;
 
 const T: Duration = Duration::from_secs(60);
 /// How soon an ordinary app must converge after the hostile batch.
@@ -100,15 +97,6 @@ fn short(s: &str) -> String {
 
 fn dynamic_api(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<ClusterApp>(&()))
-}
-
-fn condition(app: &ClusterApp, type_: &str) -> Option<(String, String, String)> {
-    app.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 /// Tallies of one group of cases.
@@ -272,7 +260,7 @@ async fn group(
         tally.schema + tally.too_large + tally.condition + tally.converged,
         tally.tried
     );
-    record::record(
+    record(
         "hostile specs",
         scenario,
         fault,
@@ -735,7 +723,7 @@ async fn hostile_specs_are_refused_or_surfaced_and_never_wedge_the_operator() {
         let start = Instant::now();
         let t = subresources(&client, &ns).await;
         let restarts = alive_and_same(&mut op, pid);
-        record::record(
+        record(
             "hostile specs",
             "scale and status subresources",
             "kubectl scale to 2^31-1, -5, 2^63, 1e308; status counts 3e9, -1e10, 1e308",
@@ -838,7 +826,7 @@ async fn hostile_specs_are_refused_or_surfaced_and_never_wedge_the_operator() {
     assert!(!log.contains("panicked"), "{}", short_tail(&log));
 
     let sum = |f: fn(&Tally) -> usize| all.iter().map(f).sum::<usize>();
-    record::record(
+    record(
         "hostile specs",
         "an ordinary app after the hostile batch",
         "created last, after every group above, on the same operator",
@@ -880,19 +868,7 @@ async fn secret_env_values_never_reach_logs_events_or_status() {
     let ns = namespace(&client, "secrets").await;
     // Refuse Services first, so the valid app also goes through a failed
     // write (ApplyFailed) with its secrets in the Deployment applied before.
-    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns);
-    let quota = serde_json::from_value(json!({
-        "metadata": {"name": "no-services"}, "spec": {"hard": {"count/services": "0"}}
-    }))
-    .unwrap();
-    quotas.create(&PostParams::default(), &quota).await.unwrap();
-    wait_until("quota active", T, || async {
-        quotas
-            .get("no-services")
-            .await
-            .is_ok_and(|q| q.status.and_then(|s| s.hard).is_some())
-    })
-    .await;
+    refuse_services(&client, &ns, T).await;
     let mut op = Operator::start_with(
         &ns,
         &[
@@ -973,10 +949,7 @@ async fn secret_env_values_never_reach_logs_events_or_status() {
         })
     })
     .await;
-    quotas
-        .delete("no-services", &DeleteParams::default())
-        .await
-        .unwrap();
+    allow_services(&client, &ns).await;
     wait_until("vault converges", T, || async {
         apps.get("vault")
             .await
@@ -1047,7 +1020,7 @@ async fn secret_env_values_never_reach_logs_events_or_status() {
     }
     // The names may be shown (they say which variable is at fault).
     assert!(evs.contains("DB_PASSWORD") && statuses.contains("SIGNING_KEY"));
-    record::record(
+    record(
         "security",
         "operator: secret env values",
         "apps with DB_PASSWORD, API_TOKEN, AWS_SECRET_ACCESS_KEY, GITHUB_PRIVATE_KEY; valid, duplicate, NUL, 128 KiB, reserved name, a refused Service write; debug JSON logs",
@@ -1127,7 +1100,7 @@ fn the_shipped_operator_runs_non_root_read_only() {
         );
         images += 1;
     }
-    record::record(
+    record(
         "security",
         "operator image and manifests",
         "deploy/deployment.yaml (the chart's default render) and the final USER of the 3 Dockerfiles",

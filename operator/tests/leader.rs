@@ -5,28 +5,20 @@
 //!
 //! Needs COREFIT_TEST_KUBECONFIG; without it the test fails (no skip).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use corefit_operator::types::ClusterApp;
+use corefit_test_support::k8s::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::PostParams;
 use kube::Api;
 use serde_json::json;
-use support::*;
 
 const LEASE_SECS: u64 = 6;
 
 fn app(name: &str) -> ClusterApp {
-    serde_json::from_value(json!({
-        "apiVersion": "corefit.dev/v1alpha1",
-        "kind": "ClusterApp",
-        "metadata": {"name": name},
-        "spec": {"image": "x:1"},
-    }))
-    .unwrap()
+    cluster_app(name, json!({"image": "x:1"}))
 }
 
 async fn candidate(ns: &str, identity: &str) -> Operator {
