@@ -9,6 +9,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
+
+# --fast: the tier for every change. The plan, the launcher's and the
+# operator's unit tests (machine, settings, launch plan, desired()) and
+# the test binaries that need neither root nor a control plane; no set-up,
+# no fmt or clippy. Under a minute on a warm machine.
+if [ "${1:-}" = "--fast" ]; then
+  cargo test -p corefit-plan -p corefit -p corefit-operator --lib --locked \
+    --test plan_table --test plan_properties --test probe_fixtures --test plan_cli \
+    --test desired --test crd_drift
+  echo "fast tier passed in $(( $(date +%s) - started ))s"
+  exit 0
+fi
 step() { printf '\n== %s (%ss)\n' "$1" $(( $(date +%s) - started )); }
 
 # Chaos, fault, hostile-spec, security and fuzz runs append their figures
