@@ -168,12 +168,7 @@ fn status_json_and_metrics_match_the_processes() {
     assert_eq!(status["mode"], "cluster");
 
     // Kill worker 1: the restart shows, by worker and by reason.
-    let w1 = status["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == 1)
-        .unwrap()["pid"]
+    let w1 = find_by(&status["workers"], "id", 1.into())["pid"]
         .as_i64()
         .unwrap() as i32;
     c.corefit.descendants();
@@ -197,12 +192,7 @@ fn status_json_and_metrics_match_the_processes() {
             .all(|w| w["rss_bytes"].as_u64().is_some_and(|b| b > 1 << 20))
             .then_some(s)
     });
-    let new_w1 = sampled["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == 1)
-        .unwrap()["pid"]
+    let new_w1 = find_by(&sampled["workers"], "id", 1.into())["pid"]
         .as_i64()
         .unwrap();
 

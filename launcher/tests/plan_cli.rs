@@ -3,7 +3,8 @@
 
 use std::process::{Command, Output};
 
-use corefit_test_support::facts::{copy_fixture, fixture};
+use corefit_test_support::facts::{fixture, fixture_with};
+use corefit_test_support::http::find_by;
 
 fn corefit(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_corefit"))
@@ -129,12 +130,11 @@ fn json_is_one_document_with_the_documented_shape() {
 
 #[test]
 fn garbage_cgroup_files_are_warnings_not_failures() {
-    let dir = copy_fixture("cgroup-v2-leaf");
-    std::fs::write(
-        dir.path().join("sys/fs/cgroup/kubepods/pod1/ctr/cpu.max"),
+    let dir = fixture_with(
+        "cgroup-v2-leaf",
+        "sys/fs/cgroup/kubepods/pod1/ctr/cpu.max",
         "lots 100000",
-    )
-    .unwrap();
+    );
     let out = corefit(
         &[
             "plan",
@@ -169,12 +169,7 @@ fn plan_reports_which_strategies_a_command_supports() {
     let c = &doc["command"];
     assert_eq!(c["linkage"], "dynamic");
     assert_eq!(c["chosen"], "proxy");
-    let inject = c["strategies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["strategy"] == "inject")
-        .unwrap();
+    let inject = find_by(&c["strategies"], "strategy", "inject".into());
     assert_eq!(inject["support"], "yes");
 
     let out = corefit(

@@ -4,7 +4,7 @@
 
 use corefit::plan::facts::{CgroupLayout, CgroupVersion};
 use corefit::probe::{self, LiveFacts, Warnings};
-use corefit_test_support::facts::{copy_fixture, fixture};
+use corefit_test_support::facts::{copy_fixture, fixture, fixture_with};
 
 /// Live facts for fixtures: no affinity mask, sysconf says 1 (the fixtures'
 /// `cpu/online` says 8, so a fallback to sysconf would show).
@@ -12,6 +12,11 @@ const FIXTURE_LIVE: LiveFacts = LiveFacts {
     affinity_cpus: None,
     sysconf_cpus: 1,
 };
+
+/// Probes a copy of fixture `name` with `file` overwritten by `contents`.
+fn probe_with(name: &str, file: &str, contents: &str) -> (corefit::plan::facts::Limits, Warnings) {
+    probe(fixture_with(name, file, contents).path())
+}
 
 /// Probes a tree.
 fn probe(root: &std::path::Path) -> (corefit::plan::facts::Limits, Warnings) {
@@ -167,9 +172,7 @@ fn garbage_cpu_files_are_ignored_with_a_warning_naming_the_file() {
     ];
     for case in cases {
         for (what, value) in GARBAGE {
-            let dir = copy_fixture(case.fixture);
-            std::fs::write(dir.path().join(case.file), value).unwrap();
-            let (l, w) = probe(dir.path());
+            let (l, w) = probe_with(case.fixture, case.file, value);
             assert_eq!(
                 l.cpu.quota, None,
                 "{} {what}: the garbage quota must not be used",
@@ -198,9 +201,7 @@ fn garbage_memory_files_are_ignored_with_a_warning_naming_the_file() {
     ];
     for case in cases {
         for (what, value) in GARBAGE {
-            let dir = copy_fixture(case.fixture);
-            std::fs::write(dir.path().join(case.file), value).unwrap();
-            let (l, w) = probe(dir.path());
+            let (l, w) = probe_with(case.fixture, case.file, value);
             assert_eq!(l.memory.limit, None, "{} {what}", case.file);
             assert!(
                 w.iter().any(|m| m.contains(case.file)),
@@ -234,9 +235,7 @@ fn garbage_cpusets_are_ignored() {
         ),
     ] {
         for (what, value) in GARBAGE {
-            let dir = copy_fixture(fixture);
-            std::fs::write(dir.path().join(file), value).unwrap();
-            let (l, w) = probe(dir.path());
+            let (l, w) = probe_with(fixture, file, value);
             if value.is_empty() {
                 // An empty cpuset file means "inherit" in cgroup v2: no limit, no warning.
                 assert!(!w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
@@ -256,8 +255,7 @@ fn garbage_cpusets_are_ignored() {
 #[test]
 fn garbage_proc_files_degrade_to_host_facts_with_warnings() {
     for (what, value) in GARBAGE {
-        let dir = copy_fixture("cgroup-v2-leaf");
-        std::fs::write(dir.path().join("proc/meminfo"), value).unwrap();
+        let dir = fixture_with("cgroup-v2-leaf", "proc/meminfo", value);
         std::fs::write(dir.path().join("sys/devices/system/cpu/online"), value).unwrap();
         let (l, w) = probe(dir.path());
         assert_eq!(l.memory.host_bytes, None, "{what}");
@@ -276,13 +274,11 @@ fn garbage_proc_files_degrade_to_host_facts_with_warnings() {
 
 #[test]
 fn garbage_mountinfo_and_cgroup_membership() {
-    let dir = copy_fixture("cgroup-v1-comounted");
-    std::fs::write(
-        dir.path().join("proc/self/mountinfo"),
+    let (l, w) = probe_with(
+        "cgroup-v1-comounted",
+        "proc/self/mountinfo",
         "garbage\n\0\0\n1 2 3 4\n",
-    )
-    .unwrap();
-    let (l, w) = probe(dir.path());
+    );
     assert_eq!(l.cgroup, CgroupLayout::None);
     assert_eq!(l.cpu.quota, None);
     assert!(
@@ -291,9 +287,7 @@ fn garbage_mountinfo_and_cgroup_membership() {
         "{w:?}"
     );
 
-    let dir = copy_fixture("cgroup-v1-comounted");
-    std::fs::write(dir.path().join("proc/self/cgroup"), "nonsense\n").unwrap();
-    let (l, w) = probe(dir.path());
+    let (l, w) = probe_with("cgroup-v1-comounted", "proc/self/cgroup", "nonsense\n");
     // Without a membership line the mount points are read (here: unlimited roots).
     assert_eq!(l.cpu.quota, None);
     assert!(w.iter().any(|m| m.contains("no cpu line")), "{w:?}");

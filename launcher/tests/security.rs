@@ -41,6 +41,17 @@ fn ctl_as(uid: u32, socket: &Path, args: &[&str]) -> Output {
         .expect("run corefit as another user")
 }
 
+/// Asserts corefit still runs with the same workers alive, then stops
+/// it (SIGTERM, exit 0).
+fn stop_untouched(corefit: &mut Corefit, before: &[(u64, i64, String, u64)]) {
+    assert!(corefit.try_status().is_none(), "corefit stopped");
+    for (_, pid, ..) in before {
+        assert!(alive(*pid as i32), "worker {pid} gone");
+    }
+    corefit.signal(Signal::SIGTERM);
+    assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
+}
+
 /// Runs each of `commands` as `uid`: each must fail (exit 1) saying
 /// `refusal`, printing nothing on stdout. Returns how many were refused.
 fn refused_to(uid: u32, socket: &Path, commands: &[&[&str]], refusal: &str) -> usize {
@@ -145,12 +156,7 @@ fn the_control_socket_refuses_other_users_by_mode_and_by_peer_uid() {
     );
     // Nothing happened: same workers, same pids, still running.
     assert_eq!(workers(&socket), before);
-    assert!(corefit.try_status().is_none(), "corefit stopped");
-    for (_, pid, ..) in &before {
-        assert!(alive(*pid as i32), "worker {pid} gone");
-    }
-    corefit.signal(Signal::SIGTERM);
-    assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
+    stop_untouched(&mut corefit, &before);
     record(
         "security",
         "control socket: another user",
@@ -303,12 +309,7 @@ fn the_admin_endpoint_changes_nothing() {
         "{}",
         health.body
     );
-    for (_, pid, ..) in &before {
-        assert!(alive(*pid as i32), "worker {pid} gone");
-    }
-    assert!(corefit.try_status().is_none(), "corefit stopped");
-    corefit.signal(Signal::SIGTERM);
-    assert_eq!(corefit.wait_exit(Duration::from_secs(15)), 0);
+    stop_untouched(&mut corefit, &before);
     record(
         "security",
         "admin endpoint: write methods",

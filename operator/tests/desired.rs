@@ -7,7 +7,7 @@ use corefit_operator::desired::desired;
 use corefit_operator::status::{next_status, Outcome};
 use corefit_operator::types::{ClusterApp, ClusterAppStatus};
 use corefit_operator::validate::check;
-use corefit_test_support::k8s::{env_of, ClusterAppBuilder};
+use corefit_test_support::k8s::{env_of, launcher_init, ClusterAppBuilder};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 
@@ -298,14 +298,7 @@ fn launcher_injection_wraps_the_command_and_shares_a_volume() {
                       "launcher": {"mode": "InitContainer", "image": "corefit:0.1"}});
     let d = desired(&app(spec), &ClusterInfo::default()).unwrap();
     let pod = d.deployment.spec.template.spec.unwrap();
-    let init = &pod.init_containers.as_ref().unwrap()[0];
-    assert_eq!(init.image.as_deref(), Some("corefit:0.1"));
-    assert_eq!(
-        init.command.as_ref().unwrap(),
-        &["cp", "/corefit", "/corefit/bin/corefit"]
-    );
-    let vol = &pod.volumes.as_ref().unwrap()[0];
-    assert!(vol.empty_dir.is_some());
+    let (init, vol) = launcher_init(&pod, "corefit:0.1");
     for c in [init, &pod.containers[0]] {
         let m = &c.volume_mounts.as_ref().unwrap()[0];
         assert_eq!(

@@ -429,15 +429,14 @@ async fn invalid_specs_become_degraded_with_events_and_metrics() {
     let m0 = op.metrics().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let m1 = op.metrics().await;
-    let retries = metric_sum(&m1, "corefit_operator_reconcile_errors_total")
-        - metric_sum(&m0, "corefit_operator_reconcile_errors_total");
+    let retries = metric_sum(&m1, RECONCILE_ERRORS) - metric_sum(&m0, RECONCILE_ERRORS);
     assert!(
         retries <= 2.0 * table.len() as f64,
         "{retries} retries in 5 s: a hot loop"
     );
     assert_eq!(
-        metric_sum(&m1, "corefit_operator_api_writes_total"),
-        metric_sum(&m0, "corefit_operator_api_writes_total"),
+        metric_sum(&m1, API_WRITES),
+        metric_sum(&m0, API_WRITES),
         "retries of an unchanged invalid spec must not write"
     );
 
@@ -663,7 +662,7 @@ async fn restart_and_idle_make_no_writes() {
     // A new operator reconciles all three and writes nothing.
     let op = Operator::start(&ns).await;
     wait_until("restarted operator reconciled the 3 apps", T, || async {
-        op.metric("corefit_operator_reconciles_total").await >= 3.0
+        op.metric(RECONCILES).await >= 3.0
     })
     .await;
     let after_restart = versions(&apps, &deps, &svcs, &events).await;
@@ -671,26 +670,15 @@ async fn restart_and_idle_make_no_writes() {
         after_restart, before,
         "the restart wrote to objects it had reconciled"
     );
-    assert_eq!(
-        metric_sum(&op.metrics().await, "corefit_operator_api_writes_total"),
-        0.0
-    );
+    assert_eq!(metric_sum(&op.metrics().await, API_WRITES), 0.0);
 
     // 30 idle seconds: no writes at all.
     tokio::time::sleep(Duration::from_secs(30)).await;
     let idle = versions(&apps, &deps, &svcs, &events).await;
     assert_eq!(idle, before, "writes while idle");
     let m = op.metrics().await;
-    assert_eq!(
-        metric_sum(&m, "corefit_operator_api_writes_total"),
-        0.0,
-        "{m}"
-    );
-    assert_eq!(
-        metric_sum(&m, "corefit_operator_reconcile_errors_total"),
-        0.0,
-        "{m}"
-    );
+    assert_eq!(metric_sum(&m, API_WRITES), 0.0, "{m}");
+    assert_eq!(metric_sum(&m, RECONCILE_ERRORS), 0.0, "{m}");
 }
 
 fn owns_replicas(d: &Deployment, manager: &str) -> bool {
@@ -908,11 +896,7 @@ async fn autoscaling_and_disruption_budget_follow_the_spec() {
     )
     .await;
     let m = op.metrics().await;
-    assert_eq!(
-        metric_sum(&m, "corefit_operator_reconcile_errors_total"),
-        0.0,
-        "{m}"
-    );
+    assert_eq!(metric_sum(&m, RECONCILE_ERRORS), 0.0, "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -950,14 +934,7 @@ async fn launcher_injection_shapes_the_pod() {
 
     let injected = get_deployment(&deps, "injected").await;
     let pod = injected.spec.template.spec.unwrap();
-    let init = &pod.init_containers.as_ref().unwrap()[0];
-    assert_eq!(init.image.as_deref(), Some("corefit-launcher:0.1"));
-    assert_eq!(
-        init.command.as_ref().unwrap(),
-        &["cp", "/corefit", "/corefit/bin/corefit"]
-    );
-    let vol = &pod.volumes.as_ref().unwrap()[0];
-    assert!(vol.empty_dir.is_some());
+    let (init, vol) = launcher_init(&pod, "corefit-launcher:0.1");
     let mount = |c: &k8s_openapi::api::core::v1::Container| {
         let m = &c.volume_mounts.as_ref().unwrap()[0];
         (m.name.clone(), m.mount_path.clone())

@@ -84,8 +84,6 @@ const CONVERGE: Duration = Duration::from_secs(150);
 /// about 5-10 s.
 const RECOVER: Duration = Duration::from_secs(45);
 
-const WRITES: &str = "corefit_operator_api_writes_total";
-
 /// The operator's log filter here: also the watch streams' backoff, to see
 /// when watching resumes after a fault.
 const OPERATOR_LOG: (&str, &str) = (
@@ -151,7 +149,7 @@ fn condition_is(app: &ClusterApp, type_: &str, status: &str) -> bool {
 }
 
 async fn writes(op: &Operator) -> f64 {
-    metric_sum(&op.metrics().await, WRITES)
+    metric_sum(&op.metrics().await, API_WRITES)
 }
 
 /// The last lines of the operator's log, for failure messages.
@@ -199,9 +197,7 @@ impl Drop for Fleet {
 
 impl Fleet {
     async fn new(prefix: &str) -> Fleet {
-        let client = client().await;
-        install_crd(&client).await;
-        let ns = namespace(&client, prefix).await;
+        let (client, ns) = setup(prefix).await;
         kubelet::register_node(&client).await.expect("node");
         let kubelet = kubelet::run(client.clone(), &ns);
         let versions = discovery::fetch(&client).await.expect("API discovery");
@@ -701,7 +697,7 @@ async fn outage(
         )
         .await;
         wait_until("the operator leads", Duration::from_secs(30), || async {
-            op.metric("corefit_operator_leader").await == 1.0
+            op.metric(LEADER).await == 1.0
         })
         .await;
         op
@@ -741,17 +737,10 @@ async fn outage(
 
     let (after, survey) = fleet.wait_converged(&mut op, RECOVER).await;
     if leader_election {
-        assert_eq!(
-            op.metric("corefit_operator_leader").await,
-            1.0,
-            "the operator stepped down"
-        );
+        assert_eq!(op.metric(LEADER).await, 1.0, "the operator stepped down");
     }
     let recovery = writes(&op).await - w0;
-    let errors = metric_sum(
-        &op.metrics().await,
-        "corefit_operator_reconcile_errors_total",
-    );
+    let errors = metric_sum(&op.metrics().await, RECONCILE_ERRORS);
     eprintln!(
         "converged {:.1} s after {component} was back; {recovery} writes, {errors} reconcile errors",
         after.as_secs_f64()

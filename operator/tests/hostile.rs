@@ -679,9 +679,7 @@ async fn subresources(client: &Client, ns: &str) -> Tally {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_specs_are_refused_or_surfaced_and_never_wedge_the_operator() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "hostile").await;
+    let (client, ns) = setup("hostile").await;
     let mut op = Operator::start(&ns).await;
     let pid = op.pid();
     let started = Instant::now();
@@ -805,8 +803,7 @@ async fn hostile_specs_are_refused_or_surfaced_and_never_wedge_the_operator() {
     let m1 = op.metrics().await;
     let broken: usize = all.iter().map(|t| t.condition).sum();
     assert_eq!(broken, broken_names.len());
-    let retries = metric_sum(&m1, "corefit_operator_reconcile_errors_total")
-        - metric_sum(&m0, "corefit_operator_reconcile_errors_total");
+    let retries = metric_sum(&m1, RECONCILE_ERRORS) - metric_sum(&m0, RECONCILE_ERRORS);
     assert!(
         retries <= 2.0 * broken as f64,
         "{retries} retries of {broken} broken apps over about 5 s: a hot loop"
@@ -863,9 +860,7 @@ fn secret_env() -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn secret_env_values_never_reach_logs_events_or_status() {
     let start = Instant::now();
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "secrets").await;
+    let (client, ns) = setup("secrets").await;
     // Refuse Services first, so the valid app also goes through a failed
     // write (ApplyFailed) with its secrets in the Deployment applied before.
     refuse_services(&client, &ns, T).await;

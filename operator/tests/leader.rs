@@ -48,19 +48,14 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "leader").await;
+    let (client, ns) = setup("leader").await;
     let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
     let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let t = Duration::from_secs(30);
 
     let mut a = candidate(&ns, "op-a").await;
-    wait_until("op-a leads", t, || async {
-        a.metric("corefit_operator_leader").await == 1.0
-    })
-    .await;
+    wait_until("op-a leads", t, || async { a.metric(LEADER).await == 1.0 }).await;
     let mut b = candidate(&ns, "op-b").await;
     assert_eq!(holder(&leases).await.as_deref(), Some("op-a"));
 
@@ -75,25 +70,11 @@ async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
     // nothing, and stays a standby.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (ma, mb) = (a.metrics().await, b.metrics().await);
-    assert!(
-        metric_value(&ma, "corefit_operator_reconciles_total") >= 1.0,
-        "{ma}"
-    );
-    assert!(
-        metric_sum(&ma, "corefit_operator_api_writes_total") >= 1.0,
-        "{ma}"
-    );
-    assert_eq!(
-        metric_value(&mb, "corefit_operator_reconciles_total"),
-        0.0,
-        "{mb}"
-    );
-    assert_eq!(
-        metric_sum(&mb, "corefit_operator_api_writes_total"),
-        0.0,
-        "{mb}"
-    );
-    assert_eq!(metric_value(&mb, "corefit_operator_leader"), 0.0, "{mb}");
+    assert!(metric_value(&ma, RECONCILES) >= 1.0, "{ma}");
+    assert!(metric_sum(&ma, API_WRITES) >= 1.0, "{ma}");
+    assert_eq!(metric_value(&mb, RECONCILES), 0.0, "{mb}");
+    assert_eq!(metric_sum(&mb, API_WRITES), 0.0, "{mb}");
+    assert_eq!(metric_value(&mb, LEADER), 0.0, "{mb}");
     let (code, body) = http_get(&b.addr, "/readyz").await.unwrap();
     assert_eq!((code, body.as_str()), (200, "standby"));
     assert_eq!(holder(&leases).await.as_deref(), Some("op-a"));
@@ -109,7 +90,7 @@ async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
     wait_until(
         "op-b leads",
         Duration::from_secs(LEASE_SECS + 10),
-        || async { b.metric("corefit_operator_leader").await == 1.0 },
+        || async { b.metric(LEADER).await == 1.0 },
     )
     .await;
     let takeover = killed.elapsed();
@@ -124,7 +105,7 @@ async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
         "takeover took {takeover:?}, lease is {LEASE_SECS}s"
     );
     assert_eq!(holder(&leases).await.as_deref(), Some("op-b"));
-    assert!(b.metric("corefit_operator_reconciles_total").await >= 2.0);
+    assert!(b.metric(RECONCILES).await >= 2.0);
     let (code, body) = http_get(&b.addr, "/readyz").await.unwrap();
     assert_eq!((code, body.as_str()), (200, "ok"));
 
@@ -136,7 +117,7 @@ async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
     let released = Instant::now();
     let c = candidate(&ns, "op-c").await;
     wait_until("op-c leads", Duration::from_secs(5), || async {
-        c.metric("corefit_operator_leader").await == 1.0
+        c.metric(LEADER).await == 1.0
     })
     .await;
     eprintln!("new leader after release: {:?}", released.elapsed());
@@ -145,13 +126,11 @@ async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_that_loses_the_lease_stops_and_exits() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, "lost").await;
+    let (client, ns) = setup("lost").await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let mut a = candidate(&ns, "op-a").await;
     wait_until("op-a leads", Duration::from_secs(30), || async {
-        a.metric("corefit_operator_leader").await == 1.0
+        a.metric(LEADER).await == 1.0
     })
     .await;
     // Someone else takes the Lease (as a partitioned leader would find it

@@ -25,6 +25,14 @@ pub fn copy_fixture(name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// [`copy_fixture`], then `file` (relative to the tree) overwritten with
+/// `contents`.
+pub fn fixture_with(name: &str, file: &str, contents: impl AsRef<[u8]>) -> tempfile::TempDir {
+    let dir = copy_fixture(name);
+    std::fs::write(dir.path().join(file), contents).unwrap();
+    dir
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

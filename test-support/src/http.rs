@@ -104,6 +104,20 @@ pub fn distinct_workers(port: u16, n: usize, limit: Duration) -> BTreeMap<i32, S
     seen
 }
 
+/// The element of the JSON array `list` whose `field` is `value`
+/// (panics when there is none).
+pub fn find_by<'a>(
+    list: &'a serde_json::Value,
+    field: &str,
+    value: serde_json::Value,
+) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"))
+        .iter()
+        .find(|item| item[field] == value)
+        .unwrap_or_else(|| panic!("no {field} = {value} in {list}"))
+}
+
 /// GET `path` on the admin port: (status, body).
 pub fn admin(port: u16, path: &str) -> (u16, String) {
     let r = get(port, path, Duration::from_secs(5)).expect("admin endpoint answers");

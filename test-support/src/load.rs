@@ -299,6 +299,20 @@ fn io_fail(what: &str, e: std::io::Error) -> (Fail, String) {
     (kind, format!("{what}: {e}"))
 }
 
+/// One line; a close before it is a reset (`closed`).
+fn read_line(
+    c: &mut BufReader<TcpStream>,
+    what: &str,
+    closed: &str,
+) -> Result<String, (Fail, String)> {
+    let mut line = String::new();
+    match c.read_line(&mut line) {
+        Ok(0) => Err((Fail::Reset, closed.to_owned())),
+        Ok(_) => Ok(line),
+        Err(e) => Err(io_fail(what, e)),
+    }
+}
+
 /// One `GET /`: (pid, the server closes after it).
 fn request(c: &mut BufReader<TcpStream>, close: bool) -> Result<(i32, bool), (Fail, String)> {
     let req: &[u8] = if close {
@@ -309,26 +323,14 @@ fn request(c: &mut BufReader<TcpStream>, close: bool) -> Result<(i32, bool), (Fa
     c.get_mut()
         .write_all(req)
         .map_err(|e| io_fail("write", e))?;
-    let mut status = String::new();
-    let n = c
-        .read_line(&mut status)
-        .map_err(|e| io_fail("read status", e))?;
-    if n == 0 {
-        return Err((Fail::Reset, "closed before a response".into()));
-    }
+    let status = read_line(c, "read status", "closed before a response")?;
     if !status.starts_with("HTTP/1.1 200") {
         return Err((Fail::Bad, format!("status line {status:?}")));
     }
     let mut length = None;
     let mut server_closes = false;
     loop {
-        let mut line = String::new();
-        let n = c
-            .read_line(&mut line)
-            .map_err(|e| io_fail("read header", e))?;
-        if n == 0 {
-            return Err((Fail::Reset, "closed in the headers".into()));
-        }
+        let line = read_line(c, "read header", "closed in the headers")?;
         let l = line.trim_end().to_ascii_lowercase();
         if l.is_empty() {
             break;

@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec, ResourceQuota, Volume};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -28,6 +28,12 @@ pub use crate::http::{free_port, http_get, metric_sum, metric_value};
 pub use crate::repo_root;
 
 pub const KUBECONFIG_ENV: &str = "COREFIT_TEST_KUBECONFIG";
+
+/// The operator's metric families the tests read.
+pub const API_WRITES: &str = "corefit_operator_api_writes_total";
+pub const RECONCILES: &str = "corefit_operator_reconciles_total";
+pub const RECONCILE_ERRORS: &str = "corefit_operator_reconcile_errors_total";
+pub const LEADER: &str = "corefit_operator_leader";
 
 /// The kubeconfig of the test control plane. Missing is a failure, never
 /// a skip: these tests are part of the test command.
@@ -397,4 +403,18 @@ pub async fn allow_services(client: &Client, ns: &str) {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The launcher's init container of an injected pod (it copies /corefit
+/// from `image` into an emptyDir volume) and that volume, checked.
+pub fn launcher_init<'a>(pod: &'a PodSpec, image: &str) -> (&'a Container, &'a Volume) {
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.image.as_deref(), Some(image));
+    assert_eq!(
+        init.command.as_ref().unwrap(),
+        &["cp", "/corefit", "/corefit/bin/corefit"]
+    );
+    let vol = &pod.volumes.as_ref().unwrap()[0];
+    assert!(vol.empty_dir.is_some());
+    (init, vol)
 }
