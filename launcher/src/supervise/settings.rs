@@ -62,8 +62,14 @@ impl Settings {
         may_grow: bool,
     ) -> Result<Settings, SettingsError> {
         let workers = plan.workers.max(1);
-        // The pool may grow: keep the proxy and restarts even for one worker.
-        let strategy = if workers == 1 && cfg.socket == SocketStrategy::Proxy && !may_grow {
+        // One worker has nothing to balance: it takes the public port
+        // itself, unless the pool may grow (keep the proxy and restarts)
+        // or a setting only the proxy honours was given.
+        let strategy = if workers == 1
+            && cfg.socket == SocketStrategy::Proxy
+            && !may_grow
+            && !cfg.proxy.asks_for_proxy()
+        {
             SocketStrategy::None
         } else {
             cfg.socket
@@ -207,11 +213,24 @@ mod tests {
             bool,
             (S, R, bool),
         );
-        let cases: [Case; 10] = [
+        let cases: [Case; 12] = [
             (&[], 4, false, (S::Proxy, R::Port, true)),
             // One worker that cannot grow: nothing to balance.
             (&[], 1, false, (S::None, R::None, false)),
             (&[], 1, true, (S::Proxy, R::Port, true)),
+            // A proxy-only setting keeps the proxy in front of one worker.
+            (
+                &[("COREFIT_FORWARDED", "x-forwarded")],
+                1,
+                false,
+                (S::Proxy, R::Port, false),
+            ),
+            (
+                &[("COREFIT_HEADER_TIMEOUT", "10s")],
+                1,
+                false,
+                (S::Proxy, R::Port, false),
+            ),
             (
                 &[("COREFIT_SOCKET", "none")],
                 3,

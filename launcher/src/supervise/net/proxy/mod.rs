@@ -17,7 +17,8 @@
 //!   begins and ends (pure). Ambiguous framing is refused, never guessed.
 //! - [`exchange`]: the unanswered requests and the resend rule (pure).
 //! - [`forwarded`]: `X-Forwarded-*` / `Forwarded` and PROXY protocol (pure).
-//! - [`relay`]: one connection's loop (effects).
+//! - [`relay`]: one connection's loop (effects); [`wire`]: its reads, writes
+//!   and connects.
 //! - [`routes`], [`balancer`]: which worker gets a connection.
 //! - [`limits`]: the open-files limit and the connection cap.
 //! - [`settings`]: the typed settings.
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod relay;
 pub mod routes;
 pub mod settings;
+pub mod wire;
 
 use std::io;
 use std::sync::Arc;

@@ -30,6 +30,19 @@ pub struct ProxySettings {
     pub forwarding: Forwarding,
 }
 
+impl ProxySettings {
+    /// Whether something only the proxy does was asked for (forwarded
+    /// addresses, a connection cap, timeouts other than the defaults): then
+    /// even one worker runs behind the proxy.
+    pub fn asks_for_proxy(&self) -> bool {
+        let d = ProxySettings::default();
+        self.forwarding != d.forwarding
+            || self.max_connections != d.max_connections
+            || self.header_timeout != d.header_timeout
+            || self.idle_timeout != d.idle_timeout
+    }
+}
+
 impl Default for ProxySettings {
     fn default() -> ProxySettings {
         ProxySettings {
