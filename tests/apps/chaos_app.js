@@ -10,6 +10,9 @@
 //                  filled buffers, starting LEAK_AFTER_MS (default 0) after
 //                  listening, up to LEAK_LIMIT_MB (default 4096), until
 //                  told to stop. A replacement with the same id leaks again.
+//   LEAK_FLAG=PATH every 50 ms each worker tries to delete PATH; the one
+//                  that succeeds starts leaking as LEAK_WORKER does (the
+//                  test decides when: once it holds its connections).
 //   HANG_FLAG=PATH every 50 ms each worker tries to delete PATH; the one
 //                  that succeeds blocks its event loop for HANG_MS (default
 //                  60000): one hung worker each time the test creates PATH.
@@ -66,6 +69,18 @@ function leak() {
       kept.push(Buffer.alloc(1024 * 1024, 1));
     }
   }, Number(process.env.LEAK_EVERY_MS || 100));
+}
+
+if (process.env.LEAK_FLAG) {
+  const poll = setInterval(() => {
+    try {
+      fs.unlinkSync(process.env.LEAK_FLAG);
+    } catch {
+      return; // not there, or another worker took it
+    }
+    clearInterval(poll);
+    leak();
+  }, 50);
 }
 
 if (process.env.HANG_FLAG) {
