@@ -21,7 +21,7 @@ trap 'rm -f "$results"' EXIT
 export COREFIT_RELIABILITY_OUT=$results
 
 fuzz/run.sh "${FUZZ_SECONDS:-60}"
-cargo test -p corefit --locked --test chaos --test security
+cargo test -p corefit --locked --test chaos --test security --test proxy_differential
 tests/k8s/run-operator-tests.sh --locked --test faults --test hostile
 
 python3 scripts/render_reliability.py "$results" \
