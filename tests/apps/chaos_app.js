@@ -27,9 +27,9 @@
 
 const fs = require('fs');
 const http = require('http');
+const { drainOnStop } = require('./drain');
 
 const me = process.env.COREFIT_WORKER_ID ?? null;
-let stopping = false;
 
 const server = http.createServer((req, res) => {
   const path = req.url.split('?')[0];
@@ -44,7 +44,7 @@ const server = http.createServer((req, res) => {
   res.writeHead(200, {
     'content-type': type,
     'content-length': Buffer.byteLength(text),
-    ...(stopping ? { connection: 'close' } : {}),
+    ...(drain.draining() ? { connection: 'close' } : {}),
   });
   res.end(text);
 });
@@ -96,14 +96,4 @@ if (process.env.HANG_FLAG) {
   }, 50);
 }
 
-function stop() {
-  if (stopping) return;
-  stopping = true;
-  clearInterval(leaking);
-  setTimeout(() => {
-    server.close(() => process.exit(0));
-    server.closeIdleConnections();
-  }, Number(process.env.DRAIN_MS || 100));
-}
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+const drain = drainOnStop(server, () => clearInterval(leaking));

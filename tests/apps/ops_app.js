@@ -22,6 +22,7 @@
 
 const fs = require('fs');
 const http = require('http');
+const { drainOnStop } = require('./drain');
 
 const hang =
   (process.env.HANG_IF_EXISTS && fs.existsSync(process.env.HANG_IF_EXISTS)) ||
@@ -29,7 +30,6 @@ const hang =
     process.env.HANG_WORKER === process.env.COREFIT_WORKER_ID);
 
 const kept = [];
-let stopping = false;
 
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://localhost');
@@ -55,7 +55,7 @@ const server = http.createServer((req, res) => {
   res.writeHead(200, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
-    ...(stopping ? { connection: 'close' } : {}),
+    ...(drain.draining() ? { connection: 'close' } : {}),
   });
   res.end(text);
 });
@@ -76,15 +76,5 @@ if (hang) {
   });
 }
 
-function stop() {
-  if (hang) process.exit(0);
-  if (stopping) return;
-  stopping = true;
-  setTimeout(() => {
-    server.close(() => process.exit(0));
-    server.closeIdleConnections();
-  }, Number(process.env.DRAIN_MS || 100));
-}
-process.on('SIGTERM', stop);
-// PM2 stops workers with SIGINT.
-process.on('SIGINT', stop);
+// A hung worker never listened: it exits at once.
+const drain = drainOnStop(server, () => hang && process.exit(0));

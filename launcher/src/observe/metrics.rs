@@ -23,18 +23,20 @@ type FloatCounter = Counter<f64, AtomicU64>;
 pub fn render(s: &ClusterSnapshot) -> String {
     let mut registry = Registry::with_prefix("corefit");
 
-    let desired: Gauge = Gauge::default();
-    desired.set(s.desired as i64);
-    registry.register("workers_desired", "Workers wanted now", desired);
-    let ready: Gauge = Gauge::default();
-    ready.set(s.ready() as i64);
-    registry.register("workers_ready", "Workers ready to serve", ready);
-    let active: Gauge = Gauge::default();
-    active.set(s.workers.len() as i64);
+    registry.register(
+        "workers_desired",
+        "Workers wanted now",
+        gauge(s.desired as u64),
+    );
+    registry.register(
+        "workers_ready",
+        "Workers ready to serve",
+        gauge(s.ready() as u64),
+    );
     registry.register(
         "workers_active",
         "Worker processes alive or restarting",
-        active,
+        gauge(s.workers.len() as u64),
     );
 
     let restarts = Family::<Labels, Counter>::default();
@@ -49,8 +51,7 @@ pub fn render(s: &ClusterSnapshot) -> String {
     let cpu = Family::<Labels, FloatCounter>::default();
     for w in &s.workers {
         let labels = vec![("worker".to_owned(), w.id.to_string())];
-        rss.get_or_create(&labels)
-            .set(w.rss_bytes.min(i64::MAX as u64) as i64);
+        rss.get_or_create(&labels).set(saturate(w.rss_bytes));
         cpu.get_or_create(&labels).inc_by(w.cpu_seconds.max(0.0));
     }
     registry.register_with_unit(
@@ -81,24 +82,23 @@ pub fn render(s: &ClusterSnapshot) -> String {
         cpu_limit,
     );
     if let Some(limit) = s.memory_limit_bytes {
-        let mem: Gauge = Gauge::default();
-        mem.set(limit.min(i64::MAX as u64) as i64);
-        registry.register_with_unit("memory_limit", "Memory limit detected", Unit::Bytes, mem);
+        registry.register_with_unit(
+            "memory_limit",
+            "Memory limit detected",
+            Unit::Bytes,
+            gauge(limit),
+        );
     }
     if let Some(p) = &s.proxy {
-        let open: Gauge = Gauge::default();
-        open.set(p.open.min(i64::MAX as u64) as i64);
         registry.register(
             "proxy_connections",
             "Client connections the proxy holds now",
-            open,
+            gauge(p.open),
         );
-        let max: Gauge = Gauge::default();
-        max.set(p.max.min(i64::MAX as u64) as i64);
         registry.register(
             "proxy_connections_max",
             "Client connections the proxy holds at most (--max-connections)",
-            max,
+            gauge(p.max),
         );
         let refused: Counter = Counter::default();
         refused.inc_by(p.refused);
@@ -116,6 +116,17 @@ pub fn render(s: &ClusterSnapshot) -> String {
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &registry);
     out
+}
+
+/// A gauge holding `value`, capped at `i64::MAX`.
+fn gauge(value: u64) -> Gauge {
+    let g = Gauge::default();
+    g.set(saturate(value));
+    g
+}
+
+fn saturate(value: u64) -> i64 {
+    value.min(i64::MAX as u64) as i64
 }
 
 #[cfg(test)]

@@ -281,56 +281,23 @@ mod tests {
         );
         assert_eq!(kind(&[("NOMAD_ALLOC_ID", "x")], none), PlatformKind::Nomad);
         assert_eq!(kind(&[("INVOCATION_ID", "x")], none), PlatformKind::Systemd);
-        assert_eq!(
-            kind(
-                &[],
-                MarkerFiles {
-                    dockerenv: true,
-                    ..none
-                }
-            ),
-            PlatformKind::Container
-        );
-        assert_eq!(
-            kind(
-                &[],
-                MarkerFiles {
-                    containerenv: true,
-                    ..none
-                }
-            ),
-            PlatformKind::Container
-        );
-        assert_eq!(
-            kind(
-                &[],
-                MarkerFiles {
-                    service_account: true,
-                    ..none
-                }
-            ),
-            PlatformKind::Kubernetes
-        );
-        assert_eq!(
-            kind(
-                &[],
-                MarkerFiles {
-                    virtualized: Some(false),
-                    ..none
-                }
-            ),
-            PlatformKind::BareMetal
-        );
-        assert_eq!(
-            kind(
-                &[],
-                MarkerFiles {
-                    virtualized: Some(true),
-                    ..none
-                }
-            ),
-            PlatformKind::Vps
-        );
+        // Marker files alone, no environment: (dockerenv, containerenv,
+        // service account, virtualized).
+        for (dockerenv, containerenv, service_account, virtualized, want) in [
+            (true, false, false, None, PlatformKind::Container),
+            (false, true, false, None, PlatformKind::Container),
+            (false, false, true, None, PlatformKind::Kubernetes),
+            (false, false, false, Some(false), PlatformKind::BareMetal),
+            (false, false, false, Some(true), PlatformKind::Vps),
+        ] {
+            let files = MarkerFiles {
+                dockerenv,
+                containerenv,
+                service_account,
+                virtualized,
+            };
+            assert_eq!(kind(&[], files), want, "{files:?}");
+        }
         assert_eq!(
             kind(&[("COREFIT_PLATFORM", "swarm"), ("DYNO", "x")], none),
             PlatformKind::Swarm

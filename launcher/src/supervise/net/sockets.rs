@@ -30,6 +30,14 @@ pub enum SocketError {
 /// Binds and listens on `addr` (SO_REUSEADDR, backlog 1024). Must be called
 /// inside the tokio runtime.
 pub fn listen(addr: SocketAddr) -> Result<TcpListener, SocketError> {
+    bound(addr, false)?
+        .listen(BACKLOG)
+        .map_err(|source| SocketError::Listen { addr, source })
+}
+
+/// A socket bound to `addr` with SO_REUSEADDR (and SO_REUSEPORT when
+/// `reuseport`), not yet listening.
+fn bound(addr: SocketAddr, reuseport: bool) -> Result<TcpSocket, SocketError> {
     let err = |source| SocketError::Listen { addr, source };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -38,8 +46,11 @@ pub fn listen(addr: SocketAddr) -> Result<TcpListener, SocketError> {
     }
     .map_err(err)?;
     socket.set_reuseaddr(true).map_err(err)?;
+    if reuseport {
+        socket.set_reuseport(true).map_err(err)?;
+    }
     socket.bind(addr).map_err(err)?;
-    socket.listen(BACKLOG).map_err(err)
+    Ok(socket)
 }
 
 /// How many sockets `shared` mode binds.
@@ -129,18 +140,7 @@ impl SharedSocket {
 /// never accepts on it).
 fn bind_blocking(addr: SocketAddr, reuseport: bool) -> Result<StdListener, SocketError> {
     let err = |source| SocketError::Listen { addr, source };
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(err)?;
-    socket.set_reuseaddr(true).map_err(err)?;
-    if reuseport {
-        socket.set_reuseport(true).map_err(err)?;
-    }
-    socket.bind(addr).map_err(err)?;
-    let listener = socket
+    let listener = bound(addr, reuseport)?
         .listen(BACKLOG)
         .map_err(err)?
         .into_std()

@@ -100,18 +100,13 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
     // Left uninitialised: httparse writes only the ones it fills.
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
         &mut req,
         buf,
         &mut headers,
-    ) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > max_head => {
-            return Err(FrameError::HeadTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(FrameError::HeadTooLarge),
-        Err(_) => return Err(FrameError::BadHead),
+    );
+    let Some(len) = head_len(parsed, buf, max_head)? else {
+        return Ok(None);
     };
     if len > max_head {
         return Err(FrameError::HeadTooLarge);
@@ -144,6 +139,22 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
     }))
 }
 
+/// The length of a head httparse has `parsed` from `buf`: `None` while
+/// incomplete, an error when it is malformed or outgrows `max_head` unfinished.
+fn head_len(
+    parsed: httparse::Result<usize>,
+    buf: &[u8],
+    max_head: usize,
+) -> Result<Option<usize>, FrameError> {
+    match parsed {
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
+        Ok(httparse::Status::Partial) if buf.len() > max_head => Err(FrameError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(FrameError::HeadTooLarge),
+        Err(_) => Err(FrameError::BadHead),
+    }
+}
+
 /// Parses the response head at the front of `buf`, the answer to `req`.
 pub fn parse_response(
     buf: &[u8],
@@ -152,18 +163,13 @@ pub fn parse_response(
 ) -> Result<Option<ResponseHead>, FrameError> {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut resp,
         buf,
         &mut headers,
-    ) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > max_head => {
-            return Err(FrameError::HeadTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(FrameError::HeadTooLarge),
-        Err(_) => return Err(FrameError::BadHead),
+    );
+    let Some(len) = head_len(parsed, buf, max_head)? else {
+        return Ok(None);
     };
     let req = req.ok_or(FrameError::Unsolicited)?;
     reject_bare_lf(&buf[..len])?;
