@@ -75,3 +75,18 @@ wrk_figures() {
   errors=$(awk '/Socket errors:/ {gsub(",",""); s += $4+$6+$8+$10} /Non-2xx/ {s += $NF} END {print s+0}' <<<"$out")
   echo "${rps:-0} ${requests:-0} ${p99:-0} ${errors:-0}"
 }
+
+# scratch NODE_DIR: WORK, a scratch directory that `cleanup` (stop_config,
+# then removal; a script may define its own) runs on exit; CURRENT_PID, the
+# process under test; CLEAN_ENV, the one environment every side runs in.
+scratch() {
+  WORK=$(mktemp -d)
+  CURRENT_PID=""
+  trap cleanup EXIT
+  mkdir -p "$WORK/home"
+  CLEAN_ENV=(env -i PATH="$1:/usr/local/bin:/usr/bin:/bin" HOME="$WORK/home")
+}
+cleanup() {
+  stop_config || true
+  rm -rf "$WORK"
+}

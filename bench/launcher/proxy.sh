@@ -61,10 +61,7 @@ CLIENT=$ROOT/tests/apps/proxy_client.py
 TICK=$(getconf CLK_TCK)
 
 mkdir -p "$OUT"
-WORK=$(mktemp -d)
-mkdir -p "$WORK/home"
-CLEAN_ENV=(env -i PATH="$NODE_DIR:/usr/local/bin:/usr/bin:/bin" HOME="$WORK/home")
-CURRENT_PID=""
+scratch "$NODE_DIR"
 HOLD_PID=""
 APP_PID=""
 

@@ -38,16 +38,8 @@ pm2_and_node
 build_corefit
 NODE_VERSION=$("$NODE_BIN_DIR/node" --version)
 
-WORK=$(mktemp -d)
-CURRENT_PID=""
+scratch "$NODE_BIN_DIR"
 CURRENT_NAME=""
-cleanup() {
-  stop_config || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$WORK/home"
-CLEAN_ENV=(env -i PATH="$NODE_BIN_DIR:/usr/local/bin:/usr/bin:/bin" HOME="$WORK/home")
 
 
 app_path() {

@@ -41,17 +41,7 @@ build_corefit
 APP=$ROOT/tests/apps/server.js
 NODE_VERSION=$("$NODE_BIN_DIR/node" --version)
 
-WORK=$(mktemp -d)
-CURRENT_PID=""
-cleanup() {
-  stop_config || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# The one environment every side runs in.
-mkdir -p "$WORK/home"
-CLEAN_ENV=(env -i PATH="$NODE_BIN_DIR:/usr/local/bin:/usr/bin:/bin" HOME="$WORK/home")
+scratch "$NODE_BIN_DIR"
 
 
 # start_config NAME PORT: starts it in the background; sets CURRENT_PID.

@@ -117,3 +117,13 @@ def actual_deploy() -> dict[str, str]:
         str(p.relative_to(DEPLOY)): p.read_text()
         for p in sorted(DEPLOY.rglob("*.yaml"))
     }
+
+
+def assert_schema_refuses(values: dict, where: str) -> None:
+    """The chart's values schema refuses `values` with a message naming `where`."""
+    import pytest
+
+    with load_chart() as chart:
+        with pytest.raises(helm.HelmValuesError) as e:
+            chart.validate_schema(values)
+    assert where in str(e.value), f"message does not name {where!r}: {e.value}"

@@ -169,41 +169,31 @@ fn operation_settings_name_their_flag_or_variable() {
             .contains("--liveness-interval")
     );
     let cli = Cli::try_parse_from(["corefit", "--", "x"]).unwrap();
-    let env = |pairs: &[(&str, &str)]| pairs.iter().copied().collect::<RunEnv>();
-    let cfg = cli.run.config_with(cli.cmd.clone(), &env(&[])).unwrap();
+    let config = |pairs: &[(&str, &str)]| {
+        let env = pairs.iter().copied().collect::<RunEnv>();
+        cli.run.config_with(cli.cmd.clone(), &env)
+    };
+    let cfg = config(&[]).unwrap();
     assert_eq!(cfg.admin_addr, None);
     assert_eq!(cfg.memory.ceiling, MemoryCeiling::Off);
     assert_eq!(cfg.reload_parallelism, 1);
-    let cfg = cli
-        .run
-        .config_with(
-            cli.cmd.clone(),
-            &env(&[
-                ("COREFIT_ADMIN_PORT", "9100"),
-                ("ENABLE_MEMORY_MONITORING", "1"),
-                ("MEMORY_THRESHOLD_MB", "300"),
-            ]),
-        )
-        .unwrap();
+    let cfg = config(&[
+        ("COREFIT_ADMIN_PORT", "9100"),
+        ("ENABLE_MEMORY_MONITORING", "1"),
+        ("MEMORY_THRESHOLD_MB", "300"),
+    ])
+    .unwrap();
     assert_eq!(cfg.admin_addr, Some("0.0.0.0:9100".parse().unwrap()));
     assert!(cfg.memory.report);
     assert_eq!(cfg.memory.threshold_bytes, Some(300 << 20));
     // COREFIT_ADMIN_ADDR wins over COREFIT_ADMIN_PORT.
-    let cfg = cli
-        .run
-        .config_with(
-            cli.cmd.clone(),
-            &env(&[
-                ("COREFIT_ADMIN_PORT", "9100"),
-                ("COREFIT_ADMIN_ADDR", "127.0.0.1:9200"),
-            ]),
-        )
-        .unwrap();
+    let cfg = config(&[
+        ("COREFIT_ADMIN_PORT", "9100"),
+        ("COREFIT_ADMIN_ADDR", "127.0.0.1:9200"),
+    ])
+    .unwrap();
     assert_eq!(cfg.admin_addr, Some("127.0.0.1:9200".parse().unwrap()));
-    let err = cli
-        .run
-        .config_with(cli.cmd.clone(), &env(&[("COREFIT_ADMIN_PORT", "x")]))
-        .unwrap_err();
+    let err = config(&[("COREFIT_ADMIN_PORT", "x")]).unwrap_err();
     assert!(err.to_string().contains("COREFIT_ADMIN_PORT"), "{err}");
     let cli =
         Cli::try_parse_from(["corefit", "--max-memory-per-worker", "auto", "--", "x"]).unwrap();

@@ -31,20 +31,28 @@ impl Supervisor {
             ready: ready_deadline.is_none(),
             ready_deadline,
         };
+        if let Slot::Replacing {
+            new: New::Spawning,
+            why,
+            ..
+        }
+        | Slot::Abandoned { why } = w.slot
+        {
+            notice(
+                out,
+                Notice::ReplacementStarted {
+                    worker: id,
+                    pid,
+                    why,
+                },
+            );
+        }
         match w.slot {
             Slot::Replacing {
                 old,
                 new: New::Spawning,
                 why,
             } => {
-                notice(
-                    out,
-                    Notice::ReplacementStarted {
-                        worker: id,
-                        pid,
-                        why,
-                    },
-                );
                 if let Some(signal) = stopping {
                     w.slot = Slot::Running(old);
                     out.push(Action::SignalGroup { pid, signal });
@@ -65,14 +73,6 @@ impl Supervisor {
                 return;
             }
             Slot::Abandoned { why } => {
-                notice(
-                    out,
-                    Notice::ReplacementStarted {
-                        worker: id,
-                        pid,
-                        why,
-                    },
-                );
                 w.slot = Slot::Empty;
                 let signal = stopping.unwrap_or(Signal::SIGTERM);
                 out.push(Action::SignalGroup { pid, signal });

@@ -55,6 +55,11 @@ pub(super) fn notices(actions: &[Action]) -> Vec<Notice> {
         .collect()
 }
 
+/// The pid `started` gives worker `id`: 100, 101, ...
+pub(super) fn pid_of(id: WorkerId) -> i32 {
+    100 + id as i32
+}
+
 /// A supervisor with `n` workers started as pids 100, 101, ...
 pub(super) fn started(p: Policy, t0: Instant) -> Supervisor {
     let n = p.workers;
@@ -69,7 +74,7 @@ pub(super) fn started(p: Policy, t0: Instant) -> Supervisor {
             t0,
             Event::Spawned {
                 id,
-                pid: 100 + id as i32,
+                pid: pid_of(id),
             },
         );
     }
@@ -91,7 +96,7 @@ pub(super) fn ready(p: Policy, t0: Instant) -> Supervisor {
             t0,
             Event::Ready {
                 id,
-                pid: 100 + id as i32,
+                pid: pid_of(id),
             },
         );
     }
