@@ -6,13 +6,7 @@ use super::*;
 fn stable_worker_is_restarted_at_once_with_same_id() {
     let t0 = Instant::now();
     let mut s = started(policy(2, true), t0);
-    let a = s.handle(
-        t0 + secs(10.0),
-        Event::Exited {
-            pid: 101,
-            reason: ExitReason::Signal(9),
-        },
-    );
+    let a = s.handle(t0 + secs(10.0), exited(101, ExitReason::Signal(9)));
     assert_eq!(
         notices(&a)[0],
         Notice::Restarting {
@@ -57,13 +51,7 @@ fn crash_loop_backs_off_then_gives_up_naming_the_worker() {
     let mut delays = Vec::new();
     for round in 1..=3 {
         now += secs(0.1);
-        let a = acts(s.handle(
-            now,
-            Event::Exited {
-                pid,
-                reason: ExitReason::Code(3),
-            },
-        ));
+        let a = acts(s.handle(now, exited(pid, ExitReason::Code(3))));
         assert!(!a.contains(&Action::Spawn { id: 1 }), "round {round}");
         let due = s.next_deadline().expect("a restart is scheduled");
         delays.push(due - now);
@@ -80,13 +68,7 @@ fn crash_loop_backs_off_then_gives_up_naming_the_worker() {
     assert_eq!(delays, vec![secs(0.1), secs(0.2), secs(0.4)]);
     // The 4th unstable exit is over the limit of 3.
     now += secs(0.1);
-    let a = s.handle(
-        now,
-        Event::Exited {
-            pid,
-            reason: ExitReason::Code(3),
-        },
-    );
+    let a = s.handle(now, exited(pid, ExitReason::Code(3)));
     assert!(
         matches!(
             notices(&a)[0],
@@ -106,13 +88,7 @@ fn crash_loop_backs_off_then_gives_up_naming_the_worker() {
         pid: 100,
         signal: Signal::SIGTERM
     }));
-    let a = acts(s.handle(
-        now + secs(0.5),
-        Event::Exited {
-            pid: 100,
-            reason: ExitReason::Signal(15),
-        },
-    ));
+    let a = acts(s.handle(now + secs(0.5), exited(100, ExitReason::Signal(15))));
     assert_eq!(a.last(), Some(&Action::Exit(3)));
     assert!(s.finished());
 }
@@ -124,13 +100,7 @@ fn a_stable_run_resets_the_unstable_count() {
     let mut now = t0;
     for pid in [100, 101, 102] {
         now += secs(0.1);
-        s.handle(
-            now,
-            Event::Exited {
-                pid,
-                reason: ExitReason::Code(1),
-            },
-        );
+        s.handle(now, exited(pid, ExitReason::Code(1)));
         now = s.next_deadline().unwrap();
         s.handle(now, Event::Tick);
         s.handle(
@@ -143,23 +113,11 @@ fn a_stable_run_resets_the_unstable_count() {
     }
     // Up 2 s: stable, immediate restart, count reset.
     now += secs(2.0);
-    let a = acts(s.handle(
-        now,
-        Event::Exited {
-            pid: 103,
-            reason: ExitReason::Code(1),
-        },
-    ));
+    let a = acts(s.handle(now, exited(103, ExitReason::Code(1))));
     assert!(a.contains(&Action::Spawn { id: 0 }));
     s.handle(now, Event::Spawned { id: 0, pid: 104 });
     now += secs(0.1);
-    s.handle(
-        now,
-        Event::Exited {
-            pid: 104,
-            reason: ExitReason::Code(1),
-        },
-    );
+    s.handle(now, exited(104, ExitReason::Code(1)));
     assert_eq!(s.next_deadline(), Some(now + secs(0.1)));
 }
 
@@ -174,7 +132,7 @@ fn single_worker_without_restart_exits_with_its_code() {
     ] {
         let t0 = Instant::now();
         let mut s = started(policy(1, false), t0);
-        let a = acts(s.handle(t0 + secs(0.1), Event::Exited { pid: 100, reason }));
+        let a = acts(s.handle(t0 + secs(0.1), exited(100, reason)));
         assert_eq!(a.last(), Some(&Action::Exit(code)), "{reason:?}");
     }
 }
@@ -183,13 +141,7 @@ fn single_worker_without_restart_exits_with_its_code() {
 fn crash_restarts_are_counted_by_reason() {
     let t0 = Instant::now();
     let mut s = ready(checked(1), t0);
-    s.handle(
-        t0 + secs(5.0),
-        Event::Exited {
-            pid: 100,
-            reason: ExitReason::Signal(9),
-        },
-    );
+    s.handle(t0 + secs(5.0), exited(100, ExitReason::Signal(9)));
     assert_eq!(s.restarts_by_reason().get("crash"), Some(&1));
 }
 
@@ -210,13 +162,5 @@ fn other_signals_are_forwarded_and_orphans_ignored() {
             },
         ]
     );
-    assert!(s
-        .handle(
-            t0,
-            Event::Exited {
-                pid: 555,
-                reason: ExitReason::Code(0)
-            }
-        )
-        .is_empty());
+    assert!(s.handle(t0, exited(555, ExitReason::Code(0))).is_empty());
 }

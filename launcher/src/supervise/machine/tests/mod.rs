@@ -55,6 +55,11 @@ pub(super) fn notices(actions: &[Action]) -> Vec<Notice> {
         .collect()
 }
 
+/// Process `pid` exited for `reason`.
+pub(super) fn exited(pid: i32, reason: ExitReason) -> Event {
+    Event::Exited { pid, reason }
+}
+
 /// The pid `started` gives worker `id`: 100, 101, ...
 pub(super) fn pid_of(id: WorkerId) -> i32 {
     100 + id as i32
@@ -85,6 +90,14 @@ pub(super) fn checked(workers: u32) -> Policy {
     let mut p = policy(workers, true);
     p.ready_timeout = Some(secs(10.0));
     p
+}
+
+/// `ready` and reloading: worker 0's replacement spawned as pid 200.
+pub(super) fn replacing(p: Policy, t0: Instant) -> Supervisor {
+    let mut s = ready(p, t0);
+    s.handle(t0, Event::Reload);
+    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    s
 }
 
 /// `started` with every worker ready.

@@ -24,13 +24,7 @@ fn reload_replaces_one_worker_at_a_time_routing_before_retiring() {
     );
     assert_eq!(s.running(), vec![(0, 200), (1, 101)]);
     // The old process's exit is not a crash: no restart, no unroute.
-    let a = acts(s.handle(
-        t0 + secs(1.5),
-        Event::Exited {
-            pid: 100,
-            reason: ExitReason::Code(0),
-        },
-    ));
+    let a = acts(s.handle(t0 + secs(1.5), exited(100, ExitReason::Code(0))));
     assert_eq!(a, vec![kill9(100)]);
     s.handle(t0 + secs(2.0), Event::Spawned { id: 1, pid: 201 });
     let a = s.handle(t0 + secs(2.5), Event::Ready { id: 1, pid: 201 });
@@ -46,9 +40,7 @@ fn reload_replaces_one_worker_at_a_time_routing_before_retiring() {
 #[test]
 fn a_replacement_never_ready_aborts_the_reload_and_keeps_the_old_worker() {
     let t0 = Instant::now();
-    let mut s = ready(checked(2), t0);
-    s.handle(t0, Event::Reload);
-    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    let mut s = replacing(checked(2), t0);
     assert_eq!(s.next_deadline(), Some(t0 + secs(10.0)));
     let a = s.handle(t0 + secs(10.0), Event::Tick);
     assert!(acts(a.clone()).contains(&kill9(200)), "{a:?}");
@@ -65,13 +57,7 @@ fn a_replacement_never_ready_aborts_the_reload_and_keeps_the_old_worker() {
     );
     assert!(!s.reloading());
     // Its exit changes nothing; the old worker still serves.
-    let a = acts(s.handle(
-        t0 + secs(10.1),
-        Event::Exited {
-            pid: 200,
-            reason: ExitReason::Signal(9),
-        },
-    ));
+    let a = acts(s.handle(t0 + secs(10.1), exited(200, ExitReason::Signal(9))));
     assert_eq!(a, vec![kill9(200)]);
     assert_eq!(s.running(), vec![(0, 100), (1, 101)]);
     assert_eq!(s.restarts_by_reason().get("reload"), None);
@@ -80,16 +66,8 @@ fn a_replacement_never_ready_aborts_the_reload_and_keeps_the_old_worker() {
 #[test]
 fn a_replacement_that_exits_aborts_the_reload() {
     let t0 = Instant::now();
-    let mut s = ready(checked(1), t0);
-    s.handle(t0, Event::Reload);
-    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
-    let a = s.handle(
-        t0 + secs(0.5),
-        Event::Exited {
-            pid: 200,
-            reason: ExitReason::Code(1),
-        },
-    );
+    let mut s = replacing(checked(1), t0);
+    let a = s.handle(t0 + secs(0.5), exited(200, ExitReason::Code(1)));
     assert!(
         notices(&a)
             .iter()
@@ -128,9 +106,7 @@ fn a_second_reload_is_coalesced_into_one_more_round() {
 #[test]
 fn a_retired_process_ignoring_sigterm_is_killed_after_grace() {
     let t0 = Instant::now();
-    let mut s = ready(checked(1), t0);
-    s.handle(t0, Event::Reload);
-    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    let mut s = replacing(checked(1), t0);
     s.handle(t0, Event::Ready { id: 0, pid: 200 });
     assert_eq!(s.next_deadline(), Some(t0 + secs(25.0)));
     let a = acts(s.handle(t0 + secs(25.0), Event::Tick));
@@ -146,13 +122,7 @@ fn in_place_reload_stops_first_then_starts() {
     let mut s = ready(p, t0);
     let a = acts(s.handle(t0, Event::Reload));
     assert_eq!(a, vec![Action::Unroute { id: 0 }, term(100)]);
-    let a = acts(s.handle(
-        t0,
-        Event::Exited {
-            pid: 100,
-            reason: ExitReason::Code(0),
-        },
-    ));
+    let a = acts(s.handle(t0, exited(100, ExitReason::Code(0))));
     assert_eq!(a, vec![kill9(100), Action::Spawn { id: 0 }]);
     s.handle(t0, Event::Spawned { id: 0, pid: 200 });
     let a = acts(s.handle(t0, Event::Ready { id: 0, pid: 200 }));
@@ -199,12 +169,6 @@ fn in_place_replacement_kills_a_process_ignoring_sigterm_after_grace() {
         acts(s.handle(t0 + secs(25.0), Event::Tick)),
         vec![kill9(100)]
     );
-    let a = acts(s.handle(
-        t0 + secs(25.1),
-        Event::Exited {
-            pid: 100,
-            reason: ExitReason::Signal(9),
-        },
-    ));
+    let a = acts(s.handle(t0 + secs(25.1), exited(100, ExitReason::Signal(9))));
     assert_eq!(a, vec![kill9(100), Action::Spawn { id: 0 }]);
 }

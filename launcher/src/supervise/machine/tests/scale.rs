@@ -30,13 +30,7 @@ fn scaling_up_spawns_new_ids_and_down_retires_the_highest() {
     assert_eq!(s.running(), vec![(0, 100)]);
     // Their exits are not restarts.
     for pid in [101, 102, 103] {
-        let a = acts(s.handle(
-            t0,
-            Event::Exited {
-                pid,
-                reason: ExitReason::Code(0),
-            },
-        ));
+        let a = acts(s.handle(t0, exited(pid, ExitReason::Code(0))));
         assert_eq!(a, vec![kill9(pid)]);
     }
     // Up again reuses the ids.

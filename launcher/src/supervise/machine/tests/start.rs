@@ -15,10 +15,7 @@ fn starts_every_worker_and_routes_when_no_check_applies() {
 #[test]
 fn routes_only_after_ready_and_kills_on_ready_timeout() {
     let t0 = Instant::now();
-    let mut p = policy(1, true);
-    p.ready_timeout = Some(secs(5.0));
-    let mut s = Supervisor::new(p);
-    s.handle(t0, Event::Start);
+    let mut s = one_checked(t0);
     assert!(acts(s.handle(t0, Event::Spawned { id: 0, pid: 7 })).is_empty());
     assert_eq!(s.next_deadline(), Some(t0 + secs(5.0)));
     // A stale ready (other pid) changes nothing.
@@ -41,13 +38,7 @@ fn routes_only_after_ready_and_kills_on_ready_timeout() {
         }]
     );
     // It dies; never ready means unstable even though it ran 5 s.
-    let a = s.handle(
-        t0 + secs(5.01),
-        Event::Exited {
-            pid: 7,
-            reason: ExitReason::Signal(9),
-        },
-    );
+    let a = s.handle(t0 + secs(5.01), exited(7, ExitReason::Signal(9)));
     assert!(
         matches!(
             notices(&a)[0],
@@ -64,10 +55,7 @@ fn routes_only_after_ready_and_kills_on_ready_timeout() {
 #[test]
 fn ready_routes_once() {
     let t0 = Instant::now();
-    let mut p = policy(1, true);
-    p.ready_timeout = Some(secs(5.0));
-    let mut s = Supervisor::new(p);
-    s.handle(t0, Event::Start);
+    let mut s = one_checked(t0);
     s.handle(t0, Event::Spawned { id: 0, pid: 7 });
     let a = s.handle(t0 + secs(0.2), Event::Ready { id: 0, pid: 7 });
     assert_eq!(
@@ -110,13 +98,16 @@ fn spawn_failure_ends_the_run_with_its_code() {
         pid: 9,
         signal: Signal::SIGTERM
     }));
-    let a = acts(s.handle(
-        t0,
-        Event::Exited {
-            pid: 9,
-            reason: ExitReason::Signal(15),
-        },
-    ));
+    let a = acts(s.handle(t0, exited(9, ExitReason::Signal(15))));
     assert_eq!(a.last(), Some(&Action::Exit(127)));
     assert!(s.handle(t0, Event::Tick).is_empty());
+}
+
+/// One worker with a 5 s readiness check, started (its spawn asked for).
+fn one_checked(t0: Instant) -> Supervisor {
+    let mut p = policy(1, true);
+    p.ready_timeout = Some(secs(5.0));
+    let mut s = Supervisor::new(p);
+    s.handle(t0, Event::Start);
+    s
 }

@@ -31,21 +31,9 @@ fn sigterm_stops_gracefully_and_exits_zero() {
     );
     assert_eq!(s.next_deadline(), Some(t0 + secs(26.0)));
     // An exited worker is not restarted while stopping.
-    let a = acts(s.handle(
-        t0 + secs(2.0),
-        Event::Exited {
-            pid: 100,
-            reason: ExitReason::Code(0),
-        },
-    ));
+    let a = acts(s.handle(t0 + secs(2.0), exited(100, ExitReason::Code(0))));
     assert!(!a.iter().any(|x| matches!(x, Action::Spawn { .. })));
-    let a = acts(s.handle(
-        t0 + secs(3.0),
-        Event::Exited {
-            pid: 101,
-            reason: ExitReason::Signal(15),
-        },
-    ));
+    let a = acts(s.handle(t0 + secs(3.0), exited(101, ExitReason::Signal(15))));
     assert_eq!(a.last(), Some(&Action::Exit(0)));
 }
 
@@ -54,13 +42,7 @@ fn a_worker_ignoring_sigterm_is_killed_after_grace() {
     let t0 = Instant::now();
     let mut s = started(policy(2, true), t0);
     s.handle(t0, Event::Signal(Signal::SIGINT));
-    s.handle(
-        t0 + secs(1.0),
-        Event::Exited {
-            pid: 100,
-            reason: ExitReason::Signal(2),
-        },
-    );
+    s.handle(t0 + secs(1.0), exited(100, ExitReason::Signal(2)));
     assert!(acts(s.handle(t0 + secs(24.9), Event::Tick)).is_empty());
     let a = s.handle(t0 + secs(25.0), Event::Tick);
     assert_eq!(
@@ -80,13 +62,7 @@ fn a_worker_ignoring_sigterm_is_killed_after_grace() {
         }]
     );
     assert_eq!(s.next_deadline(), None);
-    let a = acts(s.handle(
-        t0 + secs(25.1),
-        Event::Exited {
-            pid: 101,
-            reason: ExitReason::Signal(9),
-        },
-    ));
+    let a = acts(s.handle(t0 + secs(25.1), exited(101, ExitReason::Signal(9))));
     assert_eq!(a.last(), Some(&Action::Exit(exit::KILLED_AFTER_GRACE)));
 }
 
@@ -95,13 +71,7 @@ fn a_worker_failing_during_shutdown_makes_the_exit_non_zero() {
     let t0 = Instant::now();
     let mut s = started(policy(1, false), t0);
     s.handle(t0, Event::Signal(Signal::SIGTERM));
-    let a = acts(s.handle(
-        t0 + secs(1.0),
-        Event::Exited {
-            pid: 100,
-            reason: ExitReason::Code(3),
-        },
-    ));
+    let a = acts(s.handle(t0 + secs(1.0), exited(100, ExitReason::Code(3))));
     assert_eq!(a.last(), Some(&Action::Exit(3)));
 }
 
@@ -109,31 +79,17 @@ fn a_worker_failing_during_shutdown_makes_the_exit_non_zero() {
 fn pending_restarts_are_dropped_on_stop() {
     let t0 = Instant::now();
     let mut s = started(policy(2, true), t0);
-    s.handle(
-        t0 + secs(0.1),
-        Event::Exited {
-            pid: 100,
-            reason: ExitReason::Code(1),
-        },
-    );
+    s.handle(t0 + secs(0.1), exited(100, ExitReason::Code(1)));
     s.handle(t0 + secs(0.15), Event::Signal(Signal::SIGTERM));
     assert!(acts(s.handle(t0 + secs(5.0), Event::Tick)).is_empty());
-    let a = acts(s.handle(
-        t0 + secs(5.0),
-        Event::Exited {
-            pid: 101,
-            reason: ExitReason::Code(0),
-        },
-    ));
+    let a = acts(s.handle(t0 + secs(5.0), exited(101, ExitReason::Code(0))));
     assert_eq!(a.last(), Some(&Action::Exit(0)));
 }
 
 #[test]
 fn sigterm_during_a_reload_stops_old_and_new_processes() {
     let t0 = Instant::now();
-    let mut s = ready(checked(2), t0);
-    s.handle(t0, Event::Reload);
-    s.handle(t0, Event::Spawned { id: 0, pid: 200 });
+    let mut s = replacing(checked(2), t0);
     let a = acts(s.handle(t0, Event::Signal(Signal::SIGTERM)));
     assert!(
         a.contains(&term(100)) && a.contains(&term(101)) && a.contains(&term(200)),
@@ -141,24 +97,12 @@ fn sigterm_during_a_reload_stops_old_and_new_processes() {
     );
     assert!(!s.reloading());
     for pid in [100, 101] {
-        let a = acts(s.handle(
-            t0,
-            Event::Exited {
-                pid,
-                reason: ExitReason::Code(0),
-            },
-        ));
+        let a = acts(s.handle(t0, exited(pid, ExitReason::Code(0))));
         assert!(
             !a.contains(&Action::Exit(0)),
             "exited before the replacement: {a:?}"
         );
     }
-    let a = acts(s.handle(
-        t0,
-        Event::Exited {
-            pid: 200,
-            reason: ExitReason::Code(0),
-        },
-    ));
+    let a = acts(s.handle(t0, exited(200, ExitReason::Code(0))));
     assert_eq!(a.last(), Some(&Action::Exit(0)));
 }
