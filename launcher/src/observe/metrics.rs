@@ -74,12 +74,10 @@ pub fn render(s: &ClusterSnapshot) -> String {
     ]);
     registry.register("plan", "The plan corefit runs", info);
 
-    let cpu_limit: FloatGauge = Gauge::default();
-    cpu_limit.set(s.cpu_limit);
     registry.register(
         "cpu_limit_cores",
         "Effective CPUs detected (cgroup quota, cpuset, affinity, host)",
-        cpu_limit,
+        float_gauge(s.cpu_limit),
     );
     if let Some(limit) = s.memory_limit_bytes {
         registry.register_with_unit(
@@ -108,9 +106,12 @@ pub fn render(s: &ClusterSnapshot) -> String {
             refused,
         );
     }
-    let up: FloatGauge = Gauge::default();
-    up.set(s.uptime_seconds);
-    registry.register_with_unit("uptime", "Seconds since corefit started", Unit::Seconds, up);
+    registry.register_with_unit(
+        "uptime",
+        "Seconds since corefit started",
+        Unit::Seconds,
+        float_gauge(s.uptime_seconds),
+    );
 
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -122,6 +123,12 @@ pub fn render(s: &ClusterSnapshot) -> String {
 fn gauge(value: u64) -> Gauge {
     let g = Gauge::default();
     g.set(saturate(value));
+    g
+}
+
+fn float_gauge(value: f64) -> FloatGauge {
+    let g = FloatGauge::default();
+    g.set(value);
     g
 }
 

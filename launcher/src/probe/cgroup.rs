@@ -183,73 +183,64 @@ fn source(chain: &Chain, path: &Path) -> LimitSource {
 }
 
 fn min_v2_quota(chain: &Chain, warnings: &mut Warnings) -> Option<CpuQuota> {
-    let mut best: Option<CpuQuota> = None;
-    for dir in &chain.dirs {
-        let path = dir.join("cpu.max");
-        let Some(text) = read_optional(&path, warnings) else {
-            continue;
-        };
-        match parse::cpu_max(&text) {
-            Ok(Some((quota_us, period_us))) => {
-                keep_smaller_quota(&mut best, quota_us, period_us, source(chain, &path))
-            }
-            Ok(None) => {}
-            Err(e) => bad_value(&path, &e, warnings),
-        }
-    }
-    best
+    smallest(
+        chain,
+        "cpu.max",
+        warnings,
+        cpus_below,
+        |_, path, text, warnings| {
+            let (quota_us, period_us) = parse::cpu_max(text)
+                .map_err(|e| bad_value(path, &e, warnings))
+                .ok()??;
+            Some(quota(chain, path, quota_us, period_us))
+        },
+    )
 }
 
 fn min_v1_quota(chain: &Chain, warnings: &mut Warnings) -> Option<CpuQuota> {
-    let mut best: Option<CpuQuota> = None;
-    for dir in &chain.dirs {
-        let qpath = dir.join("cpu.cfs_quota_us");
-        let Some(qtext) = read_optional(&qpath, warnings) else {
-            continue;
-        };
-        let quota = match parse::cfs_quota(&qtext) {
-            Ok(Some(q)) => q,
-            Ok(None) => continue,
-            Err(e) => {
-                bad_value(&qpath, &e, warnings);
-                continue;
+    smallest(
+        chain,
+        "cpu.cfs_quota_us",
+        warnings,
+        cpus_below,
+        |dir, qpath, qtext, warnings| {
+            let quota_us = match parse::cfs_quota(qtext) {
+                Ok(q) => q?,
+                Err(e) => {
+                    bad_value(qpath, &e, warnings);
+                    return None;
+                }
+            };
+            let ppath = dir.join("cpu.cfs_period_us");
+            match read_optional(&ppath, warnings).map(|t| parse::cfs_period(&t)) {
+                Some(Ok(period_us)) => Some(quota(chain, qpath, quota_us, period_us)),
+                Some(Err(e)) => {
+                    bad_value(&ppath, &e, warnings);
+                    None
+                }
+                None => {
+                    warnings.push(format!(
+                        "{} is set but {} is missing; ignoring the quota",
+                        qpath.display(),
+                        ppath.display()
+                    ));
+                    None
+                }
             }
-        };
-        let ppath = dir.join("cpu.cfs_period_us");
-        let period = match read_optional(&ppath, warnings).map(|t| parse::cfs_period(&t)) {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => {
-                bad_value(&ppath, &e, warnings);
-                continue;
-            }
-            None => {
-                warnings.push(format!(
-                    "{} is set but {} is missing; ignoring the quota",
-                    qpath.display(),
-                    ppath.display()
-                ));
-                continue;
-            }
-        };
-        keep_smaller_quota(&mut best, quota, period, source(chain, &qpath));
-    }
-    best
+        },
+    )
 }
 
-fn keep_smaller_quota(
-    best: &mut Option<CpuQuota>,
-    quota_us: u64,
-    period_us: u64,
-    source: LimitSource,
-) {
-    let candidate = CpuQuota {
+fn quota(chain: &Chain, path: &Path, quota_us: u64, period_us: u64) -> CpuQuota {
+    CpuQuota {
         quota_us,
         period_us,
-        source,
-    };
-    if best.as_ref().is_none_or(|b| candidate.cpus() < b.cpus()) {
-        *best = Some(candidate);
+        source: source(chain, path),
     }
+}
+
+fn cpus_below(a: &CpuQuota, b: &CpuQuota) -> bool {
+    a.cpus() < b.cpus()
 }
 
 fn min_limit(
@@ -258,22 +249,42 @@ fn min_limit(
     warnings: &mut Warnings,
     parser: LimitParser,
 ) -> Option<MemoryLimit> {
-    let mut best: Option<MemoryLimit> = None;
+    let below = |a: &MemoryLimit, b: &MemoryLimit| a.bytes < b.bytes;
+    smallest(chain, file, warnings, below, |_, path, text, warnings| {
+        match parser(text) {
+            Ok(Some(0)) => bad_value(path, &ValueError::Zero("0".to_owned()), warnings),
+            Ok(Some(bytes)) => {
+                return Some(MemoryLimit {
+                    bytes,
+                    source: source(chain, path),
+                })
+            }
+            Ok(None) => {}
+            Err(e) => bad_value(path, &e, warnings),
+        }
+        None
+    })
+}
+
+/// The smallest value along the chain by `below`: `value_of(dir, path,
+/// text)` reads one from each directory's `file` that exists.
+fn smallest<T>(
+    chain: &Chain,
+    file: &str,
+    warnings: &mut Warnings,
+    below: impl Fn(&T, &T) -> bool,
+    mut value_of: impl FnMut(&Path, &Path, &str, &mut Warnings) -> Option<T>,
+) -> Option<T> {
+    let mut best: Option<T> = None;
     for dir in &chain.dirs {
         let path = dir.join(file);
         let Some(text) = read_optional(&path, warnings) else {
             continue;
         };
-        match parser(&text) {
-            Ok(Some(0)) => bad_value(&path, &ValueError::Zero("0".to_owned()), warnings),
-            Ok(Some(bytes)) if best.as_ref().is_none_or(|b| bytes < b.bytes) => {
-                best = Some(MemoryLimit {
-                    bytes,
-                    source: source(chain, &path),
-                })
+        if let Some(v) = value_of(dir, &path, &text, warnings) {
+            if best.as_ref().is_none_or(|b| below(&v, b)) {
+                best = Some(v);
             }
-            Ok(_) => {}
-            Err(e) => bad_value(&path, &e, warnings),
         }
     }
     best

@@ -7,7 +7,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use object::read::elf::{ElfFile32, ElfFile64, ProgramHeader};
+use object::elf::{FileHeader32, FileHeader64};
+use object::read::elf::{ElfFile, FileHeader, ProgramHeader};
 use object::{elf::PT_INTERP, Endianness, FileKind, ReadCache, ReadRef};
 use std::io::Read as _;
 use thiserror::Error;
@@ -132,20 +133,8 @@ fn shebang_target(data: &[u8], path_var: Option<&str>) -> Result<Option<PathBuf>
 /// the ranges it needs from `data` (bytes, or a `ReadCache` over a file).
 pub fn linkage<'d, R: ReadRef<'d>>(data: R) -> Option<Linkage> {
     let has_interp = match FileKind::parse(data).ok()? {
-        FileKind::Elf64 => {
-            let f = ElfFile64::<Endianness, R>::parse(data).ok()?;
-            let e = f.endian();
-            f.elf_program_headers()
-                .iter()
-                .any(|ph| ph.p_type(e) == PT_INTERP)
-        }
-        FileKind::Elf32 => {
-            let f = ElfFile32::<Endianness, R>::parse(data).ok()?;
-            let e = f.endian();
-            f.elf_program_headers()
-                .iter()
-                .any(|ph| ph.p_type(e) == PT_INTERP)
-        }
+        FileKind::Elf64 => has_interp::<FileHeader64<Endianness>, R>(data)?,
+        FileKind::Elf32 => has_interp::<FileHeader32<Endianness>, R>(data)?,
         _ => return None,
     };
     Some(if has_interp {
@@ -153,6 +142,21 @@ pub fn linkage<'d, R: ReadRef<'d>>(data: R) -> Option<Linkage> {
     } else {
         Linkage::Static
     })
+}
+
+/// Whether an ELF file of class `Elf` has a program interpreter.
+fn has_interp<'d, Elf, R>(data: R) -> Option<bool>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'d>,
+{
+    let f = ElfFile::<Elf, R>::parse(data).ok()?;
+    let e = f.endian();
+    Some(
+        f.elf_program_headers()
+            .iter()
+            .any(|ph| ph.p_type(e) == PT_INTERP),
+    )
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ impl Supervisor {
                 }
                 return;
             }
-            Slot::Abandoned { why } => {
+            Slot::Abandoned { .. } => {
                 w.slot = Slot::Empty;
                 let signal = stopping.unwrap_or(Signal::SIGTERM);
                 out.push(Action::SignalGroup { pid, signal });
