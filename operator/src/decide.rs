@@ -144,12 +144,8 @@ pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
         }
     };
     reasons.push(format!(
-        "decision: {} mode, {} worker{} per pod, {} replica{}, {} scaling",
-        p.mode.as_str(),
-        p.workers,
-        if p.workers == 1 { "" } else { "s" },
-        app.replicas,
-        if app.replicas == 1 { "" } else { "s" },
+        "decision: {}, {} scaling",
+        sizes(p.mode, p.workers, app.replicas),
         scaling.as_str()
     ));
     Decision {
@@ -159,6 +155,17 @@ pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
         replicas: app.replicas,
         reasons,
     }
+}
+
+/// `cluster mode, 2 workers per pod, 3 replicas`: the sizes a decision
+/// gives, as its closing reason and the DecisionChanged event say them.
+pub fn sizes(mode: Mode, workers: u32, replicas: i32) -> String {
+    format!(
+        "{} mode, {workers} worker{} per pod, {replicas} replica{}",
+        mode.as_str(),
+        if workers == 1 { "" } else { "s" },
+        if replicas == 1 { "" } else { "s" },
+    )
 }
 
 fn sourced<T>(value: T, source: &str) -> Sourced<T> {

@@ -223,12 +223,8 @@ async fn reconcile_inner(app: &ClusterApp, ctx: &Context) -> Result<Action, Erro
     if decision_changed {
         let d = &want.decision;
         let note = format!(
-            "{} mode, {} worker{} per pod, {} replica{} ({}): {}",
-            d.mode.as_str(),
-            d.workers,
-            if d.workers == 1 { "" } else { "s" },
-            d.replicas,
-            if d.replicas == 1 { "" } else { "s" },
+            "{} ({}): {}",
+            crate::decide::sizes(d.mode, d.workers, d.replicas),
             d.scaling.as_str(),
             // The line before the closing "decision:" one says why.
             d.reasons

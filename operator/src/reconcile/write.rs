@@ -37,18 +37,7 @@ where
             return Ok(obs.clone());
         }
     }
-    ctx.metrics.write(kind, "apply");
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&want),
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        kind,
-        name: name.to_owned(),
-        source,
-    })
+    patch_as(ctx, api, (kind, "apply"), name, MANAGER, &want).await
 }
 
 /// Hands `spec.replicas` (at its current value `n`) to
@@ -66,19 +55,43 @@ pub(super) async fn hand_over_replicas(
         "metadata": {"name": name},
         "spec": {"replicas": n},
     });
-    ctx.metrics.write("Deployment", "handover");
+    patch_as(
+        ctx,
+        api,
+        ("Deployment", "handover"),
+        name,
+        HANDOVER_MANAGER,
+        &body,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Server-side apply of `body` to `name` as field manager `manager`,
+/// counted as a write of (kind, what).
+async fn patch_as<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    (kind, what): (&'static str, &str),
+    name: &str,
+    manager: &str,
+    body: &serde_json::Value,
+) -> Result<K, Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    ctx.metrics.write(kind, what);
     api.patch(
         name,
-        &PatchParams::apply(HANDOVER_MANAGER).force(),
-        &Patch::Apply(&body),
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(body),
     )
     .await
     .map_err(|source| Error::Apply {
-        kind: "Deployment",
+        kind,
         name: name.to_owned(),
         source,
-    })?;
-    Ok(())
+    })
 }
 
 /// A child that exists only for some specs (HPA, PDB), in the version
