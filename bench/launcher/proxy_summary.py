@@ -24,6 +24,20 @@ def spread(values, fmt="{:.0f}"):
     return f"{m} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
+def heading(title, columns):
+    """A section's title and its table's header row."""
+    print(f"### {title}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
+def print_ratio(data, part, metric, top, bottom, target):
+    """top / bottom of the medians of `metric`, when both were measured."""
+    t, b = med(data.get((part, top, metric), [])), med(data.get((part, bottom, metric), []))
+    if t and b:
+        print(f"\n{top} / {bottom} (ratio of medians): **{t / b:.2f}** (target {target})\n")
+
+
 def main():
     path, description = sys.argv[1], sys.argv[2]
     data = defaultdict(list)
@@ -39,9 +53,10 @@ def main():
     print(f"corefit proxy cost ({description}); median of {rounds} round(s) (min-max).\n")
 
     if any(k[0] == "throughput" for k in data):
-        print("### Trivial route (`GET /hello`, tests/apps/server.js, 2 workers)\n")
-        print("| configuration | req/s | p99 ms | errors | corefit CPU us/request | corefit RSS MiB |")
-        print("|---|---|---|---|---|---|")
+        heading(
+            "Trivial route (`GET /hello`, tests/apps/server.js, 2 workers)",
+            ["configuration", "req/s", "p99 ms", "errors", "corefit CPU us/request", "corefit RSS MiB"],
+        )
         for config in ("proxy", "shared"):
             g = lambda m: data.get(("throughput", config, m), [])
             rss = [v / 1024 for v in g("rss_kib")]
@@ -49,14 +64,10 @@ def main():
                 f"| `--socket {config}` | {spread(g('rps'))} | {spread(g('p99_ms'), '{:.1f}')} | "
                 f"{spread(g('errors'))} | {spread(g('cpu_us_per_request'), '{:.1f}')} | {spread(rss, '{:.1f}')} |"
             )
-        p, s = med(data.get(("throughput", "proxy", "rps"), [])), med(data.get(("throughput", "shared", "rps"), []))
-        if p and s:
-            print(f"\nproxy / shared (ratio of medians): **{p / s:.2f}** (target >= 0.85)\n")
+        print_ratio(data, "throughput", "rps", "proxy", "shared", ">= 0.85")
 
     if any(k[0] == "memory" for k in data):
-        print("### corefit's resident memory (tests/apps/proxy_app.py, 2 workers)\n")
-        print("| state | VmRSS MiB | x idle |")
-        print("|---|---|---|")
+        heading("corefit's resident memory (tests/apps/proxy_app.py, 2 workers)", ["state", "VmRSS MiB", "x idle"])
         labels = [
             ("idle", "idle"),
             ("held_1", "1 idle keep-alive connection (made a request)"),
@@ -73,19 +84,19 @@ def main():
         print()
 
     if any(k[0] == "echo" for k in data):
-        print("### 50 MiB streaming echo (`POST /echo`, body streamed back as it arrives)\n")
-        print("| path | seconds (median of every transfer, min-max) |")
-        print("|---|---|")
+        heading(
+            "50 MiB streaming echo (`POST /echo`, body streamed back as it arrives)",
+            ["path", "seconds (median of every transfer, min-max)"],
+        )
         for config, label in (("direct", "directly to proxy_app.py"), ("corefit", "through corefit")):
             print(f"| {label} | {spread(data.get(('echo', config, 'seconds'), []), '{:.2f}')} |")
-        d, c = med(data.get(("echo", "direct", "seconds"), [])), med(data.get(("echo", "corefit", "seconds"), []))
-        if d and c:
-            print(f"\ncorefit / direct (ratio of medians): **{c / d:.2f}** (target <= 1.5)\n")
+        print_ratio(data, "echo", "seconds", "corefit", "direct", "<= 1.5")
 
     if any(k[0] == "latency" for k in data):
-        print("### New requests, corefit started with soft nofile 1024 (hard 20000)\n")
-        print("| idle connections held | median ms | max ms |")
-        print("|---|---|---|")
+        heading(
+            "New requests, corefit started with soft nofile 1024 (hard 20000)",
+            ["idle connections held", "median ms", "max ms"],
+        )
         for config in sorted({k[1] for k in data if k[0] == "latency"}, key=lambda c: int(c.split("_")[1])):
             n = int(config.split("_")[1])
             print(

@@ -107,6 +107,33 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Ok(true) when every target was met.
+/// Watches `api` and notes in `times` when each object (by name) first
+/// matched `when`.
+fn first_seen<K>(
+    api: &Api<K>,
+    times: Arc<Mutex<HashMap<String, Instant>>>,
+    when: impl Fn(&K) -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let s = watcher(api.clone(), watcher::Config::default());
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(s);
+        while let Ok(Some(ev)) = s.try_next().await {
+            if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) = ev {
+                if when(&o) {
+                    times
+                        .lock()
+                        .unwrap()
+                        .entry(o.name_any())
+                        .or_insert_with(Instant::now);
+                }
+            }
+        }
+    })
+}
+
 async fn run(client: &Client, ns: &str, addr: &str, pid: u32) -> anyhow::Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(addr, "/readyz").await.is_none_or(|b| b.trim() != "ok") {
@@ -123,42 +150,12 @@ async fn run(client: &Client, ns: &str, addr: &str, pid: u32) -> anyhow::Result<
     let status_set: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
 
     // Watch before creating, so nothing is missed.
-    let w_deps = {
-        let seen = seen.clone();
-        let s = watcher(deps.clone(), watcher::Config::default());
-        tokio::spawn(async move {
-            let mut s = std::pin::pin!(s);
-            while let Ok(Some(ev)) = s.try_next().await {
-                if let watcher::Event::Apply(d) | watcher::Event::InitApply(d) = ev {
-                    seen.lock()
-                        .unwrap()
-                        .entry(d.name_any())
-                        .or_insert_with(Instant::now);
-                }
-            }
-        })
-    };
-    let w_apps = {
-        let status_set = status_set.clone();
-        let s = watcher(apps.clone(), watcher::Config::default());
-        tokio::spawn(async move {
-            let mut s = std::pin::pin!(s);
-            while let Ok(Some(ev)) = s.try_next().await {
-                if let watcher::Event::Apply(a) | watcher::Event::InitApply(a) = ev {
-                    if a.status
-                        .as_ref()
-                        .is_some_and(|s| s.observed_generation.is_some() && s.mode.is_some())
-                    {
-                        status_set
-                            .lock()
-                            .unwrap()
-                            .entry(a.name_any())
-                            .or_insert_with(Instant::now);
-                    }
-                }
-            }
-        })
-    };
+    let w_deps = first_seen(&deps, seen.clone(), |_| true);
+    let w_apps = first_seen(&apps, status_set.clone(), |a: &ClusterApp| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation.is_some() && s.mode.is_some())
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let start = Instant::now();

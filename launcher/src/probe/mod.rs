@@ -43,44 +43,44 @@ impl LiveFacts {
     }
 }
 
+/// The entries `parse` finds in the file at `path`; the lines it could
+/// not read are counted in a warning.
+fn read_lines<T>(
+    path: &Path,
+    parse: fn(&str) -> (Vec<T>, usize),
+    warnings: &mut Warnings,
+) -> std::io::Result<Vec<T>> {
+    let (entries, bad) = parse(&std::fs::read_to_string(path)?);
+    if bad > 0 {
+        warnings.push(format!(
+            "skipped {bad} malformed line(s) in {}",
+            path.display()
+        ));
+    }
+    Ok(entries)
+}
+
 /// Reads every resource fact under `root`.
 pub fn limits(root: &Path, live: LiveFacts, warnings: &mut Warnings) -> Limits {
     let mountinfo_path = cgroup::join(root, "/proc/self/mountinfo");
     let cgroup_path = cgroup::join(root, "/proc/self/cgroup");
-    let (mounts, bad_mounts) = match std::fs::read_to_string(&mountinfo_path) {
-        Ok(t) => mountinfo::cgroup_mounts(&t),
-        Err(e) => {
+    let mounts =
+        read_lines(&mountinfo_path, mountinfo::cgroup_mounts, warnings).unwrap_or_else(|e| {
             warnings.push(format!(
                 "cannot read {}: {e}; no cgroup limits will be found",
                 mountinfo_path.display()
             ));
-            (Vec::new(), 0)
+            Vec::new()
+        });
+    let members = read_lines(&cgroup_path, mountinfo::memberships, warnings).unwrap_or_else(|e| {
+        if !mounts.is_empty() {
+            warnings.push(format!(
+                "cannot read {}: {e}; reading cgroup mount points only",
+                cgroup_path.display()
+            ));
         }
-    };
-    if bad_mounts > 0 {
-        warnings.push(format!(
-            "skipped {bad_mounts} malformed line(s) in {}",
-            mountinfo_path.display()
-        ));
-    }
-    let (members, bad_members) = match std::fs::read_to_string(&cgroup_path) {
-        Ok(t) => mountinfo::memberships(&t),
-        Err(e) => {
-            if !mounts.is_empty() {
-                warnings.push(format!(
-                    "cannot read {}: {e}; reading cgroup mount points only",
-                    cgroup_path.display()
-                ));
-            }
-            (Vec::new(), 0)
-        }
-    };
-    if bad_members > 0 {
-        warnings.push(format!(
-            "skipped {bad_members} malformed line(s) in {}",
-            cgroup_path.display()
-        ));
-    }
+        Vec::new()
+    });
     let cg = cgroup::read_limits(root, &mounts, &members, warnings);
     Limits {
         cgroup: cgroup::layout(&mounts),
