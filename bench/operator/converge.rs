@@ -107,6 +107,17 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Ok(true) when every target was met.
+/// Every app's resource version, in list order.
+async fn versions(apps: &Api<ClusterApp>) -> anyhow::Result<Vec<String>> {
+    Ok(apps
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .map(|a| a.resource_version().unwrap_or_default())
+        .collect())
+}
+
 /// Watches `api` and notes in `times` when each object (by name) first
 /// matched `when`.
 fn first_seen<K>(
@@ -273,23 +284,11 @@ async fn run(client: &Client, ns: &str, addr: &str, pid: u32) -> anyhow::Result<
     let settled = settle_start.elapsed() + converged;
     let m_settled = get(addr, "/metrics").await.unwrap_or_default();
     let writes_settled = sum(&m_settled, "corefit_operator_api_writes_total");
-    let rv_before: Vec<String> = apps
-        .list(&Default::default())
-        .await?
-        .items
-        .iter()
-        .map(|a| a.resource_version().unwrap_or_default())
-        .collect();
+    let rv_before = versions(&apps).await?;
     tokio::time::sleep(Duration::from_secs(30)).await;
     let m2 = get(addr, "/metrics").await.unwrap_or_default();
     let idle_writes = sum(&m2, "corefit_operator_api_writes_total") - writes_settled;
-    let rv_after: Vec<String> = apps
-        .list(&Default::default())
-        .await?
-        .items
-        .iter()
-        .map(|a| a.resource_version().unwrap_or_default())
-        .collect();
+    let rv_after = versions(&apps).await?;
     let apps_changed = rv_before
         .iter()
         .zip(&rv_after)

@@ -117,9 +117,7 @@ fn a_retired_process_ignoring_sigterm_is_killed_after_grace() {
 #[test]
 fn in_place_reload_stops_first_then_starts() {
     let t0 = Instant::now();
-    let mut p = checked(2);
-    p.replace_in_place = true;
-    let mut s = ready(p, t0);
+    let mut s = ready_in_place(2, t0);
     let a = acts(s.handle(t0, Event::Reload));
     assert_eq!(a, vec![Action::Unroute { id: 0 }, term(100)]);
     let a = acts(s.handle(t0, exited(100, ExitReason::Code(0))));
@@ -160,9 +158,7 @@ fn sighup_is_forwarded_when_restarts_are_off() {
 #[test]
 fn in_place_replacement_kills_a_process_ignoring_sigterm_after_grace() {
     let t0 = Instant::now();
-    let mut p = checked(1);
-    p.replace_in_place = true;
-    let mut s = ready(p, t0);
+    let mut s = ready_in_place(1, t0);
     s.handle(t0, Event::Reload);
     assert_eq!(s.next_deadline(), Some(t0 + secs(25.0)));
     assert_eq!(
@@ -171,4 +167,11 @@ fn in_place_replacement_kills_a_process_ignoring_sigterm_after_grace() {
     );
     let a = acts(s.handle(t0 + secs(25.1), exited(100, ExitReason::Signal(9))));
     assert_eq!(a, vec![kill9(100), Action::Spawn { id: 0 }]);
+}
+
+/// `ready` with `workers` checked workers replaced in place on reload.
+fn ready_in_place(workers: u32, t0: Instant) -> Supervisor {
+    let mut p = checked(workers);
+    p.replace_in_place = true;
+    ready(p, t0)
 }

@@ -164,20 +164,21 @@ mod tests {
         resends: 0,
     };
 
+    /// `STOPPING` with one thing changed.
+    fn stopping_but(change: impl FnOnce(&mut UpstreamEnd)) -> UpstreamEnd {
+        let mut end = STOPPING;
+        change(&mut end);
+        end
+    }
+
     #[test]
     fn idle_connection_of_a_stopping_worker_reconnects_lazily() {
         let now = Instant::now();
         let f = InFlight::default();
         assert_eq!(after_upstream(&f, STOPPING, now), Next::Reconnect);
-        let routed = UpstreamEnd {
-            worker_stopping: false,
-            ..STOPPING
-        };
+        let routed = stopping_but(|e| e.worker_stopping = false);
         assert_eq!(after_upstream(&f, routed, now), Next::Close);
-        let done = UpstreamEnd {
-            client_done: true,
-            ..STOPPING
-        };
+        let done = stopping_but(|e| e.client_done = true);
         assert_eq!(after_upstream(&f, done, now), Next::Close);
     }
 
@@ -189,32 +190,21 @@ mod tests {
         f.push(sent(true, now));
         assert!(matches!(after_upstream(&f, STOPPING, now), Next::Resend(h) if h.len() == 2));
         // A crash (still routed) is not resent.
-        let routed = UpstreamEnd {
-            worker_stopping: false,
-            ..STOPPING
-        };
+        let routed = stopping_but(|e| e.worker_stopping = false);
         assert_eq!(after_upstream(&f, routed, now), Next::Close);
         // Held too long: the worker was working on it.
         assert_eq!(
             after_upstream(&f, STOPPING, now + RETRY_WINDOW),
             Next::Close
         );
-        // Any response byte, or a body under way: never.
-        let open = UpstreamEnd {
-            response_open: true,
-            ..STOPPING
-        };
-        assert_eq!(after_upstream(&f, open, now), Next::Close);
-        let body = UpstreamEnd {
-            request_open: true,
-            ..STOPPING
-        };
-        assert_eq!(after_upstream(&f, body, now), Next::Close);
-        let many = UpstreamEnd {
-            resends: MAX_RESENDS,
-            ..STOPPING
-        };
-        assert_eq!(after_upstream(&f, many, now), Next::Close);
+        // Any response byte, a body under way, or resent enough: never.
+        for end in [
+            stopping_but(|e| e.response_open = true),
+            stopping_but(|e| e.request_open = true),
+            stopping_but(|e| e.resends = MAX_RESENDS),
+        ] {
+            assert_eq!(after_upstream(&f, end, now), Next::Close, "{end:?}");
+        }
         f.answering();
         assert_eq!(after_upstream(&f, STOPPING, now), Next::Close);
     }
