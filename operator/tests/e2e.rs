@@ -413,12 +413,7 @@ async fn invalid_specs_become_degraded_with_events_and_metrics() {
             "{name}: {sample} not counted"
         );
     }
-    wait_until("valid app beside them converges", T, || async {
-        apps.get("fine")
-            .await
-            .is_ok_and(|a| condition(&a, "Degraded").is_some_and(|c| c.0 == "False"))
-    })
-    .await;
+    wait_condition(&apps, "fine", NOT_DEGRADED, T).await;
     assert!(op.alive(), "operator died:\n{}", op.log_text());
     assert_eq!(http_get(&op.addr, "/healthz").await.map(|r| r.0), Some(200));
     assert!(!op.log_text().contains("panicked"), "{}", op.log_text());
@@ -448,12 +443,7 @@ async fn invalid_specs_become_degraded_with_events_and_metrics() {
     )
     .await
     .unwrap();
-    wait_until("fixed app no longer Degraded", T, || async {
-        apps.get("no-image")
-            .await
-            .is_ok_and(|a| condition(&a, "Degraded").is_some_and(|c| c.0 == "False"))
-    })
-    .await;
+    wait_condition(&apps, "no-image", NOT_DEGRADED, T).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -546,12 +536,7 @@ async fn apply_failures_are_events_metrics_and_retried() {
         matches!(svcs.get_opt("blocked").await, Ok(Some(_)))
     })
     .await;
-    wait_until("status set after recovery", T, || async {
-        apps.get("blocked")
-            .await
-            .is_ok_and(|a| condition(&a, "Degraded").is_some_and(|c| c.0 == "False"))
-    })
-    .await;
+    wait_condition(&apps, "blocked", NOT_DEGRADED, T).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -574,12 +559,7 @@ async fn restart_and_idle_make_no_writes() {
             .unwrap();
     }
     for name in ["web", "api", "jobs"] {
-        wait_until(&format!("{name} Ready"), T, || async {
-            apps.get(name)
-                .await
-                .is_ok_and(|a| condition(&a, "Ready").is_some_and(|c| c.0 == "True"))
-        })
-        .await;
+        wait_condition(&apps, name, READY, T).await;
     }
     // Settled: the Deployment controller has finished its own status
     // writes (its last one marks the rollout complete).
@@ -605,47 +585,15 @@ async fn restart_and_idle_make_no_writes() {
         svcs: &Api<Service>,
         events: &Api<Event>,
     ) -> Vec<String> {
-        let lp = ListParams::default();
         let mut v: Vec<String> = Vec::new();
-        v.extend(
-            apps.list(&lp)
-                .await
-                .unwrap()
-                .items
-                .iter()
-                .map(|o| format!("app/{}@{}", o.name_any(), o.resource_version().unwrap())),
-        );
-        v.extend(
-            deps.list(&lp)
-                .await
-                .unwrap()
-                .items
-                .iter()
-                .map(|o| format!("deploy/{}@{}", o.name_any(), o.resource_version().unwrap())),
-        );
-        v.extend(
-            svcs.list(&lp)
-                .await
-                .unwrap()
-                .items
-                .iter()
-                .map(|o| format!("svc/{}@{}", o.name_any(), o.resource_version().unwrap())),
-        );
+        v.extend(tagged("app", list_all(apps).await));
+        v.extend(tagged("deploy", list_all(deps).await));
+        v.extend(tagged("svc", list_all(svcs).await));
         // The operator's own events: with no metrics server here, the
         // real HPA controller records its own warnings about the
         // autoscaled app, which are no writes of ours.
-        v.extend(
-            events
-                .list(&lp)
-                .await
-                .unwrap()
-                .items
-                .iter()
-                .filter(|e| {
-                    e.reporting_controller.as_deref() == Some("corefit.dev/corefit-operator")
-                })
-                .map(|o| format!("event/{}@{}", o.name_any(), o.resource_version().unwrap())),
-        );
+        let ours = list_all(events).await.into_iter().filter(by_operator);
+        v.extend(tagged("event", ours));
         v
     }
     let before = versions(&apps, &deps, &svcs, &events).await;

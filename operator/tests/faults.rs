@@ -64,7 +64,7 @@ use corefit_test_support::record::record;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{json, Value};
@@ -261,38 +261,27 @@ impl Fleet {
         self.uids.len()
     }
 
+    /// An API for `K` in this namespace.
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
     async fn survey(&self) -> Survey {
-        let lp = ListParams::default();
-        let apps = self.apps.list(&lp).await.expect("list apps").items;
-        let deps = Api::<Deployment>::namespaced(self.client.clone(), &self.ns)
-            .list(&lp)
+        let apps = list_all(&self.apps).await;
+        let deps = list_all(&self.api::<Deployment>()).await;
+        let svcs = list_all(&self.api::<Service>()).await;
+        let rss = list_all(&self.api::<ReplicaSet>()).await;
+        let pods = list_all(&self.api::<Pod>()).await;
+        let hpas = list_all(&self.hpas).await;
+        let pdbs = list_all(&self.pdbs).await;
+        let events: Vec<Event> = list_all(&self.api::<Event>())
             .await
-            .expect("list deployments")
-            .items;
-        let svcs = Api::<Service>::namespaced(self.client.clone(), &self.ns)
-            .list(&lp)
-            .await
-            .expect("list services")
-            .items;
-        let rss = Api::<ReplicaSet>::namespaced(self.client.clone(), &self.ns)
-            .list(&lp)
-            .await
-            .expect("list replicasets")
-            .items;
-        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.ns)
-            .list(&lp)
-            .await
-            .expect("list pods")
-            .items;
-        let hpas = self.hpas.list(&lp).await.expect("list HPAs").items;
-        let pdbs = self.pdbs.list(&lp).await.expect("list PDBs").items;
-        let events: Vec<Event> = Api::<Event>::namespaced(self.client.clone(), &self.ns)
-            .list(&lp)
-            .await
-            .expect("list events")
-            .items
             .into_iter()
-            .filter(|e| e.reporting_controller.as_deref() == Some("corefit.dev/corefit-operator"))
+            .filter(by_operator)
             .collect();
 
         let mut s = Survey::default();

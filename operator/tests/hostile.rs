@@ -195,10 +195,7 @@ async fn settle(client: &Client, ns: &str, tally: &mut Tally) {
             }
             Want::Converges => {
                 wait_until(&format!("{name} converges"), T, || async {
-                    let ok = apps
-                        .get(&name)
-                        .await
-                        .is_ok_and(|a| condition(&a, "Degraded").is_some_and(|c| c.0 == "False"));
+                    let ok = has_condition(&apps, &name, "Degraded", "False").await;
                     ok && matches!(deps.get_opt(&name).await, Ok(Some(_)))
                         && matches!(svcs.get_opt(&name).await, Ok(Some(_)))
                 })
@@ -788,10 +785,7 @@ async fn hostile_specs_are_refused_or_surfaced_and_never_wedge_the_operator() {
     .await
     .unwrap();
     wait_until("the app created last converges", PROMPT, || async {
-        let ok = apps
-            .get("last")
-            .await
-            .is_ok_and(|a| condition(&a, "Degraded").is_some_and(|c| c.0 == "False"));
+        let ok = has_condition(&apps, "last", "Degraded", "False").await;
         ok && matches!(deps.get_opt("last").await, Ok(Some(_)))
             && matches!(svcs.get_opt("last").await, Ok(Some(_)))
     })
@@ -945,12 +939,7 @@ async fn secret_env_values_never_reach_logs_events_or_status() {
     })
     .await;
     allow_services(&client, &ns).await;
-    wait_until("vault converges", T, || async {
-        apps.get("vault")
-            .await
-            .is_ok_and(|a| condition(&a, "Degraded").is_some_and(|c| c.0 == "False"))
-    })
-    .await;
+    wait_condition(&apps, "vault", NOT_DEGRADED, T).await;
     wait_until("DecisionChanged for vault", T, || async {
         events.list(&ListParams::default()).await.is_ok_and(|l| {
             l.items.iter().any(|e| {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec, ResourceQuota, Volume};
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -417,4 +418,62 @@ pub fn launcher_init<'a>(pod: &'a PodSpec, image: &str) -> (&'a Container, &'a V
     let vol = &pod.volumes.as_ref().unwrap()[0];
     assert!(vol.empty_dir.is_some());
     (init, vol)
+}
+
+/// Every object `api` lists (panics when the list fails).
+pub async fn list_all<K>(api: &Api<K>) -> Vec<K>
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&kube::api::ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"))
+        .items
+}
+
+/// `KIND/NAME@RESOURCEVERSION` of each object: a write changes its line.
+pub fn tagged<K: kube::Resource>(kind: &str, objects: impl IntoIterator<Item = K>) -> Vec<String> {
+    objects
+        .into_iter()
+        .map(|o| {
+            let m = o.meta();
+            format!(
+                "{kind}/{}@{}",
+                m.name.clone().unwrap_or_default(),
+                m.resource_version.clone().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// An event the operator wrote (not the HPA controller's, say).
+pub fn by_operator(e: &Event) -> bool {
+    e.reporting_controller.as_deref() == Some("corefit.dev/corefit-operator")
+}
+
+/// Whether the object `name` has condition `type_` at `status` right now.
+pub async fn has_condition<K>(api: &Api<K>, name: &str, type_: &str, status: &str) -> bool
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    api.get(name)
+        .await
+        .is_ok_and(|a| condition(&a, type_).is_some_and(|c| c.0 == status))
+}
+
+/// A condition and its status, for [`wait_condition`].
+pub const NOT_DEGRADED: (&str, &str) = ("Degraded", "False");
+pub const READY: (&str, &str) = ("Ready", "True");
+
+/// Waits (up to `deadline`) until [`has_condition`].
+pub async fn wait_condition<K>(
+    api: &Api<K>,
+    name: &str,
+    (type_, status): (&str, &str),
+    deadline: Duration,
+) where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let what = format!("{name}: condition {type_} {status}");
+    wait_until(&what, deadline, || has_condition(api, name, type_, status)).await;
 }
