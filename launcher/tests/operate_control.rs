@@ -24,6 +24,14 @@ fn cluster(extra: &str, env: &[(&str, &str)]) -> Cluster {
     Cluster::start(args, env, None)
 }
 
+/// [`cluster`], once both workers are ready and answering: with their pids.
+fn serving(extra: &str, env: &[(&str, &str)]) -> (Cluster, BTreeSet<i32>) {
+    let c = cluster(extra, env);
+    wait_workers(&c, 2);
+    let pids = answering(&c, 2);
+    (c, pids)
+}
+
 fn health(c: &Cluster) -> (u16, serde_json::Value) {
     try_health(c).expect("the admin endpoint answers")
 }
@@ -78,9 +86,7 @@ fn ok(out: &std::process::Output) -> String {
 
 #[test]
 fn scale_by_signals_and_by_command_changes_workers_and_health() {
-    let mut c = cluster("", &[]);
-    wait_workers(&c, 2);
-    let two = answering(&c, 2);
+    let (mut c, two) = serving("", &[]);
 
     c.corefit.signal(Signal::SIGTTIN);
     wait_workers(&c, 3);
@@ -152,9 +158,7 @@ fn scale_stays_within_the_plans_cap_unless_forced() {
 
 #[test]
 fn status_json_and_metrics_match_the_processes() {
-    let mut c = cluster("--memory-interval 200ms", &[]);
-    wait_workers(&c, 2);
-    let pids = answering(&c, 2);
+    let (mut c, pids) = serving("--memory-interval 200ms", &[]);
     let status = status_json(&c.control);
     let listed: BTreeSet<i32> = status["workers"]
         .as_array()
@@ -277,9 +281,7 @@ fn the_control_socket_is_0600_and_refuses_another_user() {
 
 #[test]
 fn a_leaking_worker_is_replaced_at_its_ceiling_and_counted() {
-    let mut c = cluster("--memory-interval 100ms --max-memory-per-worker 150Mi", &[]);
-    wait_workers(&c, 2);
-    let before = answering(&c, 2);
+    let (mut c, before) = serving("--memory-interval 100ms --max-memory-per-worker 150Mi", &[]);
     let r = get(c.port, "/grow?mb=200", Duration::from_secs(10)).expect("grow");
     let leaker = r.json()["pid"].as_i64().unwrap() as i32;
     let line = c
@@ -377,9 +379,7 @@ fn ipc_readiness_never_told_is_never_ready() {
 fn a_hung_worker_fails_its_liveness_probes_and_is_replaced() {
     let liveness = "--liveness-path / --liveness-interval 200ms \
                     --liveness-timeout 300ms --liveness-failures 2";
-    let mut c = cluster(liveness, &[]);
-    wait_workers(&c, 2);
-    let before = answering(&c, 2);
+    let (mut c, before) = serving(liveness, &[]);
     // One request blocks one worker's event loop (it never answers).
     let port = c.port;
     std::thread::spawn(move || {
@@ -412,15 +412,13 @@ fn a_hung_worker_fails_its_liveness_probes_and_is_replaced() {
 #[test]
 fn memory_report_lines_and_threshold_warnings_from_the_environment() {
     // ENABLE_MEMORY_MONITORING and MEMORY_THRESHOLD_MB, the names people use.
-    let mut c = cluster(
+    let (mut c, pids) = serving(
         "--memory-interval 100ms",
         &[
             ("ENABLE_MEMORY_MONITORING", "1"),
             ("MEMORY_THRESHOLD_MB", "1"),
         ],
     );
-    wait_workers(&c, 2);
-    let pids = answering(&c, 2);
     let line = wait_for(
         Duration::from_secs(5),
         "a report naming both workers",
