@@ -28,7 +28,9 @@ impl Capacity {
     /// From what the launcher's probes found inside a container.
     pub fn observed(limits: &Limits, platform: &Platform) -> Capacity {
         let cpu = &limits.cpu;
-        let (cpus, narrowed) = narrowest_cpus(
+        let mem = &limits.memory;
+        Capacity::narrowed(
+            platform,
             cpu.host_cpus,
             [
                 cpu.affinity_cpus.map(|a| Bound {
@@ -46,15 +48,8 @@ impl Capacity {
                         q.source.cgroup, q.quota_us, q.period_us, q.source.file
                     ),
                 }),
-                platform.cpu_hint.as_ref().map(cpu_hint),
             ],
-        );
-        // A quota or a published size is a limit someone set, even when it
-        // is above the host's size: more CPUs must never mean fewer workers.
-        let cpu_limited = narrowed || cpu.quota.is_some() || platform.cpu_hint.is_some();
-
-        let mem = &limits.memory;
-        let (memory, memory_limited) = narrowest_memory(
+            cpu.quota.is_some(),
             mem.host_bytes.map(|b| Bound {
                 value: b,
                 source: "the host's MemTotal".to_owned(),
@@ -68,36 +63,43 @@ impl Capacity {
                     value: h.bytes,
                     source: format!("{} memory.high ({})", h.source.cgroup, h.source.file),
                 }),
-                platform.memory_hint.as_ref().map(memory_hint),
             ],
-        );
-        Capacity {
-            cpus,
-            cpu_limited,
-            memory,
-            memory_limited,
-        }
+        )
     }
 
     /// From a pod's spec: the node's CPUs narrowed by the pod's limits (and
     /// by any size the platform publishes). A stated CPU limit is a limit
     /// even when it exceeds the node, as a quota is.
     pub fn of_pod(pod: &PodResources, platform: &Platform) -> Capacity {
-        let (cpus, narrowed) = narrowest_cpus(
+        Capacity::narrowed(
+            platform,
             pod.node_cpus,
-            [
-                pod.cpus.as_ref().map(cpu_hint),
-                platform.cpu_hint.as_ref().map(cpu_hint),
-            ],
-        );
-        let cpu_limited = narrowed || pod.cpus.is_some() || platform.cpu_hint.is_some();
-        let (memory, memory_limited) = narrowest_memory(
+            [pod.cpus.as_ref().map(cpu_hint)],
+            pod.cpus.is_some(),
             None,
-            [
-                pod.memory.as_ref().map(memory_hint),
-                platform.memory_hint.as_ref().map(memory_hint),
-            ],
-        );
+            [pod.memory.as_ref().map(memory_hint)],
+        )
+    }
+
+    /// The host's CPUs and memory narrowed by the candidates and then by
+    /// the sizes the platform publishes. `cpu_set` says a CPU limit was set
+    /// (a quota, a stated size) whether or not it narrowed anything.
+    fn narrowed<const C: usize, const M: usize>(
+        platform: &Platform,
+        host_cpus: u32,
+        cpu: [Option<Bound<f64>>; C],
+        cpu_set: bool,
+        host_memory: Option<Bound<u64>>,
+        memory: [Option<Bound<u64>>; M],
+    ) -> Capacity {
+        let platform_cpus = platform.cpu_hint.as_ref().map(cpu_hint);
+        let (cpus, narrowed) = narrowest_cpus(host_cpus, cpu.into_iter().chain([platform_cpus]));
+        // A quota or a published size is a limit someone set, even when it
+        // is above the host's size: more CPUs must never mean fewer workers.
+        let cpu_limited = narrowed || cpu_set || platform.cpu_hint.is_some();
+        let platform_memory = platform.memory_hint.as_ref().map(memory_hint);
+        let (memory, memory_limited) =
+            narrowest_memory(host_memory, memory.into_iter().chain([platform_memory]));
         Capacity {
             cpus,
             cpu_limited,
@@ -109,9 +111,9 @@ impl Capacity {
 
 /// The host's CPUs (at least 1), narrowed by every finite, positive,
 /// smaller candidate; true when one narrowed it.
-fn narrowest_cpus<const N: usize>(
+fn narrowest_cpus(
     host_cpus: u32,
-    candidates: [Option<Bound<f64>>; N],
+    candidates: impl IntoIterator<Item = Option<Bound<f64>>>,
 ) -> (Bound<f64>, bool) {
     let host = host_cpus.max(1);
     let mut best = Bound {
@@ -130,9 +132,9 @@ fn narrowest_cpus<const N: usize>(
 
 /// The host's memory (when known), narrowed by every positive, smaller
 /// candidate; true when one narrowed it.
-fn narrowest_memory<const N: usize>(
+fn narrowest_memory(
     host: Option<Bound<u64>>,
-    candidates: [Option<Bound<u64>>; N],
+    candidates: impl IntoIterator<Item = Option<Bound<u64>>>,
 ) -> (Option<Bound<u64>>, bool) {
     let mut best = host;
     let mut narrowed = false;

@@ -166,57 +166,62 @@ pub fn detect(
 }
 
 fn cpu_hint(kind: PlatformKind, env: &Env, warnings: &mut Warnings) -> Option<Hint<f64>> {
-    let var = match kind {
-        PlatformKind::Render => "RENDER_CPU_COUNT",
-        PlatformKind::Nomad => "NOMAD_CPU_CORES",
-        _ => return None,
-    };
+    let vars = [
+        (PlatformKind::Render, "RENDER_CPU_COUNT"),
+        (PlatformKind::Nomad, "NOMAD_CPU_CORES"),
+    ];
+    hint(kind, &vars, env, warnings, |raw| {
+        if kind == PlatformKind::Nomad {
+            // NOMAD_CPU_CORES is the reserved core list, e.g. "0-1" or "3".
+            crate::probe::parse::cpu_list(raw)
+                .map(|n| n as f64)
+                .map_err(|e| e.to_string())
+        } else {
+            raw.trim()
+                .parse::<f64>()
+                .map_err(|_| "not a number".to_owned())
+                .and_then(|v| {
+                    if v.is_finite() && v > 0.0 && v <= 1e6 {
+                        Ok(v)
+                    } else {
+                        Err("out of range".to_owned())
+                    }
+                })
+        }
+    })
+}
+
+fn memory_hint(kind: PlatformKind, env: &Env, warnings: &mut Warnings) -> Option<Hint<u64>> {
+    let vars = [
+        (PlatformKind::FlyIo, "FLY_VM_MEMORY_MB"),
+        (PlatformKind::Nomad, "NOMAD_MEMORY_LIMIT"),
+    ];
+    hint(kind, &vars, env, warnings, |raw| {
+        match raw.trim().parse::<u64>() {
+            Ok(mb) if mb > 0 && mb <= (1 << 40) => Ok(mb * 1024 * 1024),
+            _ => Err("expected a positive number of MiB".to_owned()),
+        }
+    })
+}
+
+/// The size `kind` publishes in its variable among `vars`, read by `parse`;
+/// a value `parse` refuses is ignored with a warning.
+fn hint<T>(
+    kind: PlatformKind,
+    vars: &[(PlatformKind, &'static str)],
+    env: &Env,
+    warnings: &mut Warnings,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<Hint<T>> {
+    let &(_, var) = vars.iter().find(|(k, _)| *k == kind)?;
     let raw = env.get(var)?;
-    let value = if kind == PlatformKind::Nomad {
-        // NOMAD_CPU_CORES is the reserved core list, e.g. "0-1" or "3".
-        crate::probe::parse::cpu_list(raw)
-            .map(|n| n as f64)
-            .map_err(|e| e.to_string())
-    } else {
-        raw.trim()
-            .parse::<f64>()
-            .map_err(|_| "not a number".to_owned())
-            .and_then(|v| {
-                if v.is_finite() && v > 0.0 && v <= 1e6 {
-                    Ok(v)
-                } else {
-                    Err("out of range".to_owned())
-                }
-            })
-    };
-    match value {
-        Ok(v) => Some(Hint {
-            value: v,
+    match parse(raw) {
+        Ok(value) => Some(Hint {
+            value,
             variable: var.to_owned(),
         }),
         Err(e) => {
             warnings.push(format!("ignoring {var}={raw:?}: {e}"));
-            None
-        }
-    }
-}
-
-fn memory_hint(kind: PlatformKind, env: &Env, warnings: &mut Warnings) -> Option<Hint<u64>> {
-    let var = match kind {
-        PlatformKind::FlyIo => "FLY_VM_MEMORY_MB",
-        PlatformKind::Nomad => "NOMAD_MEMORY_LIMIT",
-        _ => return None,
-    };
-    let raw = env.get(var)?;
-    match raw.trim().parse::<u64>() {
-        Ok(mb) if mb > 0 && mb <= (1 << 40) => Some(Hint {
-            value: mb * 1024 * 1024,
-            variable: var.to_owned(),
-        }),
-        _ => {
-            warnings.push(format!(
-                "ignoring {var}={raw:?}: expected a positive number of MiB"
-            ));
             None
         }
     }
@@ -329,43 +334,28 @@ mod tests {
     #[test]
     fn published_sizes() {
         let mut w = Warnings::new();
-        let p = detect(
-            None,
-            &env(&[("RENDER", "true"), ("RENDER_CPU_COUNT", "2")]),
-            &MarkerFiles::default(),
-            &mut w,
-        )
-        .unwrap();
+        let sizes = |w: &mut Warnings, pairs: &[(&str, &str)]| {
+            detect(None, &env(pairs), &MarkerFiles::default(), w).unwrap()
+        };
+        let p = sizes(&mut w, &[("RENDER", "true"), ("RENDER_CPU_COUNT", "2")]);
         assert_eq!(p.cpu_hint.unwrap().value, 2.0);
-        let p = detect(
-            None,
-            &env(&[
+        let p = sizes(
+            &mut w,
+            &[
                 ("NOMAD_ALLOC_ID", "x"),
                 ("NOMAD_CPU_CORES", "0-3"),
                 ("NOMAD_MEMORY_LIMIT", "1024"),
-            ]),
-            &MarkerFiles::default(),
-            &mut w,
-        )
-        .unwrap();
+            ],
+        );
         assert_eq!(p.cpu_hint.unwrap().value, 4.0);
         assert_eq!(p.memory_hint.unwrap().value, 1 << 30);
-        let p = detect(
-            None,
-            &env(&[("FLY_APP_NAME", "a"), ("FLY_VM_MEMORY_MB", "256")]),
-            &MarkerFiles::default(),
+        let p = sizes(
             &mut w,
-        )
-        .unwrap();
+            &[("FLY_APP_NAME", "a"), ("FLY_VM_MEMORY_MB", "256")],
+        );
         assert_eq!(p.memory_hint.unwrap().value, 256 << 20);
         assert!(w.is_empty());
-        let p = detect(
-            None,
-            &env(&[("FLY_APP_NAME", "a"), ("FLY_VM_MEMORY_MB", "-1")]),
-            &MarkerFiles::default(),
-            &mut w,
-        )
-        .unwrap();
+        let p = sizes(&mut w, &[("FLY_APP_NAME", "a"), ("FLY_VM_MEMORY_MB", "-1")]);
         assert!(p.memory_hint.is_none());
         assert!(w[0].contains("FLY_VM_MEMORY_MB"));
     }
