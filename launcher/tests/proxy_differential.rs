@@ -85,10 +85,6 @@
 //! directly; through corefit, until the reference's bytes are all there, or
 //! 1.5 s of silence).
 
-#[path = "../../tests/common/record.rs"]
-mod record;
-mod supervise_support;
-
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -99,9 +95,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use corefit_test_support::prelude::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use supervise_support::*;
 
 /// The corpus must hold at least this many streams (the floor).
 const MIN_STREAMS: usize = 50;
@@ -691,7 +687,14 @@ fn verbose() -> bool {
 }
 
 fn corefit_bin() -> String {
-    std::env::var("PROXY_DIFF_COREFIT").unwrap_or_else(|_| COREFIT.to_owned())
+    std::env::var("PROXY_DIFF_COREFIT").unwrap_or_else(|_| built_corefit())
+}
+
+/// The corefit built for this test run.
+fn built_corefit() -> String {
+    corefit_test_support::corefit::corefit_bin()
+        .display()
+        .to_string()
 }
 
 /// The reference app, started directly; killed (by pid) when dropped.
@@ -817,7 +820,7 @@ impl Lane {
         let log_s = log.display().to_string();
         let env = [("REQUEST_LOG", log_s.as_str()), ("ON_STOP", spec.on_stop)];
         let bin = corefit_bin();
-        let corefit = if bin == COREFIT {
+        let corefit = if bin == built_corefit() {
             Corefit::start(&args, &env)
         } else {
             // `sh -c` replaces itself with the other binary: same pid.
@@ -1249,7 +1252,7 @@ fn through_the_proxy_a_client_sees_the_direct_bytes_or_a_clean_close_under_stop_
     if failures.is_empty() && only.is_none() {
         let exact: usize = tallies.iter().map(|t| t.exact).sum();
         let short: usize = tallies.iter().map(|t| t.cut_short + t.refused).sum();
-        record::record(
+        record(
             "launcher",
             "proxy differential: raw request streams directly and through corefit",
             &format!(

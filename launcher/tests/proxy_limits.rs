@@ -21,8 +21,6 @@
 //! `proxy_wsgi.py` (installed by `tests/apps/setup-python-apps.sh`).
 //! Every loop is bounded; every process is killed by pid when a test ends.
 
-mod supervise_support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -31,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use supervise_support::*;
+use corefit_test_support::prelude::*;
 
 const STARTUP: Duration = Duration::from_secs(20);
 const IO: Duration = Duration::from_secs(10);
