@@ -104,63 +104,25 @@ const OVERSUBSCRIBE_SOURCES: [&str; 2] = ["--allow-oversubscribe", "COREFIT_ALLO
 
 /// Resolves flags and environment into [`Overrides`].
 pub fn resolve(flags: &FlagValues, env: &Env) -> Result<Overrides, OverrideError> {
-    let mut shadowed = Vec::new();
-    let mode = pick(&MODE_SOURCES, flags.mode.as_deref(), env, &mut shadowed)
-        .map(|(src, raw)| {
-            parse_mode(raw)
-                .map(|v| Sourced::new(v, src))
-                .map_err(|r| err(src, raw, r))
-        })
-        .transpose()?;
-    let workers = pick(
-        &WORKER_SOURCES,
-        flags.workers.as_deref(),
+    let mut r = Reader {
         env,
-        &mut shadowed,
-    )
-    .map(|(src, raw)| {
-        parse_workers(raw)
-            .map(|v| Sourced::new(v, src))
-            .map_err(|r| err(src, raw, r))
-    })
-    .transpose()?;
-    let max_workers = pick(
+        shadowed: Vec::new(),
+    };
+    let mode = r.read(&MODE_SOURCES, flags.mode.as_deref(), parse_mode)?;
+    let workers = r.read(&WORKER_SOURCES, flags.workers.as_deref(), parse_workers)?;
+    let max_workers = r.read(
         &MAX_WORKER_SOURCES,
         flags.max_workers.as_deref(),
-        env,
-        &mut shadowed,
-    )
-    .map(|(src, raw)| {
-        parse_count(raw)
-            .map(|v| Sourced::new(v, src))
-            .map_err(|r| err(src, raw, r))
-    })
-    .transpose()?;
-    let memory_per_worker = pick(
+        parse_count,
+    )?;
+    let memory_per_worker = r.read(
         &MEMORY_SOURCES,
         flags.memory_per_worker.as_deref(),
-        env,
-        &mut shadowed,
-    )
-    .map(|(src, raw)| {
-        parse_memory(raw)
-            .map(|v| Sourced::new(v, src))
-            .map_err(|r| err(src, raw, r))
-    })
-    .transpose()?;
+        parse_memory,
+    )?;
     let oversubscribe_flag = flags.allow_oversubscribe.then_some("true");
-    let allow_oversubscribe = pick(
-        &OVERSUBSCRIBE_SOURCES,
-        oversubscribe_flag,
-        env,
-        &mut shadowed,
-    )
-    .map(|(src, raw)| {
-        parse_bool(raw)
-            .map(|v| Sourced::new(v, src))
-            .map_err(|r| err(src, raw, r))
-    })
-    .transpose()?;
+    let allow_oversubscribe = r.read(&OVERSUBSCRIBE_SOURCES, oversubscribe_flag, parse_bool)?;
+    let shadowed = r.shadowed;
     Ok(Overrides {
         mode,
         workers,
@@ -171,6 +133,31 @@ pub fn resolve(flags: &FlagValues, env: &Env) -> Result<Overrides, OverrideError
         gomaxprocs: env.get("GOMAXPROCS").cloned(),
         shadowed,
     })
+}
+
+/// Reads settings from their sources, noting the shadowed ones.
+struct Reader<'a> {
+    env: &'a Env,
+    shadowed: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    /// The setting from its first set source (see [`pick`]), parsed by
+    /// `parse`; a value it refuses is an error naming that source.
+    fn read<T>(
+        &mut self,
+        sources: &[&'static str],
+        flag: Option<&'a str>,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Sourced<T>>, OverrideError> {
+        pick(sources, flag, self.env, &mut self.shadowed)
+            .map(|(src, raw)| {
+                parse(raw)
+                    .map(|v| Sourced::new(v, src))
+                    .map_err(|r| err(src, raw, r))
+            })
+            .transpose()
+    }
 }
 
 /// The first set source in precedence order (the flag is `sources[0]`);
