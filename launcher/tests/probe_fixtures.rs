@@ -2,7 +2,7 @@
 //! must read right, plus every file made empty, non-numeric, negative and
 //! overflowing.
 
-use corefit::plan::facts::{CgroupLayout, CgroupVersion};
+use corefit::plan::facts::{CgroupLayout, CgroupVersion, Limits};
 use corefit::probe::{self, LiveFacts, Warnings};
 use corefit_test_support::facts::{copy_fixture, fixture, fixture_with};
 
@@ -14,12 +14,12 @@ const FIXTURE_LIVE: LiveFacts = LiveFacts {
 };
 
 /// Probes a copy of fixture `name` with `file` overwritten by `contents`.
-fn probe_with(name: &str, file: &str, contents: &str) -> (corefit::plan::facts::Limits, Warnings) {
+fn probe_with(name: &str, file: &str, contents: &str) -> (Limits, Warnings) {
     probe(fixture_with(name, file, contents).path())
 }
 
 /// Probes a tree.
-fn probe(root: &std::path::Path) -> (corefit::plan::facts::Limits, Warnings) {
+fn probe(root: &std::path::Path) -> (Limits, Warnings) {
     let mut w = Warnings::new();
     let l = probe::limits(root, FIXTURE_LIVE, &mut w);
     (l, w)
@@ -141,12 +141,6 @@ fn hybrid_reads_v1_controllers_not_the_empty_unified_mount() {
     assert_eq!(l.cpu.cpuset.unwrap().cpus, 2);
 }
 
-/// A fixture file, what each garbage value should leave, and a check.
-struct Case {
-    fixture: &'static str,
-    file: &'static str,
-}
-
 const GARBAGE: [(&str, &str); 4] = [
     ("empty", ""),
     ("non-numeric", "abc"),
@@ -154,102 +148,77 @@ const GARBAGE: [(&str, &str); 4] = [
     ("overflowing", "99999999999999999999999"),
 ];
 
+/// Probes each case, "FIXTURE/FILE", with each [`GARBAGE`] value written
+/// to the file; `check` gets the file, (what, value) and what the probe
+/// saw.
+fn with_garbage(cases: &[&str], check: impl Fn(&str, (&str, &str), &Limits, &Warnings)) {
+    for case in cases {
+        let (fixture, file) = case.split_once('/').expect("FIXTURE/FILE");
+        for garbage in GARBAGE {
+            let (l, w) = probe_with(fixture, file, garbage.1);
+            check(file, garbage, &l, &w);
+        }
+    }
+}
+
 #[test]
 fn garbage_cpu_files_are_ignored_with_a_warning_naming_the_file() {
     let cases = [
-        Case {
-            fixture: "cgroup-v2-leaf",
-            file: "sys/fs/cgroup/kubepods/pod1/ctr/cpu.max",
-        },
-        Case {
-            fixture: "cgroup-v1-comounted",
-            file: "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us",
-        },
-        Case {
-            fixture: "cgroup-v1-comounted",
-            file: "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us",
-        },
+        "cgroup-v2-leaf/sys/fs/cgroup/kubepods/pod1/ctr/cpu.max",
+        "cgroup-v1-comounted/sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us",
+        "cgroup-v1-comounted/sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us",
     ];
-    for case in cases {
-        for (what, value) in GARBAGE {
-            let (l, w) = probe_with(case.fixture, case.file, value);
-            assert_eq!(
-                l.cpu.quota, None,
-                "{} {what}: the garbage quota must not be used",
-                case.file
-            );
-            assert!(
-                w.iter().any(|m| m.contains(case.file)),
-                "{} {what}: expected a warning naming the file, got {w:?}",
-                case.file
-            );
-        }
-    }
+    with_garbage(&cases, |file, (what, _), l, w| {
+        assert_eq!(
+            l.cpu.quota, None,
+            "{file} {what}: the garbage quota must not be used"
+        );
+        assert!(
+            w.iter().any(|m| m.contains(file)),
+            "{file} {what}: expected a warning naming the file, got {w:?}"
+        );
+    });
 }
 
 #[test]
 fn garbage_memory_files_are_ignored_with_a_warning_naming_the_file() {
     let cases = [
-        Case {
-            fixture: "cgroup-v2-leaf",
-            file: "sys/fs/cgroup/kubepods/pod1/ctr/memory.max",
-        },
-        Case {
-            fixture: "cgroup-v1-comounted",
-            file: "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
-        },
+        "cgroup-v2-leaf/sys/fs/cgroup/kubepods/pod1/ctr/memory.max",
+        "cgroup-v1-comounted/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes",
     ];
-    for case in cases {
-        for (what, value) in GARBAGE {
-            let (l, w) = probe_with(case.fixture, case.file, value);
-            assert_eq!(l.memory.limit, None, "{} {what}", case.file);
-            assert!(
-                w.iter().any(|m| m.contains(case.file)),
-                "{} {what}: {w:?}",
-                case.file
-            );
-        }
-    }
+    with_garbage(&cases, |file, (what, _), l, w| {
+        assert_eq!(l.memory.limit, None, "{file} {what}");
+        assert!(w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
+    });
     // memory.high too, beside a valid memory.max that must survive.
-    for (what, value) in GARBAGE {
-        let dir = copy_fixture("cgroup-v2-nested");
-        let file = "sys/fs/cgroup/kubepods/pod1/ctr/memory.high";
-        std::fs::write(dir.path().join(file), value).unwrap();
-        let (l, w) = probe(dir.path());
+    let high = ["cgroup-v2-nested/sys/fs/cgroup/kubepods/pod1/ctr/memory.high"];
+    with_garbage(&high, |file, (what, _), l, w| {
         assert_eq!(l.memory.high, None, "{what}");
-        assert_eq!(l.memory.limit.unwrap().bytes, 1024 * MIB, "{what}");
+        assert_eq!(l.memory.limit.as_ref().unwrap().bytes, 1024 * MIB, "{what}");
         assert!(w.iter().any(|m| m.contains(file)), "{what}: {w:?}");
-    }
+    });
 }
 
 #[test]
 fn garbage_cpusets_are_ignored() {
-    for (fixture, file) in [
-        (
-            "cgroup-v2-cpuset",
-            "sys/fs/cgroup/pinned/cpuset.cpus.effective",
-        ),
-        (
-            "cgroup-v1-comounted",
-            "sys/fs/cgroup/cpuset/docker/abc/cpuset.cpus",
-        ),
-    ] {
-        for (what, value) in GARBAGE {
-            let (l, w) = probe_with(fixture, file, value);
-            if value.is_empty() {
-                // An empty cpuset file means "inherit" in cgroup v2: no limit, no warning.
-                assert!(!w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
-            } else {
-                assert!(w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
-            }
-            // The parent's cpuset (v1: 0-7) or none (v2) remains.
-            assert!(
-                l.cpu.cpuset.as_ref().is_none_or(|s| s.cpus == 8),
-                "{file} {what}: {:?}",
-                l.cpu.cpuset
-            );
+    let cases = [
+        "cgroup-v2-cpuset/sys/fs/cgroup/pinned/cpuset.cpus.effective",
+        "cgroup-v1-comounted/sys/fs/cgroup/cpuset/docker/abc/cpuset.cpus",
+    ];
+    with_garbage(&cases, |file, (what, value), l, w| {
+        if value.is_empty() {
+            // An empty cpuset file means "inherit" in cgroup v2: no limit, no warning.
+            assert!(!w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
+        } else {
+            assert!(w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
         }
-    }
+        // The parent's cpuset (v1: 0-7) or none (v2) remains.
+        assert!(
+            l.cpu.cpuset.as_ref().is_none_or(|s| s.cpus == 8),
+            "{file} {what}: {:?}",
+            l.cpu.cpuset
+        );
+    });
 }
 
 #[test]

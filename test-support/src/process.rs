@@ -61,42 +61,42 @@ pub fn gone(pid: i32) -> bool {
     proc_info(pid).is_none()
 }
 
-/// Socket inodes a process holds.
+/// Socket inodes a process holds (none when its fds cannot be read).
 pub fn socket_inodes(pid: i32) -> BTreeSet<u64> {
-    let mut out = BTreeSet::new();
-    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        for e in dir.flatten() {
-            if let Ok(t) = std::fs::read_link(e.path()) {
-                let t = t.to_string_lossy().into_owned();
-                if let Some(i) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
-                    out.insert(i.parse().unwrap());
-                }
-            }
-        }
-    }
-    out
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return BTreeSet::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?.to_owned();
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
 }
 
 /// Inodes of every TCP socket listening on `port` (state 0A), at any
 /// address, IPv4 or IPv6.
 pub fn listening_inodes(port: u16) -> BTreeSet<u64> {
-    let mut out = BTreeSet::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let local = f
-                .get(1)
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local == Some(port) && f.get(3) == Some(&"0A") {
-                if let Some(i) = f.get(9).and_then(|i| i.parse().ok()) {
-                    out.insert(i);
-                }
-            }
-        }
-    }
-    out
+    let listener = |line: &str| -> Option<u64> {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let local = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+        (local == port && f.get(3) == Some(&"0A")).then(|| f.get(9)?.parse().ok())?
+    };
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|table| {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            text.lines()
+                .skip(1)
+                .filter_map(listener)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The pid written after `marker` in a log line, up to the next space
