@@ -13,7 +13,7 @@ use corefit_test_support::k8s::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -166,16 +166,13 @@ async fn scale_rollout_recreate_ready_and_garbage_collection() {
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
 
-    apps.create(
-        &PostParams::default(),
-        &app(
-            "shop",
-            json!({"image": "shop:1", "resources": {"cpu": "1", "memory": "1Gi"},
+    create_app(
+        &apps,
+        "shop",
+        json!({"image": "shop:1", "resources": {"cpu": "1", "memory": "1Gi"},
                             "scaling": {"replicas": 2}}),
-        ),
     )
-    .await
-    .unwrap();
+    .await;
 
     // The test kubelet makes the pods ready; the status follows.
     let ready = wait_for("shop Ready=True with 2 ready pods", T, || async {
@@ -237,15 +234,11 @@ async fn scale_rollout_recreate_ready_and_garbage_collection() {
     assert_eq!(env_of(&rolled)["COREFIT_WORKERS"], "3");
     assert_eq!(env_of(&rolled)["COREFIT_MODE"], "cluster");
     wait_until("DecisionChanged event for 3 workers", T, || async {
-        events.list(&ListParams::default()).await.is_ok_and(|l| {
-            l.items.iter().any(|e| {
-                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("shop")
-                    && e.reason.as_deref() == Some("DecisionChanged")
-                    && e.note
-                        .as_deref()
-                        .is_some_and(|n| n.contains("3 workers per pod"))
-            })
-        })
+        EventMatch::reason("DecisionChanged")
+            .about("shop")
+            .note("3 workers per pod")
+            .seen(&events)
+            .await
     })
     .await;
     wait_until("rollout done and Ready again", T, || async {
@@ -374,12 +367,7 @@ async fn invalid_specs_become_degraded_with_events_and_metrics() {
             .unwrap_or_else(|e| panic!("{name} should pass the schema: {e}"));
     }
     // A valid app beside them still converges.
-    apps.create(
-        &PostParams::default(),
-        &app("fine", json!({"image": "ok:1"})),
-    )
-    .await
-    .unwrap();
+    create_app(&apps, "fine", json!({"image": "ok:1"})).await;
 
     for (name, _, reason, text) in &table {
         let a = wait_for(&format!("{name} Degraded"), T, || async {
@@ -397,14 +385,12 @@ async fn invalid_specs_become_degraded_with_events_and_metrics() {
         );
         assert_eq!(condition(&a, "Progressing").unwrap().0, "False", "{name}");
         wait_until(&format!("{name} InvalidSpec event"), T, || async {
-            events.list(&ListParams::default()).await.is_ok_and(|l| {
-                l.items.iter().any(|e| {
-                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(*name)
-                        && e.reason.as_deref() == Some("InvalidSpec")
-                        && e.type_.as_deref() == Some("Warning")
-                        && e.note.as_deref().is_some_and(|n| n.contains(text))
-                })
-            })
+            EventMatch::reason("InvalidSpec")
+                .about(name)
+                .warning()
+                .note(text)
+                .seen(&events)
+                .await
         })
         .await;
         let sample = format!("corefit_operator_reconcile_errors_total{{reason=\"{reason}\"}}");
@@ -452,15 +438,12 @@ async fn an_hpa_drives_replicas_through_the_scale_subresource() {
     let _op = Operator::start(&ns).await;
     let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
     let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    apps.create(
-        &PostParams::default(),
-        &app(
-            "scaled",
-            json!({"image": "s:1", "resources": {"cpu": "500m"}, "scaling": {"replicas": 1}}),
-        ),
+    create_app(
+        &apps,
+        "scaled",
+        json!({"image": "s:1", "resources": {"cpu": "500m"}, "scaling": {"replicas": 1}}),
     )
-    .await
-    .unwrap();
+    .await;
     wait_until("status selector set", T, || async {
         apps.get("scaled")
             .await
@@ -506,22 +489,13 @@ async fn apply_failures_are_events_metrics_and_retried() {
     let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
     let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    apps.create(
-        &PostParams::default(),
-        &app("blocked", json!({"image": "b:1"})),
-    )
-    .await
-    .unwrap();
+    create_app(&apps, "blocked", json!({"image": "b:1"})).await;
     wait_until("ApplyFailed event naming the Service", T, || async {
-        events.list(&ListParams::default()).await.is_ok_and(|l| {
-            l.items.iter().any(|e| {
-                e.reason.as_deref() == Some("ApplyFailed")
-                    && e.type_.as_deref() == Some("Warning")
-                    && e.note
-                        .as_deref()
-                        .is_some_and(|n| n.contains("Service blocked"))
-            })
-        })
+        EventMatch::reason("ApplyFailed")
+            .warning()
+            .note("Service blocked")
+            .seen(&events)
+            .await
     })
     .await;
     wait_until("ApplyFailed counted", T, || async {
@@ -661,15 +635,12 @@ async fn autoscaling_and_disruption_budget_follow_the_spec() {
     };
 
     // 1 replica: no budget, no autoscaler; the ClusterApp owns the count.
-    apps.create(
-        &PostParams::default(),
-        &app(
-            "web",
-            json!({"image": "w:1", "resources": {"cpu": "500m"}, "scaling": {"replicas": 1}}),
-        ),
+    create_app(
+        &apps,
+        "web",
+        json!({"image": "w:1", "resources": {"cpu": "500m"}, "scaling": {"replicas": 1}}),
     )
-    .await
-    .unwrap();
+    .await;
     wait_until("replicasOwner ClusterApp", T, || async {
         status("web")
             .await
@@ -854,22 +825,14 @@ async fn launcher_injection_shapes_the_pod() {
     let apps: Api<ClusterApp> = Api::namespaced(client.clone(), &ns);
     let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let cmd = json!(["node", "server.js"]);
-    apps.create(
-        &PostParams::default(),
-        &app("plain", json!({"image": "node:22", "command": cmd})),
-    )
-    .await
-    .unwrap();
-    apps.create(
-        &PostParams::default(),
-        &app(
-            "injected",
-            json!({"image": "node:22", "command": cmd,
+    create_app(&apps, "plain", json!({"image": "node:22", "command": cmd})).await;
+    create_app(
+        &apps,
+        "injected",
+        json!({"image": "node:22", "command": cmd,
                    "launcher": {"mode": "InitContainer", "image": "corefit-launcher:0.1"}}),
-        ),
     )
-    .await
-    .unwrap();
+    .await;
     let plain = get_deployment(&deps, "plain").await;
     let pod = plain.spec.template.spec.unwrap();
     assert!(pod.init_containers.is_none());

@@ -431,6 +431,14 @@ impl Fleet {
         }
     }
 
+    /// [`Fleet::idle_minute`], then [`assert_clean`]: the writes of that
+    /// minute.
+    async fn idle_and_clean(&self, survey: &Survey, op: &mut Operator) -> f64 {
+        let (idle, moved) = self.idle_minute(op).await;
+        assert_clean(survey, idle, &moved, op);
+        idle
+    }
+
     /// One quiet minute: returns the operator's writes in it and the
     /// objects whose resourceVersion moved.
     async fn idle_minute(&self, op: &mut Operator) -> (f64, Vec<String>) {
@@ -734,8 +742,7 @@ async fn outage(
         "converged {:.1} s after {component} was back; {recovery} writes, {errors} reconcile errors",
         after.as_secs_f64()
     );
-    let (idle, moved) = fleet.idle_minute(&mut op).await;
-    assert_clean(&survey, idle, &moved, &op);
+    let idle = fleet.idle_and_clean(&survey, &mut op).await;
     record(
         "operator",
         scenario,
@@ -824,8 +831,7 @@ async fn operator_killed_while_reconciling_100_apps() {
         "converged {:.1} s after the kill; the new operator wrote {recovery} times",
         after.as_secs_f64()
     );
-    let (idle, moved) = fleet.idle_minute(&mut op).await;
-    assert_clean(&survey, idle, &moved, &op);
+    let idle = fleet.idle_and_clean(&survey, &mut op).await;
     record(
         "operator",
         "operator SIGKILLed reconciling 100 apps",
@@ -1027,8 +1033,7 @@ async fn a_rival_writer_on_replicas_is_settled_by_ownership() {
     assert_eq!(scaled.spec.replicas, Some(3));
     assert!(!owns_replicas(&scaled, MANAGER));
 
-    let (idle, moved) = fleet.idle_minute(&mut op).await;
-    assert_clean(&survey, idle, &moved, &op);
+    let idle = fleet.idle_and_clean(&survey, &mut op).await;
     record(
         "operator",
         "rival writer on a Deployment's replicas",

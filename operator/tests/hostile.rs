@@ -176,15 +176,12 @@ async fn settle(client: &Client, ns: &str, tally: &mut Tally) {
                 );
                 assert!(msg.len() < 600, "{name}: a {} byte message", msg.len());
                 wait_until(&format!("{name} InvalidSpec event"), T, || async {
-                    events.list(&ListParams::default()).await.is_ok_and(|l| {
-                        l.items.iter().any(|e| {
-                            e.regarding.as_ref().and_then(|r| r.name.as_deref())
-                                == Some(name.as_str())
-                                && e.reason.as_deref() == Some("InvalidSpec")
-                                && e.type_.as_deref() == Some("Warning")
-                                && e.note.as_deref().is_some_and(|n| n.contains(text))
-                        })
-                    })
+                    EventMatch::reason("InvalidSpec")
+                        .about(&name)
+                        .warning()
+                        .note(text)
+                        .seen(&events)
+                        .await
                 })
                 .await;
                 assert!(
@@ -930,23 +927,19 @@ async fn secret_env_values_never_reach_logs_events_or_status() {
         }
     }
     wait_until("ApplyFailed for vault's Service", T, || async {
-        events.list(&ListParams::default()).await.is_ok_and(|l| {
-            l.items.iter().any(|e| {
-                e.reason.as_deref() == Some("ApplyFailed")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("vault")
-            })
-        })
+        EventMatch::reason("ApplyFailed")
+            .about("vault")
+            .seen(&events)
+            .await
     })
     .await;
     allow_services(&client, &ns).await;
     wait_condition(&apps, "vault", NOT_DEGRADED, T).await;
     wait_until("DecisionChanged for vault", T, || async {
-        events.list(&ListParams::default()).await.is_ok_and(|l| {
-            l.items.iter().any(|e| {
-                e.reason.as_deref() == Some("DecisionChanged")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("vault")
-            })
-        })
+        EventMatch::reason("DecisionChanged")
+            .about("vault")
+            .seen(&events)
+            .await
     })
     .await;
 

@@ -333,6 +333,16 @@ pub fn cluster_app<T: DeserializeOwned>(name: &str, spec: Value) -> T {
     ClusterAppBuilder::new(name).spec(spec).build()
 }
 
+/// Creates the ClusterApp `name` with `spec` through `api`.
+pub async fn create_app<K>(api: &Api<K>, name: &str, spec: Value) -> K
+where
+    K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), &cluster_app(name, spec))
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"))
+}
+
 /// One of `examples/*.yaml`.
 pub fn example<T: DeserializeOwned>(name: &str) -> T {
     let text = std::fs::read_to_string(repo_root().join("examples").join(name)).expect("example");
@@ -476,4 +486,61 @@ pub async fn wait_condition<K>(
 {
     let what = format!("{name}: condition {type_} {status}");
     wait_until(&what, deadline, || has_condition(api, name, type_, status)).await;
+}
+
+/// An Event to look for, built in steps:
+/// `EventMatch::reason("InvalidSpec").about("web").warning().note("spec.port")`.
+#[derive(Debug, Clone, Default)]
+pub struct EventMatch {
+    reason: String,
+    about: Option<String>,
+    warning: bool,
+    note: Option<String>,
+}
+
+impl EventMatch {
+    /// Events with this reason.
+    pub fn reason(reason: &str) -> EventMatch {
+        EventMatch {
+            reason: reason.to_owned(),
+            ..EventMatch::default()
+        }
+    }
+
+    /// ...about the object named `name`.
+    pub fn about(mut self, name: &str) -> EventMatch {
+        self.about = Some(name.to_owned());
+        self
+    }
+
+    /// ...of type Warning.
+    pub fn warning(mut self) -> EventMatch {
+        self.warning = true;
+        self
+    }
+
+    /// ...whose note contains `text`.
+    pub fn note(mut self, text: &str) -> EventMatch {
+        self.note = Some(text.to_owned());
+        self
+    }
+
+    pub fn matches(&self, e: &Event) -> bool {
+        let about = e.regarding.as_ref().and_then(|r| r.name.as_deref());
+        e.reason.as_deref() == Some(self.reason.as_str())
+            && self.about.as_deref().is_none_or(|name| about == Some(name))
+            && (!self.warning || e.type_.as_deref() == Some("Warning"))
+            && self
+                .note
+                .as_deref()
+                .is_none_or(|text| e.note.as_deref().is_some_and(|n| n.contains(text)))
+    }
+
+    /// Whether `events` lists a matching one right now.
+    pub async fn seen(&self, events: &Api<Event>) -> bool {
+        events
+            .list(&kube::api::ListParams::default())
+            .await
+            .is_ok_and(|l| l.items.iter().any(|e| self.matches(e)))
+    }
 }
