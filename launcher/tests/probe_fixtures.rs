@@ -18,6 +18,13 @@ fn probe_with(name: &str, file: &str, contents: &str) -> (Limits, Warnings) {
     probe(fixture_with(name, file, contents).path())
 }
 
+/// Probes fixture `name`, which must give no warning.
+fn probe_clean(name: &str) -> Limits {
+    let (l, w) = probe(&fixture(name));
+    assert!(w.is_empty(), "{w:?}");
+    l
+}
+
 /// Probes a tree.
 fn probe(root: &std::path::Path) -> (Limits, Warnings) {
     let mut w = Warnings::new();
@@ -29,8 +36,7 @@ const MIB: u64 = 1024 * 1024;
 
 #[test]
 fn v2_leaf_quota() {
-    let (l, w) = probe(&fixture("cgroup-v2-leaf"));
-    assert!(w.is_empty(), "{w:?}");
+    let l = probe_clean("cgroup-v2-leaf");
     assert_eq!(l.cgroup, CgroupLayout::V2);
     let q = l.cpu.quota.unwrap();
     assert_eq!((q.quota_us, q.period_us), (200000, 100000));
@@ -49,8 +55,7 @@ fn v2_leaf_quota() {
 
 #[test]
 fn v2_nested_ancestor_smaller_than_leaf_wins() {
-    let (l, w) = probe(&fixture("cgroup-v2-nested"));
-    assert!(w.is_empty(), "{w:?}");
+    let l = probe_clean("cgroup-v2-nested");
     let q = l.cpu.quota.unwrap();
     assert_eq!(q.cpus(), 1.0, "the pod's 1 CPU bounds the container's 4");
     assert!(
@@ -66,8 +71,7 @@ fn v2_nested_ancestor_smaller_than_leaf_wins() {
 
 #[test]
 fn v2_max_means_no_limit() {
-    let (l, w) = probe(&fixture("cgroup-v2-max"));
-    assert!(w.is_empty(), "{w:?}");
+    let l = probe_clean("cgroup-v2-max");
     assert_eq!(l.cpu.quota, None);
     assert_eq!(l.memory.limit, None);
 }
@@ -80,8 +84,7 @@ fn v2_fractional_quota_is_kept() {
 
 #[test]
 fn v2_cpuset_narrower_than_quota() {
-    let (l, w) = probe(&fixture("cgroup-v2-cpuset"));
-    assert!(w.is_empty(), "{w:?}");
+    let l = probe_clean("cgroup-v2-cpuset");
     assert_eq!(l.cpu.quota.as_ref().unwrap().cpus(), 3.0);
     let s = l.cpu.cpuset.unwrap();
     assert_eq!((s.cpus, s.list.as_str()), (1, "2"));
@@ -89,8 +92,7 @@ fn v2_cpuset_narrower_than_quota() {
 
 #[test]
 fn v1_cpu_cpuacct_comounted() {
-    let (l, w) = probe(&fixture("cgroup-v1-comounted"));
-    assert!(w.is_empty(), "{w:?}");
+    let l = probe_clean("cgroup-v1-comounted");
     assert_eq!(l.cgroup, CgroupLayout::V1);
     let q = l.cpu.quota.unwrap();
     assert_eq!((q.quota_us, q.period_us), (150000, 100000));
@@ -108,8 +110,7 @@ fn v1_cpu_cpuacct_comounted() {
 
 #[test]
 fn v1_nested_path_with_namespaced_root() {
-    let (l, w) = probe(&fixture("cgroup-v1-namespaced"));
-    assert!(w.is_empty(), "{w:?}");
+    let l = probe_clean("cgroup-v1-namespaced");
     let q = l.cpu.quota.unwrap();
     assert_eq!(q.cpus(), 2.5, "the mounted root's 2.5 bounds the child's 3");
     // The mount root is the container's cgroup: its files sit at the mount point.
@@ -130,8 +131,7 @@ fn v1_nested_path_with_namespaced_root() {
 
 #[test]
 fn hybrid_reads_v1_controllers_not_the_empty_unified_mount() {
-    let (l, w) = probe(&fixture("cgroup-hybrid"));
-    assert!(w.is_empty(), "{w:?}");
+    let l = probe_clean("cgroup-hybrid");
     assert_eq!(l.cgroup, CgroupLayout::Hybrid);
     let q = l.cpu.quota.unwrap();
     assert_eq!(q.cpus(), 0.5);
