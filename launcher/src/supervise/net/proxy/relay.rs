@@ -98,7 +98,9 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
         let preface = local.and_then(|l| ctx.settings.forwarding.proxy_header(peer, l));
         let mut resp = ResponseFramer::new(max_head);
         let mut ubuf = BytesMut::new();
-        let end = pump(
+        // Boxed: a connection waiting for its first request (the common
+        // idle state) then holds a small task, not room for the pump's.
+        let end = Box::pin(pump(
             &mut client,
             &mut upstream,
             &shared,
@@ -109,7 +111,7 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
             preface,
             peer,
             ctx,
-        )
+        ))
         .await;
         let still_routed = ctx.routes.with(|b| {
             b.release(id, addr);
