@@ -20,7 +20,7 @@
 #   failure, like a panic. Any of them stops the run non-zero, prints the
 #   reproduction command and leaves the input in fuzz/artifacts/TARGET/.
 # - With COREFIT_RELIABILITY_OUT naming a file, one JSON line per target
-#   is appended to it (the shape tests/common/record.rs writes; rendered by
+#   is appended to it (the shape test-support/src/record.rs writes; rendered by
 #   scripts/render_reliability.py into docs/reliability.md). libFuzzer's
 #   full output for each target is kept in ${COREFIT_CACHE}/fuzz-logs/.
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Renders the reliability table (docs/reliability.md) from JSON lines.
 
-Each line is one scenario, as written by tests/common/record.rs (chaos,
+Each line is one scenario, as written by test-support/src/record.rs (chaos,
 fault, hostile-spec and security tests) and fuzz/run.sh (fuzzing):
 
     {"area": ..., "scenario": ..., "fault": ..., "duration_s": ...,

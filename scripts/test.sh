@@ -24,7 +24,7 @@ fi
 step() { printf '\n== %s (%ss)\n' "$1" $(( $(date +%s) - started )); }
 
 # Chaos, fault, hostile-spec, security and fuzz runs append their figures
-# here (tests/common/record.rs, fuzz/run.sh); the last step renders them.
+# here (test-support/src/record.rs, fuzz/run.sh); the last step renders them.
 COREFIT_RELIABILITY_OUT=$(mktemp /tmp/corefit-reliability.XXXXXX)
 export COREFIT_RELIABILITY_OUT
 trap 'rm -f "$COREFIT_RELIABILITY_OUT"' EXIT
