@@ -9,7 +9,7 @@
 #   scripts/demo.sh --socket inject      # extra flags go to corefit
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh >/dev/null
+scripts/setup.sh --app >/dev/null
 cargo build --release -q -p corefit
 export PORT=${PORT:-3000}
 target/release/corefit plan -- node tests/apps/server.js

@@ -2,20 +2,36 @@
 # Installs everything corefit's tests, sample app and benchmarks need on a
 # fresh Debian 12 machine (run as root). Idempotent: a warm machine pays a
 # few seconds. Slow builds are cached outside the repo (~/.cache/corefit).
+#
+#   scripts/setup.sh          everything (the test command's set-up)
+#   scripts/setup.sh --app    only what the sample app under corefit needs
+#                             (Node.js, curl): the main job waits for nothing else
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static)
+APP_ONLY=0
+[ "${1:-}" = --app ] && APP_ONLY=1
+
+if [ "$APP_ONLY" = 1 ]; then
+  APT=(curl ca-certificates procps)
+else
+  APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static)
+  command -v npm >/dev/null 2>&1 || APT+=(npm)
+  command -v kubectl >/dev/null 2>&1 || APT+=(kubernetes-client)
+fi
 command -v node >/dev/null 2>&1 || APT+=(nodejs)
-command -v npm >/dev/null 2>&1 || APT+=(npm)
-command -v kubectl >/dev/null 2>&1 || APT+=(kubernetes-client)
 missing=()
 for p in "${APT[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: apt-get install ${missing[*]}"
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "$APP_ONLY" = 1 ]; then
+  echo "setup: ok (app)"
+  exit 0
 fi
 
 # Rust formatting and lints are part of the test command.

@@ -50,8 +50,8 @@ tests/k8s/run-operator-tests.sh --locked
 step "Helm chart and deploy/ (real Helm engine, real kube-apiserver)"
 tests/helm/run.sh
 
-step "fuzzing (cargo fuzz, ${COREFIT_FUZZ_SECONDS:-10} s per target)"
-fuzz/run.sh "${COREFIT_FUZZ_SECONDS:-10}"
+step "fuzzing (cargo fuzz, ${COREFIT_FUZZ_SECONDS:-6} s per target)"
+fuzz/run.sh "${COREFIT_FUZZ_SECONDS:-6}"
 
 step "reliability table renders with every area (scripts/reliability.sh writes docs/reliability.md)"
 mkdir -p target
