@@ -16,7 +16,7 @@ APP_ONLY=0
 if [ "$APP_ONLY" = 1 ]; then
   APT=(curl ca-certificates procps)
 else
-  APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static)
+  APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static golang-go gcc libc6-dev)
   command -v npm >/dev/null 2>&1 || APT+=(npm)
   command -v kubectl >/dev/null 2>&1 || APT+=(kubernetes-client)
 fi
@@ -42,8 +42,14 @@ done
 # Kubernetes 1.20.2 control-plane binaries (built once, cached) and etcd.
 tests/k8s/build-k8s.sh
 
-# gunicorn (pinned, in a venv under ~/.cache/corefit) for the proxy tests'
-# PROXY protocol and forwarded-address checks against a real server.
+# gunicorn, uvicorn and FastAPI (pinned, in a venv under ~/.cache/corefit)
+# for the proxy tests and the framework reload tests.
 tests/apps/setup-python-apps.sh >/dev/null
+
+# Third-party apps the launcher's tests run under corefit: Express, Fastify,
+# socket.io and ws from npm; uvicorn/FastAPI from PyPI (the venv above); a
+# Go net/http app built dynamic and static with Debian's Go.
+tests/apps/setup-node-apps.sh >/dev/null
+tests/apps/setup-go-apps.sh >/dev/null
 
 echo "setup: ok"

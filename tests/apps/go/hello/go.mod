@@ -1,0 +1,3 @@
+module corefit.test/hello
+
+go 1.19
