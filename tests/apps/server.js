@@ -17,6 +17,8 @@
 //   GET /slow?ms=N answers after N ms (default 2000, at most 60000)
 //   GET /env       the worker's environment as JSON
 //
+// START_DELAY_MS=N: listens only after N ms.
+//
 // SIGTERM / SIGINT: stop accepting, close idle keep-alive connections,
 // finish in-flight requests, exit 0. IGNORE_SIGTERM=1 ignores them (for
 // the grace-period test).
@@ -90,9 +92,13 @@ server.on('error', (err) => {
   process.exit(1);
 });
 
-server.listen(listen, () => {
-  console.log(`server.js: pid ${process.pid} worker ${process.env.COREFIT_WORKER_ID ?? '-'} listening on ${JSON.stringify(listen)}`);
-});
+// START_DELAY_MS=N: boot for N ms before listening (a database
+// connection, a framework's start), to model a slow-starting app.
+setTimeout(() => {
+  server.listen(listen, () => {
+    console.log(`server.js: pid ${process.pid} worker ${process.env.COREFIT_WORKER_ID ?? '-'} listening on ${JSON.stringify(listen)}`);
+  });
+}, Number(process.env.START_DELAY_MS || 0));
 
 function stop(signal) {
   if (process.env.IGNORE_SIGTERM === '1') {

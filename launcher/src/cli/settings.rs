@@ -69,7 +69,8 @@ settings! {
         parse: |s| s.choice(),
     }
     /// How a worker is known ready: auto (port for proxy/none, else at
-    /// start), port, notify (READY=1 on NOTIFY_SOCKET), ipc (Node's
+    /// start), port, listen (the app listens on its own shared socket), notify
+    /// (READY=1 on NOTIFY_SOCKET), ipc (Node's
     /// process.send('ready'), as PM2's wait_ready), none
     READY: ReadyCheck {
         flag: "--ready", env: ["COREFIT_READY"], value: "CHECK", default: "auto",

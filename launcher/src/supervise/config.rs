@@ -67,8 +67,9 @@ pub enum RestartPolicy {
 /// How corefit learns that a worker is ready for traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReadyCheck {
-    /// `port` for `proxy` and `none`; `none` for `shared` and `reuseport`,
-    /// where the public port cannot tell one worker from another.
+    /// `port` for `proxy` and `none`; `listen` for `shared` and `inject`
+    /// with a socket per worker; `none` for `reuseport` and one shared
+    /// socket, where the public port cannot tell one worker from another.
     Auto,
     /// The worker's own port accepts a TCP connection.
     Port,
@@ -77,6 +78,11 @@ pub enum ReadyCheck {
     /// A Node worker calls `process.send('ready')` over the IPC channel
     /// corefit opens for it (`NODE_CHANNEL_FD`), as PM2's `wait_ready`.
     Ipc,
+    /// The worker's own socket is listening: the app called `listen()` on
+    /// the socket corefit bound for it (`shared` and `inject` with
+    /// `--shared-sockets per-worker`), which is also when the kernel starts
+    /// giving it connections.
+    Listen,
     /// Ready as soon as it is started.
     None,
 }

@@ -42,6 +42,8 @@ pub enum ReadyWatch {
     Port(SocketAddr),
     /// `READY=1` on its `NOTIFY_SOCKET`.
     Notify,
+    /// Its own shared socket is listening (the app called `listen()`).
+    Listening,
     /// `process.send('ready')` on its IPC channel, or no check at all.
     None,
 }
@@ -111,6 +113,7 @@ pub fn launch_plan(input: &LaunchInput<'_>) -> Result<LaunchPlan, LaunchError> {
             ReadyWatch::Port(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
         }
         ReadyCheck::Notify => ReadyWatch::Notify,
+        ReadyCheck::Listen => ReadyWatch::Listening,
         _ => ReadyWatch::None,
     };
     Ok(LaunchPlan {
@@ -226,7 +229,7 @@ mod tests {
             (Option<&'static str>, u16, bool, ReadyWatch),
         );
         let lo = |p| ReadyWatch::Port(SocketAddr::from(([127, 0, 0, 1], p)));
-        let cases: [Case; 6] = [
+        let cases: [Case; 7] = [
             (
                 &[],
                 3,
@@ -252,6 +255,17 @@ mod tests {
             ),
             (
                 &[("COREFIT_SOCKET", "shared"), ("PORT", "9000")],
+                2,
+                1,
+                None,
+                (Some("9000"), 9000, true, ReadyWatch::Listening),
+            ),
+            (
+                &[
+                    ("COREFIT_SOCKET", "shared"),
+                    ("COREFIT_SHARED_SOCKETS", "one"),
+                    ("PORT", "9000"),
+                ],
                 2,
                 1,
                 None,

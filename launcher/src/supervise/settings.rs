@@ -44,6 +44,11 @@ pub struct Settings {
 pub enum SettingsError {
     #[error("PORT {port} + {workers} workers runs past port 65535")]
     PortRange { port: u16, workers: u32 },
+    #[error("--ready listen needs a socket per worker that the app listens on: --socket shared or inject with --shared-sockets per-worker (here: --socket {strategy}{one})")]
+    ListenNeedsOwnSocket {
+        strategy: &'static str,
+        one: &'static str,
+    },
 }
 
 impl SettingsError {
@@ -74,12 +79,25 @@ impl Settings {
         } else {
             cfg.socket
         };
+        let own_socket = matches!(strategy, SocketStrategy::Shared | SocketStrategy::Inject)
+            && cfg.shared_sockets == SharedSockets::PerWorker;
         let ready = match cfg.ready {
             ReadyCheck::Auto => match strategy {
                 SocketStrategy::Proxy => ReadyCheck::Port,
                 SocketStrategy::None if workers > 1 => ReadyCheck::Port,
+                _ if own_socket => ReadyCheck::Listen,
                 _ => ReadyCheck::None,
             },
+            ReadyCheck::Listen if !own_socket => {
+                return Err(SettingsError::ListenNeedsOwnSocket {
+                    strategy: strategy.as_str(),
+                    one: if cfg.shared_sockets == SharedSockets::One {
+                        " --shared-sockets one"
+                    } else {
+                        ""
+                    },
+                })
+            }
             other => other,
         };
         let restart = match cfg.restart {
@@ -165,6 +183,7 @@ impl Settings {
                 ReadyCheck::Port => "by port",
                 ReadyCheck::Notify => "by NOTIFY_SOCKET",
                 ReadyCheck::Ipc => "by process.send('ready')",
+                ReadyCheck::Listen => "when it listens",
                 _ => "at start",
             },
             if self.restart { "on" } else { "off" },
@@ -213,7 +232,7 @@ mod tests {
             bool,
             (S, R, bool),
         );
-        let cases: [Case; 12] = [
+        let cases: [Case; 15] = [
             (&[], 4, false, (S::Proxy, R::Port, true)),
             // One worker that cannot grow: nothing to balance.
             (&[], 1, false, (S::None, R::None, false)),
@@ -241,7 +260,30 @@ mod tests {
                 &[("COREFIT_SOCKET", "shared")],
                 2,
                 false,
+                (S::Shared, R::Listen, true),
+            ),
+            (
+                &[("COREFIT_SOCKET", "inject")],
+                2,
+                false,
+                (S::Inject, R::Listen, true),
+            ),
+            // One socket for all: listening before any worker, so the
+            // app's listen() says nothing.
+            (
+                &[
+                    ("COREFIT_SOCKET", "shared"),
+                    ("COREFIT_SHARED_SOCKETS", "one"),
+                ],
+                2,
+                false,
                 (S::Shared, R::None, true),
+            ),
+            (
+                &[("COREFIT_SOCKET", "inject"), ("COREFIT_READY", "ipc")],
+                2,
+                false,
+                (S::Inject, R::Ipc, true),
             ),
             (
                 &[("COREFIT_SOCKET", "reuseport")],
@@ -274,6 +316,18 @@ mod tests {
                 (S::None, R::Ipc, false),
             ),
         ];
+        for vars in [
+            &[("COREFIT_READY", "listen")][..],
+            &[("COREFIT_READY", "listen"), ("COREFIT_SOCKET", "reuseport")],
+            &[
+                ("COREFIT_READY", "listen"),
+                ("COREFIT_SOCKET", "shared"),
+                ("COREFIT_SHARED_SOCKETS", "one"),
+            ],
+        ] {
+            let e = Settings::resolve(&config(vars), &plan(2), false).unwrap_err();
+            assert!(e.to_string().contains("--ready listen needs"), "{e}");
+        }
         for (vars, workers, may_grow, want) in cases {
             let s = Settings::resolve(&config(vars), &plan(workers), may_grow).unwrap();
             assert_eq!((s.strategy, s.ready, s.restart), want, "{vars:?} {workers}");

@@ -1,5 +1,6 @@
 //! Telling when a worker is ready: its private port accepts a TCP
-//! connection, or it sends `READY=1` to `NOTIFY_SOCKET` (the sd_notify
+//! connection, or its own shared socket starts listening (the app called
+//! `listen()` on it: `SO_ACCEPTCONN`), or it sends `READY=1` to `NOTIFY_SOCKET` (the sd_notify
 //! protocol: newline-separated `KEY=VALUE` datagrams on a Unix socket), or
 //! a Node worker calls `process.send('ready')` on the IPC channel corefit
 //! opened for it (Node's `NODE_CHANNEL_FD` protocol, JSON serialization:
@@ -47,6 +48,38 @@ pub fn probe_port(
         }
     })
 }
+
+/// Watches a worker's own shared socket (corefit's copy of it) until the
+/// app has called `listen()` on it, then reports `Ready` and closes
+/// corefit's copy, so that the app's own `close()` later takes the socket
+/// out of the port's group at once.
+pub fn probe_listening(
+    id: WorkerId,
+    pid: i32,
+    socket: std::os::fd::OwnedFd,
+    events: UnboundedSender<Event>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match crate::supervise::net::sockets::is_listening(&socket) {
+                Ok(true) => {
+                    drop(socket);
+                    let _ = events.send(Event::Ready { id, pid });
+                    return;
+                }
+                Ok(false) => {}
+                // Cannot happen for a socket corefit made; the ready
+                // timeout (and the worker's exit) still bound the wait.
+                Err(_) => return,
+            }
+            tokio::time::sleep(LISTEN_POLL).await;
+        }
+    })
+}
+
+/// Time between looks at a worker's socket: the lag between the app's
+/// `listen()` and corefit counting it ready.
+const LISTEN_POLL: Duration = Duration::from_millis(5);
 
 /// The largest sd_notify datagram read, as systemd's own notify buffer;
 /// a longer datagram is truncated to this by `recv`.

@@ -1,8 +1,16 @@
 //! Sockets corefit opens: the public listener (proxy), the socket(s)
-//! workers inherit (shared), and free private ports (proxy).
+//! workers inherit (shared, inject), and free private ports (proxy).
+//!
+//! With a socket per worker (the default), each worker's socket is bound
+//! with SO_REUSEPORT but not listening when the worker starts: the kernel
+//! adds it to the port's group only when the app calls `listen()`, so a
+//! booting worker takes no connection, its `listen()` is its readiness
+//! (`SO_ACCEPTCONN`, watched by `readiness::probe_listening`), and when the
+//! app closes it or dies the group loses it at once. corefit keeps no copy
+//! once the app listens.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener as StdListener};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use thiserror::Error;
@@ -56,97 +64,135 @@ fn bound(addr: SocketAddr, reuseport: bool) -> Result<TcpSocket, SocketError> {
 /// How many sockets `shared` mode binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SharedSockets {
-    /// One socket for all workers, bound once; it outlives every worker
-    /// restart. The kernel gives each connection to whichever worker
-    /// accepts first, which is balanced for apps that accept one
+    /// One socket for all workers, bound and listening once; it outlives
+    /// every worker restart. The kernel gives each connection to whichever
+    /// worker accepts first, which is balanced for apps that accept one
     /// connection at a time (gunicorn, uvicorn) but not for Node, whose
-    /// event loop takes every pending connection at once.
+    /// event loop takes every pending connection at once. A worker's
+    /// readiness cannot be seen on it.
     One,
-    /// One socket per worker, all bound to the port with SO_REUSEPORT: the
-    /// kernel spreads connections evenly by hash, whatever the app does.
-    /// A worker's socket closes when it exits, so new connections go to
-    /// the others while it restarts.
+    /// One socket per worker process, all bound to the port with
+    /// SO_REUSEPORT: the kernel spreads connections evenly by hash,
+    /// whatever the app does. The socket is bound but not listening when
+    /// the worker starts; it joins the port's group when the app calls
+    /// `listen()` (which is when the worker is ready), and leaves it when
+    /// the app closes it or exits, so no connection waits on a worker that
+    /// is booting, stopping or dead.
     PerWorker,
 }
 
-/// The `shared` strategy's listening socket(s), made inheritable only for
-/// the duration of a spawn.
+/// The socket one worker gets.
+#[derive(Debug)]
+pub enum WorkerSocket {
+    /// `One`: the socket every worker shares; corefit keeps it.
+    Shared(RawFd),
+    /// `PerWorker`: this worker's own socket. corefit's copy goes to the
+    /// readiness check (which drops it once the app listens) or is closed
+    /// right after the spawn, so the app's `close()` really closes it.
+    Own(OwnedFd),
+}
+
+impl WorkerSocket {
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            WorkerSocket::Shared(fd) => *fd,
+            WorkerSocket::Own(fd) => fd.as_raw_fd(),
+        }
+    }
+}
+
+/// The `shared` and `inject` strategies' listening socket(s), made
+/// inheritable only for the duration of a spawn.
 #[derive(Debug)]
 pub struct SharedSocket {
     addr: SocketAddr,
     kind: SharedSockets,
-    /// `One`: slot 0 for everyone. `PerWorker`: slot per worker id.
-    slots: Vec<Option<StdListener>>,
+    /// `PerWorker`: corefit listens on each worker's socket before the
+    /// spawn, for programs that take fd 3 as an already listening socket
+    /// and never call `listen()` (Go's `net.FileListener`).
+    listen_first: bool,
+    /// `One`: the socket, until corefit stops accepting.
+    one: Option<StdListener>,
     accepting: bool,
 }
 
 impl SharedSocket {
-    /// Binds `addr` (for `One`, now; for `PerWorker`, worker 0's socket
-    /// now so a bad address fails at start). Must be called inside the
-    /// tokio runtime.
+    /// Binds `addr` (for `One`, the socket now; for `PerWorker`, a probe
+    /// socket that is closed again, so a bad or busy address fails at
+    /// start). Must be called inside the tokio runtime.
     pub fn bind(
         addr: SocketAddr,
         kind: SharedSockets,
-        workers: usize,
+        listen_first: bool,
     ) -> Result<SharedSocket, SocketError> {
-        let mut s = SharedSocket {
+        let one = match kind {
+            SharedSockets::One => Some(bind_blocking(addr, false, true)?),
+            SharedSockets::PerWorker => {
+                bind_blocking(addr, true, false)?;
+                None
+            }
+        };
+        Ok(SharedSocket {
             addr,
             kind,
-            slots: (0..workers.max(1)).map(|_| None).collect(),
+            listen_first,
+            one,
             accepting: true,
-        };
-        s.socket_for(0)?;
-        Ok(s)
+        })
     }
 
-    /// The listening socket worker `id` gets (bound now if needed).
-    pub fn socket_for(&mut self, id: usize) -> Result<&StdListener, SocketError> {
+    /// The socket a new worker gets: the shared one, or a fresh one of
+    /// its own.
+    pub fn socket_for(&mut self) -> Result<WorkerSocket, SocketError> {
         if !self.accepting {
             return Err(SocketError::Closed);
         }
-        let slot = match self.kind {
-            SharedSockets::One => 0,
-            SharedSockets::PerWorker => id,
-        };
-        if slot >= self.slots.len() {
-            self.slots.resize_with(slot + 1, || None);
-        }
-        if self.slots[slot].is_none() {
-            let listener = bind_blocking(self.addr, self.kind == SharedSockets::PerWorker)?;
-            self.slots[slot] = Some(listener);
-        }
-        self.slots[slot].as_ref().ok_or(SocketError::Closed)
-    }
-
-    /// Worker `id` exited: with `PerWorker`, its socket is closed too, so
-    /// the kernel stops sending it connections.
-    pub fn worker_exited(&mut self, id: usize) {
-        if self.kind == SharedSockets::PerWorker {
-            if let Some(slot) = self.slots.get_mut(id) {
-                *slot = None;
+        match self.kind {
+            SharedSockets::One => self
+                .one
+                .as_ref()
+                .map(|l| WorkerSocket::Shared(l.as_raw_fd()))
+                .ok_or(SocketError::Closed),
+            SharedSockets::PerWorker => {
+                let l = bind_blocking(self.addr, true, self.listen_first)?;
+                Ok(WorkerSocket::Own(OwnedFd::from(l)))
             }
         }
     }
 
-    /// Closes corefit's copies (workers still running keep theirs until
-    /// they exit).
+    /// Closes corefit's copy of the shared socket (workers still running
+    /// keep theirs until they exit).
     pub fn stop_accepting(&mut self) {
         self.accepting = false;
-        self.slots.iter_mut().for_each(|s| *s = None);
+        self.one = None;
     }
 }
 
-/// A blocking listening socket (workers' accept() calls expect that; corefit
-/// never accepts on it).
-fn bind_blocking(addr: SocketAddr, reuseport: bool) -> Result<StdListener, SocketError> {
+/// A blocking socket bound to `addr` (SO_REUSEADDR, and SO_REUSEPORT
+/// when `reuseport`), listening when `listen`. Workers' accept() calls
+/// expect a blocking socket; corefit never accepts on it.
+fn bind_blocking(
+    addr: SocketAddr,
+    reuseport: bool,
+    listen: bool,
+) -> Result<StdListener, SocketError> {
+    use socket2::{Domain, Socket, Type};
     let err = |source| SocketError::Listen { addr, source };
-    let listener = bound(addr, reuseport)?
-        .listen(BACKLOG)
-        .map_err(err)?
-        .into_std()
-        .map_err(err)?;
-    listener.set_nonblocking(false).map_err(err)?;
-    Ok(listener)
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if reuseport {
+        socket.set_reuse_port(true).map_err(err)?;
+    }
+    socket.bind(&addr.into()).map_err(err)?;
+    if listen {
+        socket.listen(BACKLOG as i32).map_err(err)?;
+    }
+    Ok(StdListener::from(OwnedFd::from(socket)))
+}
+
+/// Whether the socket `fd` is listening (`SO_ACCEPTCONN`).
+pub fn is_listening(fd: &impl AsFd) -> std::io::Result<bool> {
+    nix::sys::socket::getsockopt(fd, nix::sys::socket::sockopt::AcceptConn).map_err(Into::into)
 }
 
 /// Runs `f` (a spawn) with `fd`'s close-on-exec flag cleared, so the child

@@ -206,9 +206,6 @@ impl<'a> Run<'a> {
                 if let Some(routes) = &self.public.routes {
                     routes.unroute(id as usize);
                 }
-                if let Some(shared) = &mut self.public.shared {
-                    shared.worker_exited(id as usize);
-                }
                 if let Some(task) = self.io[id as usize].readiness.take() {
                     task.abort();
                 }

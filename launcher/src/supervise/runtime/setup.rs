@@ -200,7 +200,7 @@ fn open_public(cfg: &RunConfig, settings: &Settings, logger: Logger) -> Result<P
         }
         SocketStrategy::Shared | SocketStrategy::Inject => {
             public.shared = Some(
-                SharedSocket::bind(settings.public, cfg.shared_sockets, workers)
+                SharedSocket::bind(settings.public, cfg.shared_sockets, false)
                     .map_err(|e| (e.to_string(), exit::FAILURE))?,
             );
         }

@@ -11,8 +11,8 @@ use crate::exit;
 use crate::supervise::config::SocketStrategy;
 use crate::supervise::launch::{argv, launch_plan, LaunchInput, ReadyWatch};
 use crate::supervise::machine::{Event, WorkerId};
-use crate::supervise::net::readiness::{probe_port, IpcChannel, NotifySocket};
-use crate::supervise::net::sockets::{free_loopback_port, with_inheritable};
+use crate::supervise::net::readiness::{probe_listening, probe_port, IpcChannel, NotifySocket};
+use crate::supervise::net::sockets::{free_loopback_port, with_inheritable, WorkerSocket};
 use crate::supervise::process::oom;
 use crate::supervise::process::spawn::{spawn, SpawnError, SpawnSpec};
 use crate::supervise::report::logs::{prefix, pump_lines, Stream};
@@ -73,13 +73,14 @@ impl Run<'_> {
         } else {
             None
         };
-        let shared_fd = match (&mut self.public.shared, launch.shared_socket) {
-            (Some(shared), true) => match shared.socket_for(id as usize) {
-                Ok(listener) => Some(listener.as_raw_fd()),
+        let worker_socket = match (&mut self.public.shared, launch.shared_socket) {
+            (Some(shared), true) => match shared.socket_for() {
+                Ok(socket) => Some(socket),
                 Err(e) => return failed(e.to_string(), exit::FAILURE),
             },
             _ => None,
         };
+        let shared_fd = worker_socket.as_ref().map(WorkerSocket::raw_fd);
         // Through `corefit __exec-worker` when a socket goes on fd 3.
         let me = match shared_fd.map(|_| std::env::current_exe()).transpose() {
             Ok(me) => me.unwrap_or_default(),
@@ -159,9 +160,20 @@ impl Run<'_> {
                     .warn(&format!("worker {id}: cannot read its IPC channel: {e}")),
             }
         }
-        let task = match (launch.ready, notify) {
-            (ReadyWatch::Notify, Some(n)) => Some(n.watch(id, pid, self.events_tx.clone())),
-            (ReadyWatch::Port(addr), _) => Some(probe_port(id, pid, addr, self.events_tx.clone())),
+        // corefit's copy of a worker's own socket: watched until the app
+        // listens, or closed now.
+        let own_socket = match worker_socket {
+            Some(WorkerSocket::Own(fd)) => Some(fd),
+            _ => None,
+        };
+        let task = match (launch.ready, notify, own_socket) {
+            (ReadyWatch::Notify, Some(n), _) => Some(n.watch(id, pid, self.events_tx.clone())),
+            (ReadyWatch::Port(addr), _, _) => {
+                Some(probe_port(id, pid, addr, self.events_tx.clone()))
+            }
+            (ReadyWatch::Listening, _, Some(fd)) => {
+                Some(probe_listening(id, pid, fd, self.events_tx.clone()))
+            }
             _ => None,
         };
         if let Some(old) = std::mem::replace(&mut self.io[id as usize].readiness, task) {
