@@ -22,12 +22,17 @@ pub static PRELOAD_SO: &[u8] = include_bytes!(env!("COREFIT_PRELOAD_SO"));
 pub const ENV_FD: &str = "COREFIT_INJECT_FD";
 pub const ENV_PORT: &str = "COREFIT_INJECT_PORT";
 
+/// The strategies that serve a program `inject` cannot, for every refusal.
+pub const OTHER_STRATEGIES: &str = "use --socket proxy (works with every app), --socket shared if the app serves an inherited socket (LISTEN_FDS / fd 3), or --socket reuseport if it binds PORT with SO_REUSEPORT";
+
 /// Why `inject` cannot serve a command.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum InjectError {
-    #[error("--socket inject needs a dynamically linked program, but {path} is statically linked (no program interpreter), so LD_PRELOAD is never read; use --socket proxy (works with every app) or --socket reuseport / shared if the app supports it")]
+    #[error("--socket inject cannot serve {path}: it is a Go program, and Go binds its sockets with raw system calls, not through libc's bind(), so the preload shim never sees them; {OTHER_STRATEGIES}")]
+    Go { path: String, linkage: Linkage },
+    #[error("--socket inject needs a dynamically linked program, but {path} is statically linked (no program interpreter), so LD_PRELOAD is never read; {OTHER_STRATEGIES}")]
     Static { path: String },
-    #[error("--socket inject cannot work with {path}: it is setuid or setgid, and the dynamic loader ignores LD_PRELOAD for such programs; use --socket proxy")]
+    #[error("--socket inject cannot serve {path}: it is setuid or setgid, and the dynamic loader ignores LD_PRELOAD for such programs; {OTHER_STRATEGIES}")]
     Setuid { path: String },
     #[error("--socket inject: cannot inspect the command: {0}")]
     Inspect(#[from] ExecutableError),
@@ -38,14 +43,27 @@ pub enum InjectError {
 /// Whether `command` can load the shim; the inspected program on success.
 pub fn check_command(command: &str, path_var: Option<&str>) -> Result<Executable, InjectError> {
     let exe = inspect(command, path_var)?;
+    check_executable(&exe)?;
+    Ok(exe)
+}
+
+/// Whether an inspected program loads the shim and binds through it. Go
+/// first: a Go program cannot be served even when dynamically linked.
+pub fn check_executable(exe: &Executable) -> Result<(), InjectError> {
     let path = exe.path.display().to_string();
+    if exe.go {
+        return Err(InjectError::Go {
+            path,
+            linkage: exe.linkage,
+        });
+    }
     if exe.linkage == Linkage::Static {
         return Err(InjectError::Static { path });
     }
     if exe.setuid_or_setgid {
         return Err(InjectError::Setuid { path });
     }
-    Ok(exe)
+    Ok(())
 }
 
 /// The shim in a sealed memfd (close-on-exec: workers open it by path).
@@ -118,6 +136,37 @@ mod tests {
             check_command("/bin/busybox", None).expect_err("busybox-static is statically linked");
         assert!(matches!(e, InjectError::Static { .. }), "{e}");
         assert!(e.to_string().contains("--socket proxy"), "{e}");
+    }
+
+    #[test]
+    fn go_programs_are_refused_dynamic_or_static_naming_the_strategies_that_work() {
+        for (name, linkage) in [
+            ("hello-dynamic", Linkage::Dynamic),
+            ("hello-static", Linkage::Static),
+        ] {
+            let path = crate::probe::executable::go_app(name);
+            let e = check_command(path.to_str().unwrap(), None).expect_err(name);
+            assert_eq!(
+                e,
+                InjectError::Go {
+                    path: path.display().to_string(),
+                    linkage
+                }
+            );
+            let text = e.to_string();
+            for part in [
+                path.to_str().unwrap(),
+                "Go program",
+                "raw system calls",
+                "--socket proxy",
+                "--socket shared",
+                "LISTEN_FDS",
+                "--socket reuseport",
+                "SO_REUSEPORT",
+            ] {
+                assert!(text.contains(part), "{part:?} missing: {text}");
+            }
+        }
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Which socket strategies a command can use, for `corefit plan -- CMD`:
 //! `proxy` and `none` work with every app, `shared` and `reuseport` need
 //! the app's cooperation (corefit cannot tell from outside), and `inject`
-//! needs a dynamically linked, non-setuid program (checked here by reading
-//! its ELF headers through `#!` interpreters).
+//! needs a dynamically linked, non-setuid program that binds through libc
+//! (not Go), checked here by reading its ELF headers through `#!`
+//! interpreters with the same `inject::check_executable` that start uses.
 
 use serde::Serialize;
 
-use crate::inject::{check_command, InjectError};
+use crate::inject::{check_executable, InjectError};
+use crate::probe::executable::{inspect, Executable, Linkage};
 
 /// Whether a strategy can serve the command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,32 +44,28 @@ pub struct CommandReport {
 /// Inspects `command` and lists every strategy.
 pub fn report(command: &[String], path_var: Option<&str>, chosen: &str) -> CommandReport {
     let program_name = command.first().map(String::as_str).unwrap_or("");
-    let (program, linkage, inject) = match check_command(program_name, path_var) {
+    let inspected = inspect(program_name, path_var).map_err(InjectError::from);
+    let (program, linkage) = match &inspected {
         Ok(exe) => (
             Some(exe.path.display().to_string()),
-            Some("dynamic"),
-            StrategySupport {
-                strategy: "inject",
-                support: Support::Yes,
-                note: "dynamically linked: the preload shim turns the app's own bind(PORT) into the shared socket".to_owned(),
-            },
+            Some(match exe.linkage {
+                Linkage::Dynamic => "dynamic",
+                Linkage::Static => "static",
+            }),
         ),
-        Err(e) => {
-            let (program, linkage) = match &e {
-                InjectError::Static { path } => (Some(path.clone()), Some("static")),
-                InjectError::Setuid { path } => (Some(path.clone()), Some("dynamic")),
-                _ => (None, None),
-            };
-            (
-                program,
-                linkage,
-                StrategySupport {
-                    strategy: "inject",
-                    support: Support::No,
-                    note: e.to_string(),
-                },
-            )
-        }
+        Err(_) => (None, None),
+    };
+    let inject = match inspected.and_then(|exe| check_executable(&exe).map(|()| exe)) {
+        Ok(exe) => StrategySupport {
+            strategy: "inject",
+            support: Support::Yes,
+            note: inject_note(&exe),
+        },
+        Err(e) => StrategySupport {
+            strategy: "inject",
+            support: Support::No,
+            note: e.to_string(),
+        },
     };
     let strategies = vec![
         StrategySupport {
@@ -101,6 +99,26 @@ pub fn report(command: &[String], path_var: Option<&str>, chosen: &str) -> Comma
     }
 }
 
+/// What `inject` does for a program it can serve; for a shell or a
+/// script, what the programs it runs must be as well.
+fn inject_note(exe: &Executable) -> String {
+    let mut note = "dynamically linked: the preload shim turns the app's own bind(PORT) into the shared socket".to_owned();
+    let shell = exe
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| SHELLS.contains(&n));
+    if shell || !exe.via_scripts.is_empty() {
+        note.push_str(
+            "; a program it execs must load the shim too (dynamically linked, not Go, not setuid): another is stopped at its exec with a message",
+        );
+    }
+    note
+}
+
+/// Interpreters whose commands plan cannot see (`sh -c "exec ./app"`).
+const SHELLS: &[&str] = &["sh", "dash", "bash", "ash", "ksh", "mksh", "zsh", "busybox"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +149,46 @@ mod tests {
         let r = report(&["no-such-prog-xyz".into()], Some("/usr/bin"), "proxy");
         assert_eq!((r.program, r.linkage), (None, None));
         assert!(r.strategies[3].note.contains("not found"));
+    }
+
+    #[test]
+    fn go_programs_are_refused_for_inject_and_shells_carry_the_exec_caveat() {
+        for (name, linkage) in [("hello-dynamic", "dynamic"), ("hello-static", "static")] {
+            let path = crate::probe::executable::go_app(name);
+            let r = report(&[path.display().to_string()], None, "inject");
+            assert_eq!(r.linkage, Some(linkage), "{name}");
+            assert_eq!(support(&r, "inject"), Support::No, "{name}");
+            let note = &r
+                .strategies
+                .iter()
+                .find(|s| s.strategy == "inject")
+                .unwrap()
+                .note;
+            assert!(
+                note.contains("Go program") && note.contains("--socket proxy"),
+                "{note}"
+            );
+        }
+        let r = report(
+            &["sh".into(), "-c".into(), "exec ./app".into()],
+            None,
+            "inject",
+        );
+        assert_eq!(support(&r, "inject"), Support::Yes);
+        let note = &r
+            .strategies
+            .iter()
+            .find(|s| s.strategy == "inject")
+            .unwrap()
+            .note;
+        assert!(note.contains("stopped at its exec"), "{note}");
+        let r = report(&["node".into()], Some("/usr/bin:/bin"), "inject");
+        let note = &r
+            .strategies
+            .iter()
+            .find(|s| s.strategy == "inject")
+            .unwrap()
+            .note;
+        assert!(!note.contains("stopped at its exec"), "{note}");
     }
 }

@@ -1,15 +1,26 @@
 //! What kind of program a command is: resolved through `PATH`, followed
 //! through `#!` interpreters (and `/usr/bin/env NAME`), then read as ELF to
 //! see whether it is dynamically linked (has a `PT_INTERP` program header,
-//! so the dynamic loader will honour `LD_PRELOAD`) and whether it is setuid
-//! or setgid (the loader ignores `LD_PRELOAD` for those).
+//! so the dynamic loader will honour `LD_PRELOAD`), whether it is setuid
+//! or setgid (the loader ignores `LD_PRELOAD` for those), and whether it is
+//! a Go program (Go makes its system calls itself, `bind` included, so a
+//! preloaded `bind()` never sees them, even in a dynamically linked Go
+//! binary).
+//!
+//! A Go program is known by what Go's linker always writes and `strip`
+//! keeps: the Go build-id note (`PT_NOTE` owner `Go`, type 4), the
+//! `.go.buildinfo` section, or, with the section headers stripped too, the
+//! build info's magic `\xff Go buildinf:` at the start of the first
+//! writable `PT_LOAD` segment (where Go's linker places it). Each is read
+//! by range: a few hundred bytes, never the whole program.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use object::elf::{FileHeader32, FileHeader64};
-use object::read::elf::{ElfFile, FileHeader, ProgramHeader};
-use object::{elf::PT_INTERP, Endianness, FileKind, ReadCache, ReadRef};
+use object::elf::{PF_W, PF_X, PT_INTERP, PT_LOAD};
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::{Endianness, FileKind, ReadCache, ReadRef};
 use std::io::Read as _;
 use thiserror::Error;
 
@@ -19,8 +30,18 @@ const SHEBANG_MAX: usize = 512;
 /// How deep `#!` chains are followed.
 const MAX_SCRIPT_DEPTH: usize = 4;
 
+/// The owner and type of the note Go's linker writes (`.note.go.buildid`).
+const GO_NOTE_NAME: &[u8] = b"Go";
+const GO_NOTE_BUILDID: u32 = 4;
+
+/// The section that holds Go's build information.
+const GO_BUILDINFO_SECTION: &[u8] = b".go.buildinfo";
+
+/// The magic that opens Go's build information (16-byte aligned).
+pub const GO_BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
+
 /// How a program is linked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Linkage {
     /// Has a program interpreter (the dynamic loader).
     Dynamic,
@@ -34,6 +55,9 @@ pub struct Executable {
     /// The ELF file finally executed (after `#!` and `env`).
     pub path: PathBuf,
     pub linkage: Linkage,
+    /// Go's build information is in the file: the program binds with raw
+    /// system calls, not through libc.
+    pub go: bool,
     pub setuid_or_setgid: bool,
     /// The scripts followed to reach it, outermost first.
     pub via_scripts: Vec<PathBuf>,
@@ -94,12 +118,13 @@ pub fn inspect(command: &str, path_var: Option<&str>) -> Result<Executable, Exec
         }
         let cache = ReadCache::new(file);
         let data = &cache;
-        let linkage =
-            linkage(data).ok_or_else(|| ExecutableError::NotElf { path: path.clone() })?;
+        let facts =
+            elf_facts(data).ok_or_else(|| ExecutableError::NotElf { path: path.clone() })?;
         return Ok(Executable {
             setuid_or_setgid: meta.permissions().mode() & 0o6000 != 0,
             path,
-            linkage,
+            linkage: facts.linkage,
+            go: facts.go,
             via_scripts,
         });
     }
@@ -129,34 +154,109 @@ fn shebang_target(data: &[u8], path_var: Option<&str>) -> Result<Option<PathBuf>
     Ok(Some(PathBuf::from(interpreter)))
 }
 
+/// What an ELF file's headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElfFacts {
+    pub linkage: Linkage,
+    /// Go's build-id note, `.go.buildinfo` section or build-info magic.
+    pub go: bool,
+}
+
 /// `Some(linkage)` for an ELF file, `None` for anything else. Reads only
 /// the ranges it needs from `data` (bytes, or a `ReadCache` over a file).
 pub fn linkage<'d, R: ReadRef<'d>>(data: R) -> Option<Linkage> {
-    let has_interp = match FileKind::parse(data).ok()? {
-        FileKind::Elf64 => has_interp::<FileHeader64<Endianness>, R>(data)?,
-        FileKind::Elf32 => has_interp::<FileHeader32<Endianness>, R>(data)?,
-        _ => return None,
-    };
-    Some(if has_interp {
-        Linkage::Dynamic
-    } else {
-        Linkage::Static
-    })
+    elf_facts(data).map(|f| f.linkage)
 }
 
-/// Whether an ELF file of class `Elf` has a program interpreter.
-fn has_interp<'d, Elf, R>(data: R) -> Option<bool>
+/// `Some(facts)` for an ELF file, `None` for anything else (or headers
+/// that point outside the file). Reads only the ranges it needs.
+pub fn elf_facts<'d, R: ReadRef<'d>>(data: R) -> Option<ElfFacts> {
+    match FileKind::parse(data).ok()? {
+        FileKind::Elf64 => facts_of::<FileHeader64<Endianness>, R>(data),
+        FileKind::Elf32 => facts_of::<FileHeader32<Endianness>, R>(data),
+        _ => None,
+    }
+}
+
+/// [`elf_facts`] for an ELF file of class `Elf`.
+fn facts_of<'d, Elf, R>(data: R) -> Option<ElfFacts>
 where
     Elf: FileHeader<Endian = Endianness>,
     R: ReadRef<'d>,
 {
-    let f = ElfFile::<Elf, R>::parse(data).ok()?;
-    let e = f.endian();
-    Some(
-        f.elf_program_headers()
-            .iter()
-            .any(|ph| ph.p_type(e) == PT_INTERP),
-    )
+    let header = Elf::parse(data).ok()?;
+    let e = header.endian().ok()?;
+    let phdrs = header.program_headers(e, data).ok()?;
+    let linkage = if phdrs.iter().any(|ph| ph.p_type(e) == PT_INTERP) {
+        Linkage::Dynamic
+    } else {
+        Linkage::Static
+    };
+    let go = go_note(phdrs, e, data)
+        || go_section(header, e, data)
+        || go_magic_at_data_start(phdrs, e, data);
+    Some(ElfFacts { linkage, go })
+}
+
+/// A `PT_NOTE` segment holds Go's build-id note.
+fn go_note<'d, P, R>(phdrs: &[P], e: Endianness, data: R) -> bool
+where
+    P: ProgramHeader<Endian = Endianness>,
+    R: ReadRef<'d>,
+{
+    phdrs.iter().any(|ph| {
+        let Ok(Some(mut notes)) = ph.notes(e, data) else {
+            return false;
+        };
+        while let Ok(Some(note)) = notes.next() {
+            if note.name() == GO_NOTE_NAME && note.n_type(e) == GO_NOTE_BUILDID {
+                return true;
+            }
+        }
+        false
+    })
+}
+
+/// A section named `.go.buildinfo` (section headers not stripped).
+fn go_section<'d, Elf, R>(header: &Elf, e: Endianness, data: R) -> bool
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'d>,
+{
+    header
+        .sections(e, data)
+        .is_ok_and(|s| s.section_by_name(e, GO_BUILDINFO_SECTION).is_some())
+}
+
+/// Go's build-info magic opens the first writable, non-executable
+/// `PT_LOAD` segment (where Go's own `debug/buildinfo` looks when the
+/// section headers are gone).
+fn go_magic_at_data_start<'d, P, R>(phdrs: &[P], e: Endianness, data: R) -> bool
+where
+    P: ProgramHeader<Endian = Endianness>,
+    R: ReadRef<'d>,
+{
+    phdrs
+        .iter()
+        .find(|ph| ph.p_type(e) == PT_LOAD && ph.p_flags(e) & (PF_X | PF_W) == PF_W)
+        .and_then(|ph| {
+            let offset: u64 = ph.p_offset(e).into();
+            data.read_bytes_at(offset, GO_BUILDINFO_MAGIC.len() as u64)
+                .ok()
+        })
+        .is_some_and(|bytes| bytes == GO_BUILDINFO_MAGIC)
+}
+
+/// The Go test apps (built once by tests/apps/setup-go-apps.sh).
+#[cfg(test)]
+pub(crate) fn go_app(name: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/apps/setup-go-apps.sh");
+    let out = std::process::Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed", script.display());
+    Path::new(String::from_utf8(out.stdout).unwrap().trim()).join(name)
 }
 
 #[cfg(test)]
@@ -177,6 +277,88 @@ mod tests {
         assert_eq!(linkage(&b"\x7fELF"[..]), None);
         assert_eq!(linkage(&[0u8; 4096][..]), None);
         assert_eq!(linkage(&b"MZ\x90\x00"[..]), None);
+    }
+
+    /// `bytes` with the ELF64 little-endian field at `at` set to `value`.
+    fn patched(mut bytes: Vec<u8>, at: usize, value: &[u8]) -> Vec<u8> {
+        bytes[at..at + value.len()].copy_from_slice(value);
+        bytes
+    }
+
+    #[test]
+    fn go_programs_are_known_by_their_build_info_dynamic_or_static() {
+        for (name, linkage) in [
+            ("hello-dynamic", Linkage::Dynamic),
+            ("hello-static", Linkage::Static),
+        ] {
+            let path = go_app(name);
+            let e = inspect(path.to_str().unwrap(), None).unwrap();
+            assert_eq!((e.linkage, e.go), (linkage, true), "{name}");
+
+            // Each sign alone is enough: the note with the section headers
+            // gone (e_shoff = 0, e_shnum = 0, as a thorough strip leaves
+            // it), then the magic at the data segment's start with the note
+            // renamed too.
+            let bytes = std::fs::read(&path).unwrap();
+            let no_sections = patched(patched(bytes.clone(), 0x28, &[0; 8]), 0x3c, &[0; 2]);
+            let f = elf_facts(&no_sections[..]).unwrap();
+            assert_eq!((f.linkage, f.go), (linkage, true), "{name}: note");
+            // The note: namesz 4, descsz, type 4, then the name "Go\0\0".
+            let name = (12..no_sections.len() - 4)
+                .find(|&i| {
+                    no_sections[i..i + 4] == *b"Go\0\0"
+                        && no_sections[i - 4..i] == [4, 0, 0, 0]
+                        && no_sections[i - 12..i - 8] == [4, 0, 0, 0]
+                })
+                .expect("the Go note");
+            let mut magic_only = no_sections.clone();
+            magic_only[name + 1] = b'x';
+            let f = elf_facts(&magic_only[..]).unwrap();
+            assert_eq!((f.linkage, f.go), (linkage, true), "{name}: magic");
+            // And with the magic gone as well, it is just a program.
+            let at = magic_only
+                .windows(GO_BUILDINFO_MAGIC.len())
+                .position(|w| w == GO_BUILDINFO_MAGIC)
+                .unwrap();
+            magic_only[at] = 0;
+            let f = elf_facts(&magic_only[..]).unwrap();
+            assert_eq!((f.linkage, f.go), (linkage, false), "{name}: no sign left");
+            // The section alone (note and magic gone, section headers kept).
+            let mut section_only = bytes.clone();
+            section_only[name + 1] = b'x';
+            section_only[at] = 0;
+            let f = elf_facts(&section_only[..]).unwrap();
+            assert_eq!((f.linkage, f.go), (linkage, true), "{name}: section");
+        }
+    }
+
+    #[test]
+    fn c_programs_are_not_go() {
+        for p in ["/bin/sh", "/bin/busybox", "/usr/bin/python3"] {
+            assert!(!inspect(p, None).unwrap().go, "{p}");
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbled_elf_files_never_panic() {
+        let bytes = std::fs::read(go_app("hello-static")).unwrap();
+        // Every prefix up to past the headers, then every 64th.
+        let cuts = (0..4096).chain((4096..bytes.len()).step_by(4093));
+        for cut in cuts {
+            let _ = elf_facts(&bytes[..cut]);
+        }
+        // Header fields overwritten with extreme values.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..2000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let at = (seed % 64) as usize;
+            let value = (seed >> 8).to_le_bytes();
+            let len = 1 + (seed >> 40) as usize % 8;
+            let end = (at + len).min(64);
+            let _ = elf_facts(&patched(bytes[..8192].to_vec(), at, &value[..end - at])[..]);
+        }
     }
 
     #[test]
