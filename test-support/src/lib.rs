@@ -34,6 +34,7 @@ pub mod facts;
 pub mod http;
 pub mod load;
 pub mod record;
+pub mod reload;
 pub mod wait;
 
 #[cfg(feature = "launcher")]

@@ -1,8 +1,9 @@
 //! The one load generator of the tests: keep-alive clients and
 //! fresh-connection probers sending `GET /` to 127.0.0.1, each failure
 //! kept with its kind and time, the longest stretch without an answer,
-//! every pid that answered. The reload, resize and chaos tests all measure
-//! with it.
+//! the longest request, every pid that answered (from the app's JSON
+//! `pid`, or the last word of a text body such as Go's `hello from PID`).
+//! The reload, resize and chaos tests all measure with it.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -27,8 +28,11 @@ pub enum Fail {
     Refused,
     /// `connect()` failed otherwise (timed out...).
     Connect,
-    /// The connection was reset or closed before a whole response.
+    /// The connection was reset (ECONNRESET, EPIPE) before a whole
+    /// response.
     Reset,
+    /// The server closed the connection (EOF) before a whole response.
+    Closed,
     /// No response within [`READ_TIMEOUT`].
     Timeout,
     /// A response that is not `200` with the app's JSON.
@@ -43,6 +47,9 @@ pub struct Failure {
     pub kind: Fail,
     /// From a fresh-connection prober (else a keep-alive client).
     pub fresh: bool,
+    /// On a connection that had already carried a request (keep-alive
+    /// reuse), else on a new one.
+    pub reused: bool,
     pub detail: String,
 }
 
@@ -51,6 +58,7 @@ struct Shared {
     started: Instant,
     last_ok: Instant,
     longest_gap: Duration,
+    longest_request: Duration,
     failures: Vec<Failure>,
     pids: BTreeSet<i32>,
 }
@@ -65,6 +73,9 @@ pub struct LoadStats {
     /// The longest time without any answer (between two answers, or from
     /// the last answer to the end).
     pub longest_gap: Duration,
+    /// The longest answered request, from its start (the connect when it
+    /// opened a connection) to the end of its response.
+    pub longest_request: Duration,
     pub duration: Duration,
     /// Clients: keep-alive ones and fresh-connection probers.
     pub clients: usize,
@@ -93,19 +104,21 @@ impl LoadStats {
     /// The first failures, in words, for assertion messages.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "{} answered, {} failed ({} on fresh connections), {} refused, longest gap {:?}; first failures:",
+            "{} answered, {} failed ({} on fresh connections), {} refused, longest gap {:?}, longest request {:?}; first failures:",
             self.ok,
             self.failed(),
             self.count(|f| f.fresh && f.kind != Fail::Refused),
             self.refused(),
-            self.longest_gap
+            self.longest_gap,
+            self.longest_request
         );
         for f in self.failures.iter().take(12) {
             s.push_str(&format!(
-                "\n  {:>7.3}s {:?} {} {}",
+                "\n  {:>7.3}s {:?} {}{} {}",
                 f.at.as_secs_f64(),
                 f.kind,
                 if f.fresh { "fresh" } else { "keep-alive" },
+                if f.reused { " (reused)" } else { "" },
                 f.detail
             ));
         }
@@ -136,6 +149,7 @@ impl Load {
             started: now,
             last_ok: now,
             longest_gap: Duration::ZERO,
+            longest_request: Duration::ZERO,
             failures: Vec::new(),
             pids: BTreeSet::new(),
         }));
@@ -203,6 +217,7 @@ impl Load {
             failures,
             pids: s.pids.clone(),
             longest_gap: s.longest_gap.max(end.duration_since(s.last_ok)),
+            longest_request: s.longest_request,
             duration: end.duration_since(s.started),
             clients: self.clients,
         }
@@ -225,8 +240,12 @@ impl Client {
     fn run(self) {
         let started = Instant::now();
         let mut conn: Option<BufReader<TcpStream>> = None;
+        // Requests the current connection has carried.
+        let mut carried = 0u64;
         while !self.stop.load(Ordering::SeqCst) && started.elapsed() < LOAD_LIMIT {
+            let begun = Instant::now();
             if conn.is_none() {
+                carried = 0;
                 match connect(self.port) {
                     Ok(s) => conn = Some(BufReader::new(s)),
                     Err(e) => {
@@ -235,7 +254,7 @@ impl Client {
                         } else {
                             Fail::Connect
                         };
-                        self.failed(kind, format!("connect: {e}"));
+                        self.failed(kind, false, format!("connect: {e}"));
                         std::thread::sleep(Duration::from_millis(5));
                         continue;
                     }
@@ -244,13 +263,14 @@ impl Client {
             let Some(c) = conn.as_mut() else { continue };
             match request(c, self.fresh) {
                 Ok((pid, close)) => {
-                    self.answered(pid);
+                    self.answered(pid, begun.elapsed());
+                    carried += 1;
                     if close || self.fresh {
                         conn = None;
                     }
                 }
                 Err((kind, detail)) => {
-                    self.failed(kind, detail);
+                    self.failed(kind, carried > 0, detail);
                     conn = None;
                 }
             }
@@ -260,23 +280,25 @@ impl Client {
         }
     }
 
-    fn answered(&self, pid: i32) {
+    fn answered(&self, pid: i32, took: Duration) {
         self.ok.fetch_add(1, Ordering::SeqCst);
         let now = Instant::now();
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.longest_request = s.longest_request.max(took);
         let gap = now.saturating_duration_since(s.last_ok);
         s.longest_gap = s.longest_gap.max(gap);
         s.last_ok = s.last_ok.max(now);
         s.pids.insert(pid);
     }
 
-    fn failed(&self, kind: Fail, detail: String) {
+    fn failed(&self, kind: Fail, reused: bool, detail: String) {
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let at = s.started.elapsed();
         s.failures.push(Failure {
             at,
             kind,
             fresh: self.fresh,
+            reused,
             detail,
         });
     }
@@ -294,12 +316,13 @@ fn connect(port: u16) -> std::io::Result<TcpStream> {
 fn io_fail(what: &str, e: std::io::Error) -> (Fail, String) {
     let kind = match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => Fail::Timeout,
+        ErrorKind::UnexpectedEof => Fail::Closed,
         _ => Fail::Reset,
     };
     (kind, format!("{what}: {e}"))
 }
 
-/// One line; a close before it is a reset (`closed`).
+/// One line; a close before it is [`Fail::Closed`] (`closed`).
 fn read_line(
     c: &mut BufReader<TcpStream>,
     what: &str,
@@ -307,7 +330,7 @@ fn read_line(
 ) -> Result<String, (Fail, String)> {
     let mut line = String::new();
     match c.read_line(&mut line) {
-        Ok(0) => Err((Fail::Reset, closed.to_owned())),
+        Ok(0) => Err((Fail::Closed, closed.to_owned())),
         Ok(_) => Ok(line),
         Err(e) => Err(io_fail(what, e)),
     }
@@ -346,10 +369,25 @@ fn request(c: &mut BufReader<TcpStream>, close: bool) -> Result<(i32, bool), (Fa
     let mut body = vec![0; length];
     c.read_exact(&mut body)
         .map_err(|e| io_fail("read body", e))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| (Fail::Bad, format!("body not JSON: {e}")))?;
-    let pid = v["pid"]
-        .as_i64()
-        .ok_or((Fail::Bad, "no pid in the body".to_owned()))? as i32;
+    let pid = pid_of(&body).ok_or_else(|| {
+        (
+            Fail::Bad,
+            format!("no pid in the body {:?}", String::from_utf8_lossy(&body)),
+        )
+    })?;
     Ok((pid, server_closes))
+}
+
+/// The answering pid: the JSON body's `pid`, else the last word of a text
+/// body (`hello from 1234`).
+pub fn pid_of(body: &[u8]) -> Option<i32> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => v["pid"].as_i64().and_then(|p| i32::try_from(p).ok()),
+        Err(_) => std::str::from_utf8(body)
+            .ok()?
+            .split_whitespace()
+            .last()?
+            .parse()
+            .ok(),
+    }
 }
