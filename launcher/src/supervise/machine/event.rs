@@ -16,9 +16,11 @@ pub struct Policy {
     pub workers: u32,
     /// Restart workers that exit (otherwise the first exit ends the run).
     pub restart: bool,
-    /// Unstable restarts in a row tolerated per worker.
+    /// Crashes in a row tolerated per worker (see [`super::backoff`]).
     pub respawn_limit: u32,
-    /// A worker up at least this long (and ready) was stable.
+    /// A worker up at least this long after its readiness was stable
+    /// (restarted at once the first time); 10 times this, its earlier
+    /// crashes are forgiven.
     pub min_uptime: Duration,
     pub backoff: Backoff,
     /// Time between forwarding SIGTERM and SIGKILL (also for retired

@@ -1,13 +1,14 @@
 //! A reaped child: an old process leaving, a replacement that died, or a
-//! worker's current process (restarted with backoff, up to the respawn
-//! limit; or the end of the run).
+//! worker's current process (restarted as [`super::backoff`] judges the
+//! crash: at once, or after a backoff, up to the respawn limit; or the end
+//! of the run).
 
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
 use super::slot::{New, Proc, Slot};
-use super::{notice, Action, Notice, Phase, Restart, Supervisor, WorkerId};
+use super::{backoff, notice, Action, Notice, Phase, Restart, Supervisor, WorkerId};
 use crate::exit::{nonzero, ExitReason};
 
 impl Supervisor {
@@ -82,7 +83,7 @@ impl Supervisor {
                 out.push(kill(pid));
                 self.count_restart(id, why);
                 let w = &mut self.workers[id];
-                w.unstable_in_a_row = 0;
+                w.crashes_in_a_row = 0;
                 w.slot = Slot::Spawning;
                 notice(
                     out,
@@ -115,7 +116,11 @@ impl Supervisor {
                     New::Spawning => self.workers[id].slot = Slot::Spawning,
                     New::Running(n) => {
                         let ready = n.ready_deadline.is_none();
-                        self.workers[id].slot = Slot::Running(Proc { ready, ..n });
+                        self.workers[id].slot = Slot::Running(Proc {
+                            ready,
+                            ready_at: ready.then_some(n.since),
+                            ..n
+                        });
                         if ready {
                             out.push(Action::Route { id: wid });
                             self.step_done(now, wid, out);
@@ -140,10 +145,11 @@ impl Supervisor {
         out: &mut Vec<Action>,
     ) {
         let wid = id as WorkerId;
-        let Some(&Proc { since, ready, .. }) = self.workers[id].slot.current() else {
+        let Some(&current) = self.workers[id].slot.current() else {
             return;
         };
-        let uptime = now.saturating_duration_since(since);
+        let uptime = now.saturating_duration_since(current.since);
+        let ready = current.ready;
         out.push(Action::Unroute { id: wid });
         // Whatever the worker left in its group goes with it.
         out.push(kill(pid));
@@ -197,12 +203,16 @@ impl Supervisor {
                 self.begin_stop(now, Signal::SIGTERM, out);
             }
             Phase::Running => {
-                let stable = uptime >= self.policy.min_uptime && ready;
                 let limit = self.policy.respawn_limit;
                 let w = &mut self.workers[id];
-                w.unstable_in_a_row = if stable { 0 } else { w.unstable_in_a_row + 1 };
-                let unstable = w.unstable_in_a_row;
-                if unstable > limit {
+                let crash = backoff::judge(
+                    self.policy.min_uptime,
+                    self.policy.backoff,
+                    current.up_since_ready(now),
+                    w.crashes_in_a_row,
+                );
+                w.crashes_in_a_row = crash.in_a_row;
+                if crash.in_a_row > limit {
                     w.slot = Slot::Empty;
                     notice(
                         out,
@@ -210,9 +220,9 @@ impl Supervisor {
                             worker: wid,
                             pid,
                             reason,
-                            failures: unstable,
+                            failures: crash.in_a_row,
                             ready,
-                            min_uptime: self.policy.min_uptime,
+                            window: backoff::window(self.policy.min_uptime),
                             limit,
                         },
                     );
@@ -220,7 +230,7 @@ impl Supervisor {
                     self.begin_stop(now, Signal::SIGTERM, out);
                     return;
                 }
-                let delay = self.policy.backoff.delay(unstable);
+                let delay = crash.delay;
                 self.count_restart(id, Restart::Crash);
                 notice(
                     out,
@@ -230,7 +240,7 @@ impl Supervisor {
                         reason,
                         uptime,
                         delay,
-                        unstable,
+                        in_a_row: crash.in_a_row,
                         limit,
                     },
                 );

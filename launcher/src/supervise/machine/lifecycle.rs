@@ -29,6 +29,7 @@ impl Supervisor {
             pid,
             since: now,
             ready: ready_deadline.is_none(),
+            ready_at: ready_deadline.is_none().then_some(now),
             ready_deadline,
         };
         if let Slot::Replacing {
@@ -63,6 +64,7 @@ impl Supervisor {
                     old,
                     new: New::Running(Proc {
                         ready: false,
+                        ready_at: None,
                         ..started
                     }),
                     why,
@@ -164,6 +166,7 @@ impl Supervisor {
             } if n.pid == pid => self.promote(now, id, out),
             Slot::Running(p) if p.pid == pid && !p.ready => {
                 p.ready = true;
+                p.ready_at = Some(now);
                 p.ready_deadline = None;
                 let after = now.saturating_duration_since(p.since);
                 notice(

@@ -7,9 +7,11 @@
 //! - Start spawns every worker; a spawned worker is routed once it is
 //!   ready (at once when no readiness check applies).
 //! - A worker that exits while running is restarted when the policy says
-//!   so, after a delay that grows with the restarts in a row that were
-//!   *unstable* (up less than `min_uptime`, or never ready); after more
-//!   than `respawn_limit` of those, corefit stops the rest and exits
+//!   so ([`backoff`]): at once after a stable run (ready, then up
+//!   `min_uptime`), else after a delay that doubles with its crashes in a
+//!   row; every crash before readiness or within the window (10 x
+//!   `min_uptime`) of it counts, however long after the start; after more
+//!   than `respawn_limit` in a row, corefit stops the rest and exits
 //!   non-zero, naming the worker and how it failed. Without restarts, the
 //!   first exit ends the run with that worker's code (tini's semantics).
 //! - SIGTERM / SIGINT: stop accepting, forward to every worker's group,

@@ -70,8 +70,9 @@ pub enum Notice {
         #[serde(rename = "uptime_ms", serialize_with = "millis")]
         uptime: Duration,
     },
-    /// A worker exited and is restarted after `delay` (`unstable` of
-    /// `limit` unstable restarts in a row).
+    /// A worker exited and is restarted after `delay`; it crashed
+    /// `in_a_row` times in a row (0: after a run as long as the window),
+    /// `limit` allowed (see `backoff`).
     Restarting {
         worker: WorkerId,
         pid: i32,
@@ -80,19 +81,20 @@ pub enum Notice {
         uptime: Duration,
         #[serde(rename = "delay_ms", serialize_with = "millis")]
         delay: Duration,
-        unstable: u32,
+        in_a_row: u32,
         limit: u32,
     },
-    /// A worker failed `failures` times in a row: the run ends.
+    /// A worker crashed `failures` times in a row, each before it was
+    /// ready or less than `window` after: the run ends.
     RespawnLimit {
         worker: WorkerId,
         pid: i32,
         reason: ExitReason,
         failures: u32,
-        /// Each failure came after readiness (else before it).
+        /// The last crash came after readiness (else before it).
         ready: bool,
-        #[serde(rename = "min_uptime_ms", serialize_with = "millis")]
-        min_uptime: Duration,
+        #[serde(rename = "window_ms", serialize_with = "millis")]
+        window: Duration,
         limit: u32,
     },
     /// A worker could not be started: the run ends with `code`.

@@ -165,11 +165,12 @@ impl Supervisor {
         };
         self.workers[id as usize].slot = Slot::Running(Proc {
             ready: true,
+            ready_at: Some(now),
             ready_deadline: None,
             ..n
         });
         self.count_restart(id as usize, why);
-        self.workers[id as usize].unstable_in_a_row = 0;
+        self.workers[id as usize].crashes_in_a_row = 0;
         out.push(Action::Route { id });
         notice(
             out,

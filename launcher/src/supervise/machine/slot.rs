@@ -4,7 +4,7 @@
 //! collection that must agree with the first). Processes no slot owns any
 //! more (replaced or scaled away, told to stop) are `Leaving`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::notice::Restart;
 use super::{Phase, Supervisor, WorkerId};
@@ -15,8 +15,19 @@ pub(super) struct Proc {
     pub pid: i32,
     pub since: Instant,
     pub ready: bool,
+    /// When it became ready (its start when no readiness check applies);
+    /// `None` while not ready.
+    pub ready_at: Option<Instant>,
     /// Killed when not ready by then (`None`: no deadline, or ready).
     pub ready_deadline: Option<Instant>,
+}
+
+impl Proc {
+    /// How long it has been up since it was ready (`None`: never ready).
+    pub fn up_since_ready(&self, now: Instant) -> Option<Duration> {
+        self.ready
+            .then(|| now.saturating_duration_since(self.ready_at.unwrap_or(self.since)))
+    }
 }
 
 /// A replacement on its way, beside the process it replaces.
@@ -77,7 +88,8 @@ impl Slot {
 #[derive(Debug, Clone)]
 pub(super) struct Worker {
     pub slot: Slot,
-    pub unstable_in_a_row: u32,
+    /// Crashes in a row (see [`super::backoff`]).
+    pub crashes_in_a_row: u32,
     pub restarts: u32,
     /// Liveness probes failed in a row.
     pub probe_failures: u32,
@@ -87,7 +99,7 @@ impl Worker {
     pub fn new(slot: Slot) -> Worker {
         Worker {
             slot,
-            unstable_in_a_row: 0,
+            crashes_in_a_row: 0,
             restarts: 0,
             probe_failures: 0,
         }

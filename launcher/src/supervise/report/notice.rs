@@ -33,27 +33,27 @@ impl fmt::Display for Notice {
             Exited { worker, pid, reason, uptime } => {
                 write!(f, "worker {worker} (pid {pid}) {reason} after {}", human(*uptime))
             }
-            Restarting { worker, pid, reason, uptime, delay, unstable, limit } => {
+            Restarting { worker, pid, reason, uptime, delay, in_a_row, limit } => {
                 write!(
                     f,
                     "worker {worker} (pid {pid}) {reason} after {}; restarting in {}",
                     human(*uptime),
                     human(*delay)
                 )?;
-                if *unstable > 0 {
-                    write!(f, ", unstable restart {unstable} of {limit}")?;
+                if *in_a_row > 0 {
+                    write!(f, ", crash {in_a_row} in a row (limit {limit})")?;
                 }
                 Ok(())
             }
-            RespawnLimit { worker, pid, reason, failures, ready, min_uptime, limit } => {
+            RespawnLimit { worker, pid, reason, failures, ready, window, limit } => {
                 let each = if *ready {
-                    format!("within {} of starting", human(*min_uptime))
+                    format!("each within {} of being ready", human(*window))
                 } else {
-                    "before it was ready".to_owned()
+                    format!("each before it was ready or within {} of it", human(*window))
                 };
                 write!(
                     f,
-                    "worker {worker} failed {failures} times in a row, each {each} (last: pid {pid} {reason}); \
+                    "worker {worker} failed {failures} times in a row, {each} (last: pid {pid} {reason}); \
                      respawn limit {limit} reached, giving up"
                 )
             }
@@ -203,7 +203,7 @@ mod tests {
                     reason: ExitReason::Signal(9),
                     uptime: ms(10_000),
                     delay: Duration::ZERO,
-                    unstable: 0,
+                    in_a_row: 0,
                     limit: 3,
                 },
                 "worker 1 (pid 101) was killed by signal 9 (SIGKILL) after 10s; restarting in 0ms",
@@ -215,10 +215,10 @@ mod tests {
                     reason: ExitReason::Code(1),
                     uptime: ms(100),
                     delay: ms(100),
-                    unstable: 1,
+                    in_a_row: 1,
                     limit: 3,
                 },
-                "worker 0 (pid 7) exited with code 1 after 100ms; restarting in 100ms, unstable restart 1 of 3",
+                "worker 0 (pid 7) exited with code 1 after 100ms; restarting in 100ms, crash 1 in a row (limit 3)",
             ),
             (
                 Notice::RespawnLimit {
@@ -227,10 +227,10 @@ mod tests {
                     reason: ExitReason::Code(3),
                     failures: 4,
                     ready: true,
-                    min_uptime: ms(1000),
+                    window: ms(10_000),
                     limit: 3,
                 },
-                "worker 1 failed 4 times in a row, each within 1s of starting (last: pid 4101 exited with code 3); respawn limit 3 reached, giving up",
+                "worker 1 failed 4 times in a row, each within 10s of being ready (last: pid 4101 exited with code 3); respawn limit 3 reached, giving up",
             ),
             (
                 Notice::StopRequested { signal: Signal::SIGTERM, workers: 2, grace: ms(25_000) },
@@ -277,7 +277,7 @@ mod tests {
             reason: ExitReason::Signal(9),
             uptime: ms(10_000),
             delay: ms(200),
-            unstable: 2,
+            in_a_row: 2,
             limit: 3,
         });
         assert_eq!(f["event"], "restarting");
@@ -286,6 +286,7 @@ mod tests {
         assert_eq!(f["reason"]["signal"], 9);
         assert_eq!(f["uptime_ms"], 10_000);
         assert_eq!(f["delay_ms"], 200);
+        assert_eq!(f["in_a_row"], 2);
         let f = fields(&Notice::StopRequested {
             signal: Signal::SIGINT,
             workers: 2,

@@ -15,7 +15,7 @@ fn stable_worker_is_restarted_at_once_with_same_id() {
             reason: ExitReason::Signal(9),
             uptime: secs(10.0),
             delay: Duration::ZERO,
-            unstable: 0,
+            in_a_row: 0,
             limit: 3
         }
     );
@@ -66,7 +66,7 @@ fn crash_loop_backs_off_then_gives_up_naming_the_worker() {
         s.handle(now, Event::Spawned { id: 1, pid });
     }
     assert_eq!(delays, vec![secs(0.1), secs(0.2), secs(0.4)]);
-    // The 4th unstable exit is over the limit of 3.
+    // The 4th crash in a row is over the limit of 3.
     now += secs(0.1);
     let a = s.handle(now, exited(pid, ExitReason::Code(3)));
     assert!(
@@ -93,32 +93,119 @@ fn crash_loop_backs_off_then_gives_up_naming_the_worker() {
     assert!(s.finished());
 }
 
+/// Worker 0 of a one-worker `started` supervisor: exits after `up`, then
+/// is respawned when its delay is due (as pid + 1). The delay.
+fn crash_after(s: &mut Supervisor, now: &mut Instant, pid: i32, up: f64) -> Duration {
+    *now += secs(up);
+    let a = s.handle(*now, exited(pid, ExitReason::Code(1)));
+    assert!(!notices(&a).is_empty(), "{a:?}");
+    let delay = match s.next_deadline() {
+        Some(due) => {
+            assert!(acts(s.handle(due, Event::Tick)).contains(&Action::Spawn { id: 0 }));
+            due - *now
+        }
+        None => {
+            assert!(
+                acts(a).contains(&Action::Spawn { id: 0 }),
+                "restarted at once"
+            );
+            Duration::ZERO
+        }
+    };
+    *now += delay;
+    s.handle(
+        *now,
+        Event::Spawned {
+            id: 0,
+            pid: pid + 1,
+        },
+    );
+    delay
+}
+
 #[test]
-fn a_stable_run_resets_the_unstable_count() {
+fn a_run_as_long_as_the_window_resets_the_count() {
     let t0 = Instant::now();
     let mut s = started(policy(1, true), t0);
     let mut now = t0;
     for pid in [100, 101, 102] {
-        now += secs(0.1);
-        s.handle(now, exited(pid, ExitReason::Code(1)));
-        now = s.next_deadline().unwrap();
-        s.handle(now, Event::Tick);
-        s.handle(
-            now,
-            Event::Spawned {
-                id: 0,
-                pid: pid + 1,
-            },
-        );
+        crash_after(&mut s, &mut now, pid, 0.1);
     }
-    // Up 2 s: stable, immediate restart, count reset.
+    // Up 10 s (10 x min-uptime): restarted at once, count reset.
+    assert_eq!(crash_after(&mut s, &mut now, 103, 10.0), Duration::ZERO);
+    // The next quick crash is the first in a row again.
+    assert_eq!(crash_after(&mut s, &mut now, 104, 0.1), secs(0.1));
+}
+
+#[test]
+fn crashes_long_after_the_start_back_off_and_reach_the_limit() {
+    // A worker ready at once that dies 2 s after each start (past
+    // min-uptime 1 s, within the 10 s window): gunicorn failing to boot
+    // its workers. First restart at once, then backoff, then the limit.
+    let t0 = Instant::now();
+    let mut s = started(policy(1, true), t0);
+    let mut now = t0;
+    let delays: Vec<Duration> = (100..103)
+        .map(|pid| crash_after(&mut s, &mut now, pid, 2.0))
+        .collect();
+    assert_eq!(delays, vec![Duration::ZERO, secs(0.1), secs(0.2)]);
     now += secs(2.0);
-    let a = acts(s.handle(now, exited(103, ExitReason::Code(1))));
-    assert!(a.contains(&Action::Spawn { id: 0 }));
-    s.handle(now, Event::Spawned { id: 0, pid: 104 });
-    now += secs(0.1);
-    s.handle(now, exited(104, ExitReason::Code(1)));
-    assert_eq!(s.next_deadline(), Some(now + secs(0.1)));
+    let a = s.handle(now, exited(103, ExitReason::Code(3)));
+    assert_eq!(
+        notices(&a)[0],
+        Notice::RespawnLimit {
+            worker: 0,
+            pid: 103,
+            reason: ExitReason::Code(3),
+            failures: 4,
+            ready: true,
+            window: secs(10.0),
+            limit: 3,
+        }
+    );
+    assert_eq!(acts(a).last(), Some(&Action::Exit(3)));
+}
+
+#[test]
+fn uptime_counts_from_readiness() {
+    // Ready after 3 s, dead 0.5 s later: up 3.5 s since its start but only
+    // 0.5 s since it was ready, so unstable (backoff), not "stable".
+    let t0 = Instant::now();
+    let mut s = started(checked(1), t0);
+    s.handle(t0 + secs(3.0), Event::Ready { id: 0, pid: 100 });
+    let a = s.handle(t0 + secs(3.5), exited(100, ExitReason::Code(1)));
+    assert!(
+        matches!(
+            notices(&a)[0],
+            Notice::Restarting {
+                delay,
+                in_a_row: 1,
+                ..
+            } if delay == secs(0.1)
+        ),
+        "{a:?}"
+    );
+    // Ready after 3 s and up 1.5 s more: stable, restarted at once.
+    let mut s = started(checked(1), t0);
+    s.handle(t0 + secs(3.0), Event::Ready { id: 0, pid: 100 });
+    let a = s.handle(t0 + secs(4.5), exited(100, ExitReason::Code(1)));
+    assert!(acts(a).contains(&Action::Spawn { id: 0 }));
+}
+
+#[test]
+fn a_reload_replacement_counts_from_its_own_readiness() {
+    // Worker 0's replacement (pid 200) spawned at t0, ready at t0 + 5 s,
+    // dead 0.5 s later: unstable, although it was started 5.5 s before.
+    let t0 = Instant::now();
+    let mut s = replacing(checked(1), t0);
+    s.handle(t0 + secs(5.0), Event::Ready { id: 0, pid: 200 });
+    let a = s.handle(t0 + secs(5.5), exited(200, ExitReason::Code(1)));
+    assert!(
+        notices(&a)
+            .iter()
+            .any(|n| matches!(n, Notice::Restarting { delay, .. } if *delay == secs(0.1))),
+        "{a:?}"
+    );
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn routes_only_after_ready_and_kills_on_ready_timeout() {
         matches!(
             notices(&a)[0],
             Notice::Restarting {
-                unstable: 1,
+                in_a_row: 1,
                 limit: 3,
                 ..
             }
