@@ -148,6 +148,7 @@ impl RunArgs {
                 trusted,
                 proxy_protocol: PROXY_PROTOCOL.get(self, env)?,
             },
+            affinity: AFFINITY.get(self, env)?,
         })
     }
 }

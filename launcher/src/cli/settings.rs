@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::spec::{settings, Decl, Setting, Spec};
 use crate::plan::size::parse_size;
 use crate::supervise::config::{ConfigError, MemoryCeiling};
-use crate::supervise::proxy::{ForwardedHeaders, MaxConnections, ProxyProtocol};
+use crate::supervise::proxy::{Affinity, ForwardedHeaders, MaxConnections, ProxyProtocol};
 use crate::supervise::sockets::SharedSockets;
 use crate::supervise::{LogFormat, ReadyCheck, RestartPolicy, SocketStrategy};
 
@@ -201,6 +201,13 @@ settings! {
     PROXY_PROTOCOL: ProxyProtocol {
         flag: "--proxy-protocol", env: ["COREFIT_PROXY_PROTOCOL"], value: "VERSION",
         default: "off",
+        parse: |s| s.choice(),
+    }
+    /// proxy: keep each client on one worker: none, client-ip (consistent
+    /// hashing of its address, bounded load) or cookie (corefit_worker); also
+    /// relays socket.io's cluster adapter between Node workers (docs/affinity.md)
+    AFFINITY: Affinity {
+        flag: "--affinity", env: ["COREFIT_AFFINITY"], value: "HOW", default: "none",
         parse: |s| s.choice(),
     }
 }

@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use super::config::{human_duration, ReadyCheck, RestartPolicy, RunConfig, SocketStrategy};
 use super::machine::{Backoff, Policy};
+use super::net::proxy::Affinity;
 use super::net::sockets::SharedSockets;
 use crate::exit;
 use crate::plan::{Mode, Plan};
@@ -33,6 +34,9 @@ pub struct Settings {
     pub liveness: bool,
     /// The public address (proxy, shared, inject bind it).
     pub public: SocketAddr,
+    /// Relay socket.io's cluster adapter between Node workers (with
+    /// `--affinity`, behind the proxy).
+    pub relay: bool,
     /// The machine's parameters.
     pub policy: Policy,
     /// Settings given but ignored, in words.
@@ -49,6 +53,20 @@ pub enum SettingsError {
         strategy: &'static str,
         one: &'static str,
     },
+    #[error("{}", affinity_refusal(*.affinity, *.strategy))]
+    AffinityNeedsProxy {
+        affinity: Affinity,
+        strategy: SocketStrategy,
+    },
+}
+
+/// Why `--affinity` cannot be had with `--socket strategy`, and what can.
+pub fn affinity_refusal(affinity: Affinity, strategy: SocketStrategy) -> String {
+    format!(
+        "--affinity {} needs --socket proxy: with --socket {}, the kernel or the app picks the worker for each connection, not corefit (use --socket proxy to keep clients on their worker, or --affinity none)",
+        affinity.as_str(),
+        strategy.as_str()
+    )
 }
 
 impl SettingsError {
@@ -67,6 +85,13 @@ impl Settings {
         may_grow: bool,
     ) -> Result<Settings, SettingsError> {
         let workers = plan.workers.max(1);
+        let affinity = cfg.proxy.affinity;
+        if affinity != Affinity::None && cfg.socket != SocketStrategy::Proxy {
+            return Err(SettingsError::AffinityNeedsProxy {
+                affinity,
+                strategy: cfg.socket,
+            });
+        }
         // One worker has nothing to balance: it takes the public port
         // itself, unless the pool may grow (keep the proxy and restarts)
         // or a setting only the proxy honours was given.
@@ -144,6 +169,7 @@ impl Settings {
             restart,
             liveness: cfg.liveness.is_some() && own_ports,
             public: SocketAddr::new(cfg.host, cfg.port),
+            relay: affinity != Affinity::None && strategy == SocketStrategy::Proxy,
             policy,
             warnings,
         })
@@ -356,6 +382,30 @@ mod tests {
         assert_eq!(e.to_string(), "PORT 65534 + 4 workers runs past port 65535");
         assert_eq!(e.exit_code(), 2);
         assert!(Settings::resolve(&config(&vars), &plan(2), false).is_ok());
+    }
+
+    #[test]
+    fn affinity_needs_the_proxy_and_brings_the_relay() {
+        for strategy in ["shared", "inject", "reuseport", "none"] {
+            let vars = [
+                ("COREFIT_SOCKET", strategy),
+                ("COREFIT_AFFINITY", "client-ip"),
+            ];
+            let e = Settings::resolve(&config(&vars), &plan(2), false).unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+            let text = e.to_string();
+            let start =
+                format!("--affinity client-ip needs --socket proxy: with --socket {strategy},");
+            assert!(text.starts_with(&start), "{text}");
+        }
+        let cookie = [("COREFIT_AFFINITY", "cookie")];
+        let s = Settings::resolve(&config(&cookie), &plan(2), false).unwrap();
+        assert!(s.relay && s.strategy == SocketStrategy::Proxy);
+        // One worker that cannot grow takes the port itself: nothing to relay.
+        let s = Settings::resolve(&config(&cookie), &plan(1), false).unwrap();
+        assert!(!s.relay);
+        let s = Settings::resolve(&config(&[]), &plan(2), false).unwrap();
+        assert!(!s.relay);
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! Which worker gets the next proxied connection: the routed worker with
-//! the fewest open connections, ties broken round-robin.
+//! the fewest open connections, ties broken round-robin; with affinity,
+//! the client's slot ([`Want`]: its hashed address, placed and remembered
+//! by [`Sticky`], or the slot its cookie names).
 
 use std::net::SocketAddr;
+
+use super::affinity::Want;
+use super::hashing::Sticky;
 
 /// A worker the proxy may connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +21,8 @@ pub struct Backend {
 pub struct Balancer {
     slots: Vec<Option<Backend>>,
     cursor: usize,
+    /// `client-ip`: where recent clients went.
+    sticky: Sticky,
 }
 
 impl Balancer {
@@ -23,6 +30,7 @@ impl Balancer {
         Balancer {
             slots: vec![None; workers],
             cursor: 0,
+            sticky: Sticky::default(),
         }
     }
 
@@ -41,10 +49,40 @@ impl Balancer {
         }
     }
 
-    /// Picks a worker and counts the connection against it.
-    /// `exclude` is an address that just refused a connection (a worker
-    /// restarted under the same id listens on a new one).
-    pub fn pick(&mut self, exclude: Option<SocketAddr>) -> Option<(usize, SocketAddr)> {
+    /// Worker slots (routed or not).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Picks a worker for a connection that wants `want` and counts the
+    /// connection against it. `exclude` is an address that just refused a
+    /// connection (a worker restarted under the same id listens on a new
+    /// one).
+    pub fn pick(&mut self, exclude: Option<SocketAddr>, want: Want) -> Option<(usize, SocketAddr)> {
+        let usable = |b: &Option<Backend>| b.as_ref().filter(|b| Some(b.addr) != exclude).is_some();
+        let id = match want {
+            Want::Slot(id) if self.slots.get(id).is_some_and(usable) => Some(id),
+            Want::Client(key) => {
+                let loads: Vec<Option<usize>> = self
+                    .slots
+                    .iter()
+                    .map(|b| {
+                        b.as_ref()
+                            .filter(|b| Some(b.addr) != exclude)
+                            .map(|b| b.active)
+                    })
+                    .collect();
+                self.sticky.pick(key, &loads)
+            }
+            _ => self.fewest(exclude),
+        }?;
+        let backend = self.slots[id].as_mut()?;
+        backend.active += 1;
+        Some((id, backend.addr))
+    }
+
+    /// The routed worker with the fewest connections, ties round-robin.
+    fn fewest(&mut self, exclude: Option<SocketAddr>) -> Option<usize> {
         let n = self.slots.len();
         let mut best: Option<(usize, usize)> = None;
         for step in 0..n {
@@ -57,9 +95,7 @@ impl Balancer {
         }
         let (id, _) = best?;
         self.cursor = (id + 1) % n.max(1);
-        let backend = self.slots[id].as_mut()?;
-        backend.active += 1;
-        Some((id, backend.addr))
+        Some(id)
     }
 
     /// True while worker `id` is routed at `addr` (false once it was
@@ -94,7 +130,7 @@ mod tests {
         }
         let picks: Vec<usize> = (0..6)
             .map(|_| {
-                let (id, a) = b.pick(None).unwrap();
+                let (id, a) = b.pick(None, Want::Any).unwrap();
                 b.release(id, a);
                 id
             })
@@ -107,32 +143,69 @@ mod tests {
         let mut b = Balancer::new(2);
         b.route(0, addr(1));
         b.route(1, addr(2));
-        assert_eq!(b.pick(None).unwrap().0, 0);
-        assert_eq!(b.pick(None).unwrap().0, 1);
-        assert_eq!(b.pick(None).unwrap().0, 0);
+        assert_eq!(b.pick(None, Want::Any).unwrap().0, 0);
+        assert_eq!(b.pick(None, Want::Any).unwrap().0, 1);
+        assert_eq!(b.pick(None, Want::Any).unwrap().0, 0);
         // 0 has 2 open, 1 has 1: 1 gets the next.
-        assert_eq!(b.pick(None).unwrap().0, 1);
+        assert_eq!(b.pick(None, Want::Any).unwrap().0, 1);
         b.release(1, addr(2));
         b.release(1, addr(2));
-        assert_eq!(b.pick(None).unwrap().0, 1);
+        assert_eq!(b.pick(None, Want::Any).unwrap().0, 1);
     }
 
     #[test]
     fn only_routed_workers_and_stale_releases_ignored() {
         let mut b = Balancer::new(2);
-        assert_eq!(b.pick(None), None);
+        assert_eq!(b.pick(None, Want::Any), None);
         b.route(1, addr(2));
-        assert_eq!(b.pick(None), Some((1, addr(2))));
-        assert_eq!(b.pick(Some(addr(2))), None);
-        assert_eq!(b.pick(Some(addr(9))), Some((1, addr(2))));
+        assert_eq!(b.pick(None, Want::Any), Some((1, addr(2))));
+        assert_eq!(b.pick(Some(addr(2)), Want::Any), None);
+        assert_eq!(b.pick(Some(addr(9)), Want::Any), Some((1, addr(2))));
         b.release(1, addr(2));
         // A replacement on a new port starts at 0; the old connection's
         // release does not touch it.
         b.unroute(1);
         b.route(1, addr(3));
         b.release(1, addr(2));
-        assert_eq!(b.pick(None), Some((1, addr(3))));
+        assert_eq!(b.pick(None, Want::Any), Some((1, addr(3))));
         assert!(b.is_routed(1, addr(3)) && !b.is_routed(1, addr(2)) && !b.is_routed(0, addr(3)));
         b.release(7, addr(3));
+    }
+
+    #[test]
+    fn a_cookie_slot_is_kept_while_routed() {
+        let mut b = Balancer::new(3);
+        for id in 0..3 {
+            b.route(id, addr(9000 + id as u16));
+        }
+        for _ in 0..3 {
+            assert_eq!(b.pick(None, Want::Slot(2)).unwrap().0, 2);
+        }
+        // Away, refused or out of range: the fewest connections.
+        b.unroute(2);
+        assert_eq!(b.pick(None, Want::Slot(2)).unwrap().0, 0);
+        assert_eq!(b.pick(Some(addr(9001)), Want::Slot(1)).unwrap().0, 0);
+        assert_eq!(b.pick(None, Want::Slot(7)).unwrap().0, 1);
+    }
+
+    #[test]
+    fn a_client_keeps_its_slot_across_a_restart() {
+        let mut b = Balancer::new(4);
+        for id in 0..4 {
+            b.route(id, addr(9000 + id as u16));
+        }
+        let key = crate::supervise::net::proxy::hashing::client_key([10, 0, 0, 9].into());
+        let (home, a) = b.pick(None, Want::Client(key)).unwrap();
+        b.release(home, a);
+        // Its worker restarts: another one meanwhile, the same one (on a
+        // new port) after.
+        b.unroute(home);
+        let (other, _) = b.pick(None, Want::Client(key)).unwrap();
+        assert_ne!(other, home);
+        b.route(home, addr(9100));
+        assert_eq!(b.pick(None, Want::Client(key)), Some((home, addr(9100))));
+        // Refused at its address: another for this connection only.
+        assert_ne!(b.pick(Some(addr(9100)), Want::Client(key)).unwrap().0, home);
+        assert_eq!(b.pick(None, Want::Client(key)).unwrap().0, home);
     }
 }

@@ -19,15 +19,20 @@
 //! - [`forwarded`]: `X-Forwarded-*` / `Forwarded` and PROXY protocol (pure).
 //! - [`relay`]: one connection's loop (effects); [`wire`]: its reads, writes
 //!   and connects.
-//! - [`routes`], [`balancer`]: which worker gets a connection.
+//! - [`routes`], [`balancer`]: which worker gets a connection;
+//!   [`affinity`] (pure): what a connection's first request asks for
+//!   (`--affinity client-ip|cookie`), [`hashing`] (pure): where a client
+//!   goes (rendezvous hashing with a load bound, remembered).
 //! - [`limits`]: the open-files limit and the connection cap.
 //! - [`settings`]: the typed settings.
 
+pub mod affinity;
 pub mod balancer;
 pub mod body;
 pub mod exchange;
 pub mod forwarded;
 pub mod framer;
+pub mod hashing;
 pub mod head;
 pub mod limits;
 pub mod relay;
@@ -42,6 +47,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+pub use affinity::Affinity;
 pub use forwarded::{ForwardedHeaders, Forwarding, ProxyProtocol};
 pub use routes::Routes;
 pub use settings::{MaxConnections, ProxySettings};

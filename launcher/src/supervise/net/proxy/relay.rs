@@ -20,6 +20,7 @@ use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::affinity::{self, Affinity, Want};
 use super::exchange::{after_upstream, InFlight, Next, Sent, UpstreamEnd};
 use super::framer::{RequestFramer, RequestSegment, ResponseFramer, ResponseSegment};
 use super::head::{AfterResponse, RequestHead};
@@ -74,6 +75,7 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
     let mut outbox: Vec<Bytes> = Vec::new();
     let mut resends = 0;
     let mut first = true;
+    let mut want = Want::Any;
     loop {
         if outbox.is_empty() {
             match await_request(
@@ -87,14 +89,19 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
             )
             .await
             {
-                Ok(()) => {}
+                Ok(true) => want = wanted(&outbox, peer, ctx),
+                Ok(false) => {}
                 Err(ending) => return finish(&mut client, ending).await,
             }
         }
         first = false;
-        let Some((id, addr, mut upstream)) = connect(&ctx.routes, peer, ctx.logger).await else {
+        let Some((id, addr, mut upstream)) = connect(&ctx.routes, peer, want, ctx.logger).await
+        else {
             return finish(&mut client, Ending::Answer(NO_WORKER)).await;
         };
+        // `cookie`: a connection that did not name this worker is told to.
+        let set_cookie = (ctx.settings.affinity == Affinity::Cookie && want != Want::Slot(id))
+            .then(|| ctx.routes.cookies().set_cookie(id));
         let preface = local.and_then(|l| ctx.settings.forwarding.proxy_header(peer, l));
         let mut resp = ResponseFramer::new(max_head);
         let mut ubuf = BytesMut::new();
@@ -109,6 +116,7 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
             &mut resp,
             std::mem::take(&mut outbox),
             preface,
+            set_cookie.as_deref(),
             peer,
             ctx,
         ))
@@ -161,8 +169,27 @@ async fn finish(client: &mut TcpStream, ending: Ending) {
     let _ = client.shutdown().await;
 }
 
+/// What the request head alone in `outbox` asks of the balancer.
+fn wanted(outbox: &[Bytes], peer: SocketAddr, ctx: &Ctx) -> Want {
+    let Some(head) = outbox.first() else {
+        return Want::Any;
+    };
+    let slots = ctx.routes.with(|b| b.slots());
+    let trusted = &ctx.settings.forwarding.trusted;
+    let cookies = ctx.routes.cookies();
+    affinity::want(
+        ctx.settings.affinity,
+        head,
+        peer.ip(),
+        trusted,
+        cookies,
+        slots,
+    )
+}
+
 /// Reads until a whole request head is framed (put into `outbox` and
-/// the in-flight queue) or the connection ends.
+/// the in-flight queue; `Ok(true)`) or a piece of a body or tunnel
+/// (`Ok(false)`), or the connection ends.
 #[allow(clippy::too_many_arguments)]
 async fn await_request(
     client: &mut TcpStream,
@@ -172,7 +199,7 @@ async fn await_request(
     peer: SocketAddr,
     ctx: &Ctx,
     first: bool,
-) -> Result<(), Ending> {
+) -> Result<bool, Ending> {
     let idle_deadline = Instant::now()
         + if first {
             ctx.settings.header_timeout
@@ -186,7 +213,7 @@ async fn await_request(
             Ok(Some(RequestSegment::Head(head))) => {
                 let out = send_head(shared, cbuf, &head, peer, ctx);
                 outbox.push(out);
-                return Ok(());
+                return Ok(true);
             }
             Ok(Some(RequestSegment::Body(p))) => outbox.push(cbuf.split_to(p.len).freeze()),
             Ok(Some(RequestSegment::Tunnel(n))) => outbox.push(cbuf.split_to(n).freeze()),
@@ -194,7 +221,7 @@ async fn await_request(
             Err(e) => return Err(Ending::Answer(e.client_answer())),
         }
         if !outbox.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if !cbuf.is_empty() && head_deadline.is_none() {
             // The first request's head counts from the connection's start.
@@ -264,6 +291,7 @@ async fn pump(
     resp: &mut ResponseFramer,
     outbox: Vec<Bytes>,
     preface: Option<Vec<u8>>,
+    set_cookie: Option<&str>,
     peer: SocketAddr,
     ctx: &Ctx,
 ) -> PumpEnd {
@@ -322,7 +350,11 @@ async fn pump(
             let front = lock(shared).inflight.front();
             match resp.next(ubuf, front) {
                 Ok(Some(ResponseSegment::Head(head))) => {
-                    let bytes = ubuf.split_to(head.len).freeze();
+                    let mut bytes = ubuf.split_to(head.len).freeze();
+                    if let Some(field) = set_cookie.filter(|_| head.then != AfterResponse::Interim)
+                    {
+                        bytes = Bytes::from(affinity::with_field(&bytes, field));
+                    }
                     {
                         let mut s = lock(shared);
                         match head.then {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::affinity::{CookieKey, Want};
 use super::balancer::Balancer;
 
 /// How long a client connection waits for a ready worker (at start, or
@@ -24,6 +25,8 @@ pub struct Routes {
     refused: Arc<AtomicU64>,
     /// Woken whenever a worker is routed.
     routed: Arc<Notify>,
+    /// `--affinity cookie`: this run's secret for the cookie's tokens.
+    cookies: CookieKey,
 }
 
 impl Routes {
@@ -33,7 +36,13 @@ impl Routes {
             open: Arc::new(AtomicUsize::new(0)),
             refused: Arc::new(AtomicU64::new(0)),
             routed: Arc::new(Notify::new()),
+            cookies: CookieKey::new(random_secret()),
         }
+    }
+
+    /// The cookie tokens' secret.
+    pub fn cookies(&self) -> CookieKey {
+        self.cookies
     }
 
     pub fn route(&self, id: usize, addr: SocketAddr) {
@@ -45,14 +54,19 @@ impl Routes {
         self.with(|b| b.unroute(id));
     }
 
-    /// Picks a worker other than `exclude`, waiting up to
-    /// [`WAIT_FOR_WORKER`] for one to be routed when none is.
-    pub async fn pick_or_wait(&self, exclude: Option<SocketAddr>) -> Option<(usize, SocketAddr)> {
+    /// Picks a worker other than `exclude` for a connection that wants
+    /// `want`, waiting up to [`WAIT_FOR_WORKER`] for one to be routed
+    /// when none is.
+    pub async fn pick_or_wait(
+        &self,
+        exclude: Option<SocketAddr>,
+        want: Want,
+    ) -> Option<(usize, SocketAddr)> {
         let deadline = tokio::time::Instant::now() + WAIT_FOR_WORKER;
         loop {
             // Register before looking, so a route() in between is not missed.
             let notified = self.routed.notified();
-            if let Some(pick) = self.with(|b| b.pick(exclude)) {
+            if let Some(pick) = self.with(|b| b.pick(exclude, want)) {
                 return Some(pick);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -89,4 +103,11 @@ impl Routes {
         let mut guard = self.table.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     }
+}
+
+/// 64 random bits: std's hasher keys are drawn from the system's random
+/// source once per process.
+fn random_secret() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }

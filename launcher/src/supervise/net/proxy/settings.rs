@@ -1,8 +1,9 @@
 //! The proxy's settings, typed: timeouts, the connection cap, the largest
-//! head, and how the client's address is forwarded.
+//! head, how the client's address is forwarded, and client affinity.
 
 use std::time::Duration;
 
+use super::affinity::Affinity;
 use super::forwarded::Forwarding;
 
 /// Largest request or response head accepted (Node's default is 16 KiB,
@@ -28,6 +29,8 @@ pub struct ProxySettings {
     pub max_connections: MaxConnections,
     pub max_head: usize,
     pub forwarding: Forwarding,
+    /// Which worker a client's connections go to (`--affinity`).
+    pub affinity: Affinity,
 }
 
 impl ProxySettings {
@@ -51,6 +54,7 @@ impl Default for ProxySettings {
             max_connections: MaxConnections::Auto,
             max_head: MAX_HEAD,
             forwarding: Forwarding::default(),
+            affinity: Affinity::None,
         }
     }
 }

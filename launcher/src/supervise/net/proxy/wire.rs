@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
+use super::affinity::Want;
 use super::routes::{Routes, WAIT_FOR_WORKER};
 use crate::supervise::logs::Logger;
 
@@ -38,15 +39,17 @@ pub async fn write_all(w: &mut WriteHalf<'_>, bytes: &[u8]) -> io::Result<()> {
 
 /// Picks a worker and connects; a worker that refuses (it just died and
 /// is not unrouted yet) is skipped for the next pick, so a worker
-/// restarted under the same id, on a new port, is taken.
+/// restarted under the same id, on a new port, is taken. `want`: the
+/// connection's affinity.
 pub async fn connect(
     routes: &Routes,
     peer: SocketAddr,
+    want: Want,
     logger: Logger,
 ) -> Option<(usize, SocketAddr, TcpStream)> {
     let mut tried = None;
     for _ in 0..4 {
-        let Some((id, addr)) = routes.pick_or_wait(tried).await else {
+        let Some((id, addr)) = routes.pick_or_wait(tried, want).await else {
             logger.warn(&format!(
                 "proxy: no worker ready within {}s for the connection from {peer}; answering 503",
                 WAIT_FOR_WORKER.as_secs()
