@@ -36,7 +36,55 @@ fn always_crashing_command_exits_non_zero_after_the_respawn_limit() {
         err.matches("exited with code 3 after").count() >= 3,
         "{err}"
     );
-    assert!(err.contains("unstable restart 3 of 3"), "{err}");
+    assert!(err.contains("crash 3 in a row (limit 3)"), "{err}");
+}
+
+/// An app that serves, then dies 400 ms after it listens, every time:
+/// each run is past `--min-uptime` (150 ms) but within the window (10 x
+/// 150 ms), so the crashes count however long after the start they come;
+/// the restarts back off and the respawn limit ends the run. (Before, a
+/// crash past `--min-uptime` counted as stable and restarted at once,
+/// forever: gunicorn failing to boot its workers under `--socket shared`.)
+#[test]
+fn crashes_long_after_the_start_back_off_and_reach_the_respawn_limit() {
+    let app = "require('http').createServer((q, r) => r.end('up')).listen(process.env.PORT, () => \
+               setTimeout(() => process.exit(3), 400))";
+    let mut corefit = cluster(free_port())
+        .opt("--respawn-limit", 2)
+        .opt("--min-uptime", "150ms")
+        .opt("--backoff", "50ms")
+        .opt("--log-format", "json")
+        .command(["node", "-e", app])
+        .start(&[]);
+    assert_eq!(corefit.wait_exit(Duration::from_secs(30)), 3);
+    let events: Vec<serde_json::Value> = corefit
+        .stderr
+        .text()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["event"] == kind).collect()
+    };
+    let limit = of("respawn_limit");
+    assert_eq!(limit.len(), 1, "{events:#?}");
+    assert_eq!(limit[0]["failures"], 3, "{events:#?}");
+    assert_eq!(limit[0]["window_ms"], 1500, "{events:#?}");
+    let restarts = of("restarting");
+    assert!(restarts.len() >= 2, "{events:#?}");
+    for r in &restarts {
+        // Each run was past --min-uptime: these are not failed starts.
+        assert!(r["uptime_ms"].as_u64() >= Some(400), "{r}");
+        assert!(r["in_a_row"].as_u64() >= Some(1), "{r}");
+    }
+    // The second crash in a row waits the backoff (the first after a stable
+    // run may restart at once).
+    assert!(
+        restarts
+            .iter()
+            .any(|r| r["in_a_row"] == 2 && r["delay_ms"].as_u64() >= Some(50)),
+        "{events:#?}"
+    );
 }
 
 #[test]
