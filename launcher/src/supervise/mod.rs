@@ -17,12 +17,14 @@
 //! - [`settings`]: what a run decides from its config and the plan.
 //! - [`launch`]: what starting one worker means (environment, port, fds, argv).
 //! - [`runtime`]: the one loop that feeds events and performs actions.
+//! - [`ipc`]: the relay of socket.io's cluster adapter between Node workers.
 //! - [`process`], [`net`], [`report`]: the effects, by kind.
 //! - [`config`]: the typed settings of a run and their parsers.
 //!
 //! Exit codes are [`crate::exit`]'s one table.
 
 pub mod config;
+pub mod ipc;
 pub mod launch;
 pub mod machine;
 pub mod net;
