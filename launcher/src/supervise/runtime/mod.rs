@@ -115,6 +115,9 @@ struct Run<'a> {
     preload: Option<std::os::fd::OwnedFd>,
     /// The `oom_score_adj` each worker gets, above corefit's own.
     worker_oom_adj: Option<i32>,
+    /// `--affinity`: the socket.io relay between Node workers, once one
+    /// started (`worker.rs`).
+    relay: Option<super::ipc::Hub>,
     io: Vec<WorkerIo>,
     pumps: Vec<JoinHandle<()>>,
     started: Instant,

@@ -116,6 +116,7 @@ impl<'a> Run<'a> {
             notify_seq: 0,
             preload,
             worker_oom_adj: protection.worker_value(),
+            relay: None,
             pumps: Vec::new(),
             started,
             sampler,

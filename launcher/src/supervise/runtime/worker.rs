@@ -8,7 +8,8 @@ use std::path::Path;
 
 use super::{Run, WorkerIo};
 use crate::exit;
-use crate::supervise::config::SocketStrategy;
+use crate::supervise::config::{ReadyCheck, SocketStrategy};
+use crate::supervise::ipc::Hub;
 use crate::supervise::launch::{argv, launch_plan, LaunchInput, ReadyWatch};
 use crate::supervise::machine::{Event, WorkerId};
 use crate::supervise::net::readiness::{probe_listening, probe_port, IpcChannel, NotifySocket};
@@ -62,7 +63,13 @@ impl Run<'_> {
             }
             _ => None,
         };
-        let ipc = if launch.ipc {
+        // `--affinity`: socket.io's cluster adapter relayed (supervise/ipc).
+        let relay = self.settings.relay.then(|| {
+            let hub = self.relay.get_or_insert_with(|| Hub::new(self.logger));
+            hub.prepare(&mut launch.env);
+            hub.clone()
+        });
+        let ipc = if launch.ipc || relay.is_some() {
             match IpcChannel::new() {
                 Ok(c) => {
                     launch.ipc_channel(c.child.as_raw_fd());
@@ -151,7 +158,13 @@ impl Run<'_> {
         }
         if let Some(IpcChannel { parent, child }) = ipc {
             drop(child);
-            match IpcChannel::watch(parent, id, pid, self.events_tx.clone()) {
+            let events = self.events_tx.clone();
+            let by_ipc = self.settings.ready == ReadyCheck::Ipc;
+            let watched = match &relay {
+                Some(hub) => hub.attach(parent, id, pid, by_ipc, events),
+                None => IpcChannel::watch(parent, id, pid, events),
+            };
+            match watched {
                 // Not aborted with the worker's other checks: it ends when
                 // the worker's end closes.
                 Ok(task) => self.pumps.push(task),
