@@ -18,6 +18,7 @@ use corefit::explain::Report;
 use corefit::observe::table::status_table;
 use corefit::plan::overrides::{Sourced, WorkerChoice};
 use corefit::probe::LiveFacts;
+use corefit::supervise::settings::affinity_conflict;
 use corefit::supervise::{self, handoff};
 
 fn main() -> ExitCode {
@@ -94,6 +95,14 @@ fn decide_from(args: &PlanArgs) -> anyhow::Result<Report> {
 fn run_plan(cmd: &PlanCommand) -> ExitCode {
     match decide_from(&cmd.plan) {
         Ok(mut report) => {
+            let socket = cmd
+                .socket
+                .clone()
+                .or_else(|| std::env::var("COREFIT_SOCKET").ok());
+            let affinity = std::env::var("COREFIT_AFFINITY").ok();
+            if let Some(refusal) = affinity_conflict(socket.as_deref(), affinity.as_deref()) {
+                report.warnings.push(refusal);
+            }
             if !cmd.command.is_empty() {
                 let chosen = cmd
                     .socket

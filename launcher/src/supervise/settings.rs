@@ -60,6 +60,20 @@ pub enum SettingsError {
     },
 }
 
+/// For `corefit plan`: the refusal a run would meet with these values of
+/// `--socket` (default proxy) and `COREFIT_AFFINITY` (default none);
+/// values that do not parse are left to the run to report.
+pub fn affinity_conflict(socket: Option<&str>, affinity: Option<&str>) -> Option<String> {
+    use clap::ValueEnum;
+    let affinity = Affinity::from_str(affinity?.trim(), true).ok()?;
+    let strategy = match socket {
+        Some(s) => SocketStrategy::from_str(s.trim(), true).ok()?,
+        None => SocketStrategy::Proxy,
+    };
+    (affinity != Affinity::None && strategy != SocketStrategy::Proxy)
+        .then(|| affinity_refusal(affinity, strategy))
+}
+
 /// Why `--affinity` cannot be had with `--socket strategy`, and what can.
 pub fn affinity_refusal(affinity: Affinity, strategy: SocketStrategy) -> String {
     format!(
@@ -405,7 +419,23 @@ mod tests {
         let s = Settings::resolve(&config(&cookie), &plan(1), false).unwrap();
         assert!(!s.relay);
         let s = Settings::resolve(&config(&[]), &plan(2), false).unwrap();
-        assert!(!s.relay);
+        assert!(!s.relay); // `corefit plan` says the same.
+        let said = affinity_conflict(Some("Shared"), Some("cookie")).unwrap();
+        assert!(said.starts_with("--affinity cookie needs --socket proxy: with --socket shared,"));
+        for (socket, affinity) in [
+            (None, Some("client-ip")),
+            (Some("proxy"), Some("cookie")),
+            (Some("shared"), None),
+            (Some("shared"), Some("none")),
+            (Some("shared"), Some("bogus")),
+            (Some("bogus"), Some("cookie")),
+        ] {
+            assert_eq!(
+                affinity_conflict(socket, affinity),
+                None,
+                "{socket:?} {affinity:?}"
+            );
+        }
     }
 
     #[test]
