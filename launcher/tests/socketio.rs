@@ -110,3 +110,32 @@ fn without_stickiness_the_long_polling_handshake_fails() {
     );
     assert!(summary["connected"].as_u64() < Some(20), "{summary}");
 }
+
+#[test]
+fn affinity_is_refused_where_corefit_does_not_route() {
+    // The kernel or the app picks the worker: refused at start (2) and in
+    // `corefit plan`, naming the strategy that keeps affinity.
+    for socket in ["shared", "inject", "reuseport", "none"] {
+        let out = Args::cluster(2)
+            .socket(socket)
+            .opt("--affinity", "client-ip")
+            .command(["node", "-e", "1"])
+            .output(&[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{socket}: {stderr}");
+        let refusal = format!("--affinity client-ip needs --socket proxy: with --socket {socket},");
+        assert!(stderr.contains(&refusal), "{socket}: {stderr}");
+        let plan = clean_command(
+            &["plan", "--socket", socket],
+            &[("COREFIT_AFFINITY", "cookie")],
+        )
+        .output()
+        .expect("corefit plan");
+        let text = String::from_utf8_lossy(&plan.stdout);
+        assert!(plan.status.success(), "{socket}: {text}");
+        assert!(
+            text.contains("! --affinity cookie needs --socket proxy"),
+            "{socket}: {text}"
+        );
+    }
+}
