@@ -89,7 +89,12 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
             )
             .await
             {
-                Ok(true) => want = wanted(&outbox, peer, ctx),
+                // A new request head: what it asks of the balancer.
+                Ok(true) => {
+                    if let Some(head) = outbox.first() {
+                        want = ctx.routes.want(&ctx.settings, head, peer.ip());
+                    }
+                }
                 Ok(false) => {}
                 Err(ending) => return finish(&mut client, ending).await,
             }
@@ -167,24 +172,6 @@ async fn finish(client: &mut TcpStream, ending: Ending) {
             tokio::time::timeout(std::time::Duration::from_secs(5), client.write_all(bytes)).await;
     }
     let _ = client.shutdown().await;
-}
-
-/// What the request head alone in `outbox` asks of the balancer.
-fn wanted(outbox: &[Bytes], peer: SocketAddr, ctx: &Ctx) -> Want {
-    let Some(head) = outbox.first() else {
-        return Want::Any;
-    };
-    let slots = ctx.routes.with(|b| b.slots());
-    let trusted = &ctx.settings.forwarding.trusted;
-    let cookies = ctx.routes.cookies();
-    affinity::want(
-        ctx.settings.affinity,
-        head,
-        peer.ip(),
-        trusted,
-        cookies,
-        slots,
-    )
 }
 
 /// Reads until a whole request head is framed (put into `outbox` and

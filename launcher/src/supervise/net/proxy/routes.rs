@@ -2,15 +2,16 @@
 //! workers) and the proxy's connections (which pick one), with the counts
 //! the admin endpoint shows.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::affinity::{CookieKey, Want};
+use super::affinity::{self, Affinity, CookieKey, Want};
 use super::balancer::Balancer;
+use super::settings::ProxySettings;
 
 /// How long a client connection waits for a ready worker (at start, or
 /// while every worker is restarting) before it is answered 503.
@@ -43,6 +44,17 @@ impl Routes {
     /// The cookie tokens' secret.
     pub fn cookies(&self) -> CookieKey {
         self.cookies
+    }
+
+    /// What a connection whose request head is `head`, from `peer`, asks
+    /// of the balancer under `settings.affinity`.
+    pub fn want(&self, settings: &ProxySettings, head: &[u8], peer: IpAddr) -> Want {
+        if settings.affinity == Affinity::None {
+            return Want::Any;
+        }
+        let slots = self.with(|b| b.slots());
+        let trusted = &settings.forwarding.trusted;
+        affinity::want(settings.affinity, head, peer, trusted, self.cookies, slots)
     }
 
     pub fn route(&self, id: usize, addr: SocketAddr) {
