@@ -19,11 +19,19 @@
 //! listening socket only adjusts the backlog; `getsockname()` reports the
 //! shared socket's address.
 //!
+//! While corefit stops a worker, the shim also hands corefit the
+//! connections the app closes with a request unread, and it keeps one
+//! worker's `shutdown()` of a listener all workers share from reaching the
+//! kernel (module `handover`).
+//!
 //! Caveats: only dynamically linked programs load preloads (corefit refuses
 //! static and setuid executables before starting them); the descriptor
 //! flags the app asked for (`FD_CLOEXEC`, `O_NONBLOCK`) are applied to the
 //! shared socket, whose status flags are common to all workers (every
 //! worker runs the same program, so they agree).
+
+mod exec_guard;
+mod handover;
 
 use std::sync::OnceLock;
 
@@ -167,6 +175,7 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
                 && is_tcp(fd)
                 && adopt_shared(fd, t.fd)
             {
+                handover::init(t.port, fd);
                 return 0;
             }
         }

@@ -107,6 +107,11 @@ pub fn launch_plan(input: &LaunchInput<'_>) -> Result<LaunchPlan, LaunchError> {
     }
     if strategy == SocketStrategy::Inject {
         env.insert(crate::inject::ENV_PORT.to_owned(), port.to_string());
+        // One socket for all: the shim keeps one worker's shutdown() of it
+        // from stopping the others' accepts.
+        if cfg.shared_sockets == crate::supervise::net::sockets::SharedSockets::One {
+            env.insert("COREFIT_INJECT_SHARED".to_owned(), "one".to_owned());
+        }
     }
     let ready = match settings.ready {
         ReadyCheck::Port => {

@@ -195,16 +195,21 @@ pub fn is_listening(fd: &impl AsFd) -> std::io::Result<bool> {
     nix::sys::socket::getsockopt(fd, nix::sys::socket::sockopt::AcceptConn).map_err(Into::into)
 }
 
-/// Runs `f` (a spawn) with `fd`'s close-on-exec flag cleared, so the child
-/// inherits it, and sets it again afterwards. corefit's event loop runs on
-/// one thread and nothing else spawns meanwhile, so no other child can
-/// inherit it by accident.
-pub fn with_inheritable<T>(fd: &impl AsRawFd, f: impl FnOnce() -> T) -> Result<T, SocketError> {
-    let raw = fd.as_raw_fd();
-    fcntl(raw, FcntlArg::F_SETFD(FdFlag::empty())).map_err(|e| SocketError::Inherit(e.into()))?;
+/// Runs `f` (a spawn) with the close-on-exec flag of each of `fds`
+/// cleared, so the child inherits them, and sets it again afterwards.
+/// corefit's event loop runs on one thread and nothing else spawns
+/// meanwhile, so no other child can inherit them by accident.
+pub fn with_inheritable<T>(fds: &[RawFd], f: impl FnOnce() -> T) -> Result<T, SocketError> {
+    let set = |flag| {
+        fds.iter().try_for_each(|&fd| {
+            fcntl(fd, FcntlArg::F_SETFD(flag))
+                .map(drop)
+                .map_err(|e| SocketError::Inherit(e.into()))
+        })
+    };
+    set(FdFlag::empty())?;
     let out = f();
-    fcntl(raw, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-        .map_err(|e| SocketError::Inherit(e.into()))?;
+    set(FdFlag::FD_CLOEXEC)?;
     Ok(out)
 }
 

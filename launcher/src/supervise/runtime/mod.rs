@@ -118,6 +118,11 @@ struct Run<'a> {
     /// `--affinity`: the socket.io relay between Node workers, once one
     /// started (`worker.rs`).
     relay: Option<super::ipc::Hub>,
+    /// `inject`: each worker process's stop flag, by pid, raised (and
+    /// dropped) when corefit stops that process while the run goes on.
+    stop_flags: std::collections::HashMap<i32, crate::supervise::net::handover::StopFlag>,
+    /// corefit is stopping every worker (no handover: nobody is left).
+    stopping_all: bool,
     io: Vec<WorkerIo>,
     pumps: Vec<JoinHandle<()>>,
     started: Instant,
@@ -153,6 +158,9 @@ impl<'a> Run<'a> {
         refreshing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(event) = queue.pop_front() {
+                if let Event::Exited { pid, .. } = &event {
+                    self.stop_flags.remove(pid);
+                }
                 let actions = self.supervisor.handle(Instant::now(), event);
                 for action in actions {
                     if let Action::Exit(code) = action {
@@ -193,6 +201,13 @@ impl<'a> Run<'a> {
         match action {
             Action::Spawn { id } => queue.push_back(self.start_worker(id)),
             Action::SignalGroup { pid, signal } => {
+                // Stopping one worker while the others serve: what it
+                // closes unread comes to corefit. Not when all stop.
+                if let Some(flag) = self.stop_flags.remove(&pid) {
+                    if !self.stopping_all && signal != Signal::SIGKILL {
+                        flag.raise();
+                    }
+                }
                 // ESRCH: the group is already gone, which is fine.
                 let _ = killpg(Pid::from_raw(pid), signal);
             }
@@ -209,11 +224,13 @@ impl<'a> Run<'a> {
                 if let Some(routes) = &self.public.routes {
                     routes.unroute(id as usize);
                 }
+
                 if let Some(task) = self.io[id as usize].readiness.take() {
                     task.abort();
                 }
             }
             Action::StopAccepting => {
+                self.stopping_all = true;
                 if let Some(task) = self.public.accept_loop.take() {
                     task.abort();
                 }

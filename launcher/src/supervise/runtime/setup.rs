@@ -117,6 +117,8 @@ impl<'a> Run<'a> {
             preload,
             worker_oom_adj: protection.worker_value(),
             relay: None,
+            stop_flags: Default::default(),
+            stopping_all: false,
             pumps: Vec::new(),
             started,
             sampler,

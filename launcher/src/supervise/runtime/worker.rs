@@ -3,7 +3,7 @@
 //! spawns, sets the OOM score, pumps the output and starts the readiness
 //! check.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
 use super::{Run, WorkerIo};
@@ -12,6 +12,7 @@ use crate::supervise::config::{ReadyCheck, SocketStrategy};
 use crate::supervise::ipc::Hub;
 use crate::supervise::launch::{argv, launch_plan, LaunchInput, ReadyWatch};
 use crate::supervise::machine::{Event, WorkerId};
+use crate::supervise::net::handover::Handover;
 use crate::supervise::net::readiness::{probe_listening, probe_port, IpcChannel, NotifySocket};
 use crate::supervise::net::sockets::{free_loopback_port, with_inheritable, WorkerSocket};
 use crate::supervise::process::oom;
@@ -80,6 +81,24 @@ impl Run<'_> {
         } else {
             None
         };
+        // `inject`: connections the worker closes unread while stopping
+        // come back to corefit.
+        let handover = if self.settings.strategy == SocketStrategy::Inject {
+            match Handover::new() {
+                Ok(h) => {
+                    launch.env.extend(h.env());
+                    Some(h)
+                }
+                Err(e) => {
+                    return failed(
+                        format!("cannot open a handover channel: {e}"),
+                        exit::FAILURE,
+                    )
+                }
+            }
+        } else {
+            None
+        };
         let worker_socket = match (&mut self.public.shared, launch.shared_socket) {
             (Some(shared), true) => match shared.socket_for() {
                 Ok(socket) => Some(socket),
@@ -115,16 +134,14 @@ impl Run<'_> {
             pipe_output: launch.pipe_output,
             inherit_stdin: launch.inherit_stdin,
         };
-        // The child inherits the shared socket and its IPC end (each made
-        // inheritable only for this spawn).
-        let with_ipc = || match &ipc {
-            Some(c) => with_inheritable(&c.child, || spawn(&spec)),
-            None => Ok(spawn(&spec)),
-        };
-        let spawned = match shared_fd {
-            Some(fd) => with_inheritable(&fd, with_ipc).and_then(|r| r),
-            None => with_ipc(),
-        };
+        // The child inherits the shared socket, its IPC end and its
+        // handover channel (each made inheritable only for this spawn).
+        let inherited: Vec<RawFd> = shared_fd
+            .into_iter()
+            .chain(ipc.as_ref().map(|c| c.child.as_raw_fd()))
+            .chain(handover.iter().flat_map(Handover::inherited))
+            .collect();
+        let spawned = with_inheritable(&inherited, || spawn(&spec));
         let spawned = match spawned {
             Ok(r) => r,
             Err(e) => return failed(e.to_string(), exit::FAILURE),
@@ -155,6 +172,17 @@ impl Run<'_> {
         }
         if let Some(err) = started.stderr {
             self.pump(err.into(), Stream::Stderr, pfx);
+        }
+        if let Some(h) = handover {
+            match h.serve(id, self.settings.public, self.logger) {
+                Ok((flag, task)) => {
+                    self.stop_flags.insert(pid, flag);
+                    self.pumps.push(task);
+                }
+                Err(e) => self.logger.warn(&format!(
+                    "worker {id}: cannot read its handover channel (connections it closes unread while stopping will be reset): {e}"
+                )),
+            }
         }
         if let Some(IpcChannel { parent, child }) = ipc {
             drop(child);

@@ -1,0 +1,308 @@
+//! The worker side of corefit's handover (`launcher/src/supervise/net/
+//! handover.rs` has the whole picture), and the guard on `shutdown()` of
+//! a listener every worker shares.
+//!
+//! While corefit is stopping this worker (byte 0 of the page mapped from
+//! `COREFIT_STOP_FD` is set), a `close()` of a connection accepted on
+//! corefit's port that the app has not shut down (an idle keep-alive
+//! connection, whose next request may already be unread or on its way)
+//! sends the descriptor to corefit over `COREFIT_HANDOVER_FD` first; the
+//! app's close then drops only its own reference, so the kernel sends
+//! neither a reset nor a FIN, and corefit relays the next request to a
+//! live worker (or closes the connection when none comes soon). Node (libuv) closes with `syscall(SYS_close, fd)`, so
+//! `syscall` is interposed too, for that one number.
+//!
+//! Cost while the flag is down: one load of a mapped byte per `close()`.
+//! Nothing here allocates, locks or reads the environment after
+//! [`init`], which runs from the app's `bind()` of corefit's port.
+
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU16, AtomicUsize, Ordering};
+
+use libc::{c_int, c_long, c_void, socklen_t};
+
+static STOP_PAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static HANDOVER_FD: AtomicI32 = AtomicI32::new(-1);
+static PORT: AtomicU16 = AtomicU16::new(0);
+/// The inherited listener when every worker shares one (`--shared-sockets
+/// one`): its inode, 0 when each worker has its own.
+static SHARED_LISTENER_INO: AtomicUsize = AtomicUsize::new(0);
+
+/// Parses a descriptor number from the environment.
+pub fn parse_fd(v: Option<&str>) -> Option<c_int> {
+    v?.trim().parse().ok().filter(|&f: &c_int| f >= 0)
+}
+
+/// Reads the handover variables once (from the app's `bind()` of corefit's
+/// port): maps the stop flag, remembers the channel, marks both
+/// close-on-exec so the app's own children do not inherit them.
+pub fn init(port: u16, listener: c_int) {
+    static DONE: AtomicI32 = AtomicI32::new(0);
+    if DONE.swap(1, Ordering::AcqRel) != 0 {
+        return;
+    }
+    PORT.store(port, Ordering::Relaxed);
+    if std::env::var("COREFIT_INJECT_SHARED").as_deref() == Ok("one") {
+        SHARED_LISTENER_INO.store(inode(listener), Ordering::Relaxed);
+    }
+    let stop = parse_fd(std::env::var("COREFIT_STOP_FD").ok().as_deref());
+    let channel = parse_fd(std::env::var("COREFIT_HANDOVER_FD").ok().as_deref());
+    let (Some(stop), Some(channel)) = (stop, channel) else {
+        return;
+    };
+    // SAFETY: mmap of one page of a descriptor corefit made (a memfd of a
+    // page), read-only and shared; a failure returns MAP_FAILED, checked.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            stop,
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return;
+    }
+    // SAFETY: fcntl on plain integers; errors leave the flags as they were.
+    unsafe {
+        libc::fcntl(stop, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(channel, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    HANDOVER_FD.store(channel, Ordering::Relaxed);
+    STOP_PAGE.store(page.cast(), Ordering::Release);
+}
+
+fn stopping() -> bool {
+    let page = STOP_PAGE.load(Ordering::Acquire);
+    // SAFETY: a non-null page is the live read-only mapping made in init
+    // and never unmapped; corefit writes byte 0 from another process, so
+    // the read is volatile.
+    !page.is_null() && unsafe { std::ptr::read_volatile(page) } != 0
+}
+
+fn inode(fd: c_int) -> usize {
+    // SAFETY: fstat writes a stat struct we own; zeroed is a valid one.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) == 0 {
+            st.st_ino as usize
+        } else {
+            0
+        }
+    }
+}
+
+/// Called before every close of `fd`: hands it to corefit when corefit is
+/// stopping this worker and `fd` is a connection on corefit's port that
+/// the app did not shut down (an idle keep-alive connection: its next
+/// request may be unread, or on its way).
+pub fn before_close(fd: c_int) {
+    if !stopping() {
+        return;
+    }
+    let channel = HANDOVER_FD.load(Ordering::Relaxed);
+    if fd < 0 || fd == channel || !is_open_connection(fd) {
+        return;
+    }
+    send_fd(channel, fd);
+}
+
+/// A TCP connection to corefit's port that is still open both ways on the
+/// app's side (ESTABLISHED, or CLOSE_WAIT: the client finished sending).
+fn is_open_connection(fd: c_int) -> bool {
+    let mut addr: libc::sockaddr_storage = unsafe_zeroed();
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+    let mut info = [0u8; 8];
+    let mut info_len = info.len() as socklen_t;
+    // SAFETY: each call writes into a buffer we own, of the length given;
+    // all results are checked before use.
+    unsafe {
+        if libc::getsockname(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        ) != 0
+        {
+            return false;
+        }
+        // tcpi_state is the first byte of struct tcp_info.
+        if libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr() as *mut c_void,
+            &mut info_len,
+        ) != 0
+        {
+            return false;
+        }
+    }
+    let bytes = &addr as *const libc::sockaddr_storage as *const u8;
+    // SAFETY: sockaddr_storage is at least 4 bytes; the port of AF_INET
+    // and AF_INET6 addresses is bytes 2..4, network order.
+    let (family, port) = unsafe {
+        (
+            addr.ss_family as c_int,
+            u16::from_be_bytes([*bytes.add(2), *bytes.add(3)]),
+        )
+    };
+    const TCP_ESTABLISHED: u8 = 1;
+    const TCP_CLOSE_WAIT: u8 = 8;
+    matches!(family, libc::AF_INET | libc::AF_INET6)
+        && port == PORT.load(Ordering::Relaxed)
+        && matches!(info[0], TCP_ESTABLISHED | TCP_CLOSE_WAIT)
+}
+
+fn unsafe_zeroed<T>() -> T {
+    // SAFETY: only used for plain C structs (sockaddr_storage), for which
+    // all-zero bytes are a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Sends `fd` with one byte over the channel, without blocking; a failure
+/// (corefit gone, channel full) just lets the close happen as usual.
+fn send_fd(channel: c_int, fd: c_int) {
+    let mut byte = [b'c'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // 24 bytes: CMSG_SPACE(sizeof(int)) on 64-bit Linux; checked below.
+    let mut control = [0u64; 3];
+    // SAFETY: a one-descriptor SCM_RIGHTS message built with the CMSG
+    // macros over a buffer at least CMSG_SPACE(sizeof(int)) long (the
+    // assertion keeps that true on every target), sent without blocking.
+    unsafe {
+        let space = libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) as usize;
+        if space > std::mem::size_of_val(&control) {
+            return;
+        }
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), fd);
+        libc::sendmsg(channel, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+    }
+}
+
+/// True when `shutdown(fd, ..)` must not reach the kernel: `fd` is the
+/// listener every worker shares (one worker shutting it down would stop
+/// the others' accepts). Its `close()` or the worker's exit releases it.
+pub fn shutdown_is_shared_listener(fd: c_int) -> bool {
+    let ino = SHARED_LISTENER_INO.load(Ordering::Relaxed);
+    ino != 0 && inode(fd) == ino
+}
+
+type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+type SyscallFn = unsafe extern "C" fn(c_long, ...) -> c_long;
+type ShutdownFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+
+/// The next definition of `name` (libc's), cached without locks: two
+/// threads racing here both store the same pointer.
+fn next(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
+    let mut p = cache.load(Ordering::Relaxed);
+    if p == 0 {
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+        p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        cache.store(p, Ordering::Relaxed);
+    }
+    p
+}
+
+fn enosys() -> c_int {
+    // SAFETY: __errno_location returns this thread's errno.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
+}
+
+/// The interposed `close()`.
+///
+/// # Safety
+/// Called by C code with close(2)'s argument.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    static REAL: AtomicUsize = AtomicUsize::new(0);
+    before_close(fd);
+    match next(&REAL, c"close") {
+        0 => enosys(),
+        // SAFETY: the pointer is libc's close, whose signature is CloseFn.
+        p => unsafe { std::mem::transmute::<usize, CloseFn>(p)(fd) },
+    }
+}
+
+/// The interposed `syscall()`: only `SYS_close` is looked at; every call
+/// is forwarded with its six argument registers as they were. Declared
+/// with fixed arguments: on x86-64 and AArch64 Linux a variadic call
+/// passes integer arguments exactly as a fixed one does (registers, then
+/// the stack), and glibc's own `syscall` reads all six the same way.
+///
+/// # Safety
+/// Called by C code as syscall(2).
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    n: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    static REAL: AtomicUsize = AtomicUsize::new(0);
+    if n == libc::SYS_close {
+        before_close(a1 as c_int);
+    }
+    match next(&REAL, c"syscall") {
+        0 => enosys() as c_long,
+        // SAFETY: the pointer is libc's syscall, a variadic C function;
+        // the caller's own arguments are passed on unchanged.
+        p => unsafe { std::mem::transmute::<usize, SyscallFn>(p)(n, a1, a2, a3, a4, a5, a6) },
+    }
+}
+
+/// The interposed `shutdown()`: a no-op (success) on the listener all
+/// workers share; libc's otherwise.
+///
+/// # Safety
+/// Called by C code with shutdown(2)'s arguments.
+#[no_mangle]
+pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    static REAL: AtomicUsize = AtomicUsize::new(0);
+    if shutdown_is_shared_listener(fd) {
+        return 0;
+    }
+    match next(&REAL, c"shutdown") {
+        0 => enosys(),
+        // SAFETY: the pointer is libc's shutdown, whose signature is
+        // ShutdownFn.
+        p => unsafe { std::mem::transmute::<usize, ShutdownFn>(p)(fd, how) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_variables_parse_or_are_ignored() {
+        assert_eq!(parse_fd(Some("7")), Some(7));
+        assert_eq!(parse_fd(Some(" 12 ")), Some(12));
+        assert_eq!(parse_fd(Some("-1")), None);
+        assert_eq!(parse_fd(Some("x")), None);
+        assert_eq!(parse_fd(None), None);
+    }
+
+    #[test]
+    fn nothing_is_handed_over_while_the_flag_is_down() {
+        // No init: no page, so closes are untouched.
+        assert!(!stopping());
+        assert!(!shutdown_is_shared_listener(0));
+    }
+}
