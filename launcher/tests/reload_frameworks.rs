@@ -1,0 +1,230 @@
+//! Rolling reload (SIGHUP) under keep-alive load with real frameworks as
+//! users write them (issue 14): Express, Fastify, FastAPI under uvicorn's
+//! own process, Go net/http (tests/apps), 2 workers, in `proxy`, `shared`
+//! and `inject`; and an app that boots for 3 s before it listens
+//! (tests/apps/slow_app.js) in each strategy. The driver is
+//! corefit_test_support::reload; each run prints its figures (requests,
+//! failures by kind, longest request).
+//!
+//! `proxy` fails no request. `shared` and `inject` let the app talk to the
+//! clients: a framework that closes a busy keep-alive connection on SIGTERM
+//! loses the request that sits unread on it; their bounds are today's
+//! measured figures with headroom, until corefit's sockets follow the
+//! worker lifecycle. Go is run in `proxy` only: it binds with raw system
+//! calls (no `inject`) and does not take fd 3 (no `shared`).
+//!
+//! How each app runs:
+//!
+//! | app | proxy, inject | shared |
+//! |---|---|---|
+//! | Express, Fastify | `node APP` (`listen(PORT)`) | the same (`listen({fd: 3})` when `LISTEN_FDS` is set) |
+//! | FastAPI | `sh -c 'exec uvicorn ... --port "$PORT"'` | `uvicorn ... --fd 3` (taken for `AF_UNIX`: no `TCP_NODELAY`, ~40 ms a response) |
+//! | Go | `hello-dynamic` (PORT), proxy only | - |
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use corefit_test_support::load::pid_of;
+use corefit_test_support::prelude::*;
+use corefit_test_support::reload::{Reload, ReloadReport};
+
+/// Failed requests a reload may cost in `shared` and `inject` today (8
+/// keep-alive connections, 2 workers stopped one after the other): one per
+/// busy connection of each old worker, plus a few new connections reset.
+/// Measured 9-16 per run (Express, Fastify, FastAPI, slow_app.js).
+// LEAD: tighten after socket lifecycle lands
+const TODAY_BOUND: u64 = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum App {
+    Express,
+    Fastify,
+    FastApi,
+    Go,
+    /// tests/apps/slow_app.js with START_DELAY=3s.
+    Slow,
+}
+
+/// What a set-up script under tests/apps printed (a path), run once per
+/// test binary (the scripts are idempotent, fast when warm).
+fn setup(script: &'static str) -> String {
+    static DONE: OnceLock<Mutex<BTreeMap<&'static str, String>>> = OnceLock::new();
+    let mut done = DONE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    done.entry(script)
+        .or_insert_with(|| {
+            let path = app(script);
+            let out = Command::new(&path)
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(out.status.success(), "{path} failed: {:?}", out.status);
+            String::from_utf8(out.stdout)
+                .expect("a path")
+                .trim()
+                .to_owned()
+        })
+        .clone()
+}
+
+/// A worker command and its extra environment.
+type Worker = (Vec<String>, Vec<(&'static str, String)>);
+
+/// The command and extra environment of `app` under `strategy`; `None`
+/// where the app cannot run so.
+fn command(app_kind: App, strategy: &str) -> Option<Worker> {
+    let node = |name: &str| vec!["node".to_owned(), app(name)];
+    let node_path = || vec![("NODE_PATH", setup("setup-node-apps.sh"))];
+    Some(match app_kind {
+        App::Express => (node("express_app.js"), node_path()),
+        App::Fastify => (node("fastify_app.js"), node_path()),
+        App::Slow => (node("slow_app.js"), vec![("START_DELAY", "3s".to_owned())]),
+        App::FastApi => {
+            let uvicorn = format!("{}/bin/uvicorn", setup("setup-python-apps.sh"));
+            let dir = corefit_test_support::repo_root().join("tests/apps");
+            let dir = dir.display();
+            let quiet = "--no-access-log --log-level warning";
+            let line = if strategy == "shared" {
+                format!("exec {uvicorn} --app-dir {dir} {quiet} --fd 3 fastapi_app:app")
+            } else {
+                format!("exec {uvicorn} --app-dir {dir} {quiet} --port \"$PORT\" fastapi_app:app")
+            };
+            (vec!["sh".into(), "-c".into(), line], Vec::new())
+        }
+        App::Go if strategy == "proxy" => (
+            vec![format!("{}/hello-dynamic", setup("setup-go-apps.sh"))],
+            Vec::new(),
+        ),
+        App::Go => return None,
+    })
+}
+
+/// Two workers of `app_kind` under `strategy`, through one SIGHUP reload
+/// under 8 keep-alive connections: the figures, printed. Asserts the
+/// reload replaced both workers, the old ones exit and the new ones serve.
+fn reload(app_kind: App, strategy: &str) -> ReloadReport {
+    let (cmd, env) = command(app_kind, strategy).expect("a command");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = Args::cluster(2).socket(strategy).grace("5s").command(cmd);
+    let mut c = Cluster::start(args, &env, None);
+    let control = c.control.clone();
+    answering(c.port, 2, Duration::from_secs(30));
+    let before = wait_for(Duration::from_secs(15), "both workers ready", || {
+        let ready = ready_pids(&control);
+        (ready.len() == 2).then_some(ready)
+    });
+
+    let report = Reload::new(c.port).sighup(&c, 2, Duration::from_secs(40));
+    println!("reload {app_kind:?} {strategy}: {report}");
+
+    let after = ready_pids(&control);
+    assert_eq!(after.len(), 2, "{app_kind:?} {strategy}: {after:?}");
+    assert!(
+        after.is_disjoint(&before),
+        "{app_kind:?} {strategy}: pids not all changed: {before:?} -> {after:?}"
+    );
+    // Once the old processes are gone, new connections reach new workers.
+    for pid in &before {
+        wait_for(Duration::from_secs(15), "the old worker to exit", || {
+            gone(*pid).then_some(())
+        });
+    }
+    let now = answering(c.port, 1, Duration::from_secs(10));
+    assert!(
+        now.is_subset(&after),
+        "{app_kind:?} {strategy}: {now:?} answered, the new workers are {after:?}"
+    );
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
+    report
+}
+
+/// Requests `/` on new connections until `n` distinct pids answered
+/// (JSON `pid` or Go's `hello from PID`).
+fn answering(port: u16, n: usize, limit: Duration) -> BTreeSet<i32> {
+    let mut seen = BTreeSet::new();
+    wait_for(limit, &format!("{n} distinct pids on port {port}"), || {
+        let r = get(port, "/", Duration::from_secs(5));
+        if let Some(pid) = r
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| pid_of(r.body.as_bytes()))
+        {
+            seen.insert(pid);
+        }
+        (seen.len() >= n).then_some(())
+    });
+    seen
+}
+
+/// One reload: none fails in proxy; shared and inject stay within
+/// [`TODAY_BOUND`].
+fn check(app_kind: App, strategy: &str) -> ReloadReport {
+    let r = reload(app_kind, strategy);
+    let bound = if strategy == "proxy" { 0 } else { TODAY_BOUND };
+    assert!(
+        r.failed <= bound,
+        "{app_kind:?} {strategy}: {} failed, at most {bound}: {}",
+        r.failed,
+        r.stats.summary()
+    );
+    r
+}
+
+/// Each strategy the app runs in, one after the other.
+fn frameworks(app_kind: App) {
+    for strategy in ["proxy", "shared", "inject"] {
+        if command(app_kind, strategy).is_some() {
+            check(app_kind, strategy);
+        }
+    }
+}
+
+#[test]
+fn express_reloads() {
+    frameworks(App::Express);
+}
+
+#[test]
+fn fastify_reloads() {
+    frameworks(App::Fastify);
+}
+
+#[test]
+fn fastapi_reloads() {
+    frameworks(App::FastApi);
+}
+
+#[test]
+fn go_reloads_in_proxy() {
+    frameworks(App::Go);
+}
+
+/// An app that boots for 3 s before listening: the longest request during
+/// the reload, printed (a timing: measured, not asserted here; the
+/// benchmark bench/launcher/reload.sh compares it).
+fn slow_start(strategy: &str) {
+    let r = check(App::Slow, strategy);
+    println!(
+        "slow start {strategy}: longest request {} ms",
+        r.longest_request.as_millis()
+    );
+}
+
+#[test]
+fn slow_start_reloads_in_proxy() {
+    slow_start("proxy");
+}
+
+#[test]
+fn slow_start_reloads_in_shared() {
+    slow_start("shared");
+}
+
+#[test]
+fn slow_start_reloads_in_inject() {
+    slow_start("inject");
+}
