@@ -71,7 +71,9 @@ if (!cluster.isPrimary) {
 
   const stop = (signal) => {
     stopping = true;
-    for (const w of Object.values(cluster.workers)) w.process.kill(signal);
+    const workers = Object.values(cluster.workers);
+    if (workers.length === 0) process.exit(0);
+    for (const w of workers) w.process.kill(signal);
   };
 
   for (let i = 0; i < n; i += 1) fork(i);
