@@ -16,7 +16,7 @@ APP_ONLY=0
 if [ "$APP_ONLY" = 1 ]; then
   APT=(curl ca-certificates procps)
 else
-  APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static golang-go gcc libc6-dev)
+  APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static golang-go gcc libc6-dev ruby ruby-webrick)
   command -v npm >/dev/null 2>&1 || APT+=(npm)
   command -v kubectl >/dev/null 2>&1 || APT+=(kubernetes-client)
 fi
