@@ -35,7 +35,7 @@ pub struct Settings {
     /// The public address (proxy, shared, inject bind it).
     pub public: SocketAddr,
     /// Relay socket.io's cluster adapter between Node workers (with
-    /// `--affinity`, behind the proxy).
+    /// `--affinity`).
     pub relay: bool,
     /// The machine's parameters.
     pub policy: Policy,
@@ -183,7 +183,9 @@ impl Settings {
             restart,
             liveness: cfg.liveness.is_some() && own_ports,
             public: SocketAddr::new(cfg.host, cfg.port),
-            relay: affinity != Affinity::None && strategy == SocketStrategy::Proxy,
+            // Other strategies were refused above; a lone worker that took
+            // the port itself still needs the adapter's cluster.worker.
+            relay: affinity != Affinity::None,
             policy,
             warnings,
         })
@@ -415,9 +417,10 @@ mod tests {
         let cookie = [("COREFIT_AFFINITY", "cookie")];
         let s = Settings::resolve(&config(&cookie), &plan(2), false).unwrap();
         assert!(s.relay && s.strategy == SocketStrategy::Proxy);
-        // One worker that cannot grow takes the port itself: nothing to relay.
+        // One worker that cannot grow takes the port itself; its adapter
+        // still needs cluster.worker (an app that runs on 2 CPUs runs on 1).
         let s = Settings::resolve(&config(&cookie), &plan(1), false).unwrap();
-        assert!(!s.relay);
+        assert!(s.relay && s.strategy == SocketStrategy::None);
         let s = Settings::resolve(&config(&[]), &plan(2), false).unwrap();
         assert!(!s.relay); // `corefit plan` says the same.
         let said = affinity_conflict(Some("Shared"), Some("cookie")).unwrap();
