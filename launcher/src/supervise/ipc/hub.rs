@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -27,6 +28,16 @@ pub const MAX_LINE: usize = 4 << 20;
 /// Lines queued for one worker, at most; more are dropped.
 pub const QUEUE: usize = 1024;
 
+/// Bytes queued for one worker, at most; more are dropped.
+pub const QUEUE_BYTES: usize = 16 << 20;
+
+/// One worker's queue: the sender and the bytes waiting in it.
+#[derive(Debug)]
+struct Queue {
+    tx: mpsc::Sender<Bytes>,
+    bytes: Arc<AtomicUsize>,
+}
+
 /// The relay between the Node workers of one run.
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -39,7 +50,7 @@ pub struct Hub {
 #[derive(Debug, Default)]
 struct State {
     router: Router,
-    queues: BTreeMap<Channel, mpsc::Sender<Bytes>>,
+    queues: BTreeMap<Channel, Queue>,
     next: Channel,
     /// Lines dropped: not JSON, longer than [`MAX_LINE`], or a full queue.
     garbage: u64,
@@ -97,12 +108,19 @@ impl Hub {
         parent.set_nonblocking(true)?;
         let (mut reader, mut writer) = tokio::net::UnixStream::from_std(parent)?.into_split();
         let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
         let ch = {
             let mut s = lock(&self.shared);
             s.next += 1;
             let ch = s.next;
             s.router.opened(ch);
-            s.queues.insert(ch, tx);
+            s.queues.insert(
+                ch,
+                Queue {
+                    tx,
+                    bytes: queued.clone(),
+                },
+            );
             ch
         };
         tokio::spawn(async move {
@@ -110,6 +128,7 @@ impl Hub {
                 if writer.write_all(&line).await.is_err() {
                     return;
                 }
+                queued.fetch_sub(line.len(), Ordering::AcqRel);
             }
         });
         let hub = self.clone();
@@ -198,7 +217,8 @@ impl Hub {
     }
 }
 
-/// Queues `line` and its newline to each of `to`; the count of full queues.
+/// Queues `line` and its newline to each of `to`; the count of full
+/// queues ([`QUEUE`] lines or [`QUEUE_BYTES`]).
 fn deliver(s: &State, to: &[Channel], line: &[u8]) -> u64 {
     if to.is_empty() {
         return 0;
@@ -209,9 +229,22 @@ fn deliver(s: &State, to: &[Channel], line: &[u8]) -> u64 {
     let framed = Bytes::from(framed);
     let mut full = 0;
     for ch in to {
-        if let Some(q) = s.queues.get(ch) {
-            if let Err(mpsc::error::TrySendError::Full(_)) = q.try_send(framed.clone()) {
-                full += 1;
+        let Some(q) = s.queues.get(ch) else {
+            continue;
+        };
+        let len = framed.len();
+        if q.bytes.load(Ordering::Acquire) + len > QUEUE_BYTES {
+            full += 1;
+            continue;
+        }
+        q.bytes.fetch_add(len, Ordering::AcqRel);
+        match q.tx.try_send(framed.clone()) {
+            Ok(()) => {}
+            Err(e) => {
+                q.bytes.fetch_sub(len, Ordering::AcqRel);
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    full += 1;
+                }
             }
         }
     }
@@ -324,6 +357,38 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(lines, vec![exit.clone(), exit]);
+    }
+
+    /// A worker that does not read: its queue stops at [`QUEUE_BYTES`]
+    /// (or [`QUEUE`] lines); the rest is dropped and counted.
+    #[test]
+    fn a_queue_is_bounded_in_bytes_and_lines() {
+        let (tx, _rx) = mpsc::channel::<Bytes>(QUEUE);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let mut s = State::default();
+        s.queues.insert(
+            7,
+            Queue {
+                tx,
+                bytes: bytes.clone(),
+            },
+        );
+        let big = vec![b'x'; 1 << 20];
+        let full: u64 = (0..40).map(|_| deliver(&s, &[7], &big)).sum();
+        assert_eq!(full, 40 - 15);
+        assert!(bytes.load(Ordering::Acquire) <= QUEUE_BYTES);
+        let (tx, _rx) = mpsc::channel::<Bytes>(QUEUE);
+        s.queues.insert(
+            8,
+            Queue {
+                tx,
+                bytes: Arc::default(),
+            },
+        );
+        let full: u64 = (0..QUEUE + 10).map(|_| deliver(&s, &[8], b"{}")).sum();
+        assert_eq!(full, 10);
+        // A channel that is gone is no error.
+        assert_eq!(deliver(&s, &[99], b"{}"), 0);
     }
 
     #[test]
