@@ -213,6 +213,26 @@ pub fn with_inheritable<T>(fds: &[RawFd], f: impl FnOnce() -> T) -> Result<T, So
     Ok(out)
 }
 
+/// `net.ipv4.tcp_migrate_req` of this network namespace (under `root`,
+/// normally `/`): whether the kernel moves the connections queued on a
+/// closing listener to another listener of its SO_REUSEPORT group instead
+/// of resetting them. `None` when unreadable (kernels before 5.14).
+pub fn migrate_req(root: &std::path::Path) -> Option<bool> {
+    let text = std::fs::read_to_string(root.join("proc/sys/net/ipv4/tcp_migrate_req")).ok()?;
+    Some(text.trim() != "0")
+}
+
+/// The log line for a run whose workers each close a listener of their
+/// own when they stop, when that resets what is queued on it.
+pub fn migrate_req_advice(migrate: Option<bool>) -> Option<&'static str> {
+    match migrate {
+        Some(true) => None,
+        _ => Some(
+            "a stopping worker's listener resets the connections still queued on it (a few per reload under load): net.ipv4.tcp_migrate_req is not 1 in this network namespace; set it there to hand them to another worker (docker/podman run --sysctl net.ipv4.tcp_migrate_req=1; Kubernetes: the pod's securityContext.sysctls, once the kubelet allows it with --allowed-unsafe-sysctls)",
+        ),
+    }
+}
+
 /// A loopback port free right now, for a worker's private listener.
 pub fn free_loopback_port() -> Result<u16, SocketError> {
     let l = StdListener::bind((IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
@@ -220,4 +240,26 @@ pub fn free_loopback_port() -> Result<u16, SocketError> {
     l.local_addr()
         .map(|a| a.port())
         .map_err(SocketError::PrivatePort)
+}
+
+#[cfg(test)]
+mod migrate_tests {
+    use super::*;
+
+    #[test]
+    fn migrate_req_is_read_from_the_root_given() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(migrate_req(root.path()), None);
+        let dir = root.path().join("proc/sys/net/ipv4");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tcp_migrate_req"), "1\n").unwrap();
+        assert_eq!(migrate_req(root.path()), Some(true));
+        assert_eq!(migrate_req_advice(Some(true)), None);
+        std::fs::write(dir.join("tcp_migrate_req"), "0\n").unwrap();
+        assert_eq!(migrate_req(root.path()), Some(false));
+        assert!(migrate_req_advice(Some(false))
+            .unwrap()
+            .contains("--sysctl net.ipv4.tcp_migrate_req=1"));
+        assert!(migrate_req_advice(None).is_some());
+    }
 }

@@ -202,6 +202,13 @@ fn open_public(cfg: &RunConfig, settings: &Settings, logger: Logger) -> Result<P
             public.routes = Some(routes);
         }
         SocketStrategy::Shared | SocketStrategy::Inject => {
+            if cfg.shared_sockets == crate::supervise::net::sockets::SharedSockets::PerWorker {
+                let migrate =
+                    crate::supervise::net::sockets::migrate_req(std::path::Path::new("/"));
+                if let Some(line) = crate::supervise::net::sockets::migrate_req_advice(migrate) {
+                    logger.info(line);
+                }
+            }
             public.shared = Some(
                 SharedSocket::bind(settings.public, cfg.shared_sockets, false)
                     .map_err(|e| (e.to_string(), exit::FAILURE))?,
