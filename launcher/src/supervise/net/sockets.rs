@@ -168,8 +168,8 @@ impl SharedSocket {
     }
 }
 
-/// A blocking socket bound to `addr` (SO_REUSEADDR, and SO_REUSEPORT
-/// when `reuseport`), listening when `listen`. Workers' accept() calls
+/// A blocking socket bound to `addr` (SO_REUSEADDR, TCP_NODELAY, and
+/// SO_REUSEPORT when `reuseport`), listening when `listen`. Workers' accept() calls
 /// expect a blocking socket; corefit never accepts on it.
 fn bind_blocking(
     addr: SocketAddr,
@@ -183,6 +183,11 @@ fn bind_blocking(
     if reuseport {
         socket.set_reuse_port(true).map_err(err)?;
     }
+    // Accepted connections inherit TCP_NODELAY from the listener. Servers
+    // that bind for themselves set it; one handed a socket may not (uvicorn
+    // --fd takes it for a Unix socket and leaves Nagle on: each answer
+    // then waited ~40 ms for the client's delayed ACK).
+    socket.set_tcp_nodelay(true).map_err(err)?;
     socket.bind(&addr.into()).map_err(err)?;
     if listen {
         socket.listen(BACKLOG as i32).map_err(err)?;
