@@ -187,11 +187,15 @@ fn assert_clean(end: &Ending, scenario: &str) {
 /// at every kill.
 fn kill_every(socket: &str, period: Duration, every: Duration) {
     let scenario = format!("SIGKILL a worker every {} s ({socket})", every.as_secs());
+    // Each worker lives about 2 x `every` between kills: past the window
+    // of 10 x --min-uptime (5 s here), so every kill is a first crash,
+    // restarted at once, as the pacing assumes (with the default 1 s the
+    // kills are a crash loop and back off: README "Crashes").
     let mut run = start(
         &scenario,
         socket,
         "chaos_app.js",
-        "--grace-period 5s",
+        "--grace-period 5s --min-uptime 500ms",
         &[],
         None,
     );
