@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Some(Command::ExecWorker(args)) => ExitCode::from(handoff::exec_with_socket(
             args.listen_fd,
             args.inject_preload.as_deref(),
+            args.preload.as_deref(),
             &args.cmd,
         )),
         Some(Command::Status(c)) => control(&c.control.path(), &Request::Status, c.json),

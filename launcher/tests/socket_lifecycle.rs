@@ -6,11 +6,12 @@
 //!   and no request waits on a booting worker;
 //! - a dead worker's socket leaves the port with it, so a new connection
 //!   never waits for its restart;
-//! - in `inject`, what a stopping worker closes with the client's next
-//!   request on its way is handed to corefit and served by a live worker:
-//!   with `net.ipv4.tcp_migrate_req=1` (set only inside a network
-//!   namespace this test creates) a reload under keep-alive load fails no
-//!   request;
+//! - in `inject` and `shared`, what a stopping worker closes with the
+//!   client's next request on its way is handed to corefit and served by a
+//!   live worker: with `net.ipv4.tcp_migrate_req=1` (set only inside a
+//!   network namespace this test creates) a reload under keep-alive load
+//!   fails no request; without the handover, only those idle keep-alive
+//!   connections fail;
 //! - one worker's `shutdown()` of the listener all workers share (WEBrick
 //!   does it when it stops) does not stop the others.
 
@@ -53,11 +54,11 @@ fn private_network(migrate_req: bool) {
     );
 }
 
-fn slow_cluster(socket: &str, kind: &str) -> Cluster {
+fn slow_cluster(socket: &str, handover: &str) -> Cluster {
     Cluster::start(
         Args::cluster(2)
             .socket(socket)
-            .opt("--shared-sockets", kind)
+            .opt("--handover", handover)
             .grace("10s")
             .node("server.js"),
         &[("START_DELAY_MS", BOOT_MS)],
@@ -101,7 +102,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
 #[test]
 fn inject_reload_of_a_slow_app_under_keep_alive_load_fails_nothing() {
     private_network(true);
-    let cluster = slow_cluster("inject", "per-worker");
+    let cluster = slow_cluster("inject", "auto");
     wait_ready(cluster.admin, 2, STARTUP);
     let report = Reload::new(cluster.port)
         .answers(300, 300)
@@ -112,15 +113,29 @@ fn inject_reload_of_a_slow_app_under_keep_alive_load_fails_nothing() {
 }
 
 #[test]
-fn shared_reload_of_a_slow_app_fails_only_idle_keep_alive_connections() {
+fn shared_reload_of_a_slow_app_under_keep_alive_load_fails_nothing() {
     private_network(true);
-    let cluster = slow_cluster("shared", "per-worker");
+    // Node is dynamically linked: the shim is preloaded for the handover.
+    let cluster = slow_cluster("shared", "auto");
     wait_ready(cluster.admin, 2, STARTUP);
     let report = Reload::new(cluster.port)
         .answers(300, 300)
         .sighup(&cluster, 2, RELOAD);
     eprintln!("shared, tcp_migrate_req=1: {report}");
-    // Without a shim corefit cannot take over the idle connections the
+    assert_eq!(report.failed, 0, "{report}");
+    assert_ready_after_listen(&cluster, &report);
+}
+
+#[test]
+fn shared_reload_without_handover_fails_only_idle_keep_alive_connections() {
+    private_network(true);
+    let cluster = slow_cluster("shared", "off");
+    wait_ready(cluster.admin, 2, STARTUP);
+    let report = Reload::new(cluster.port)
+        .answers(300, 300)
+        .sighup(&cluster, 2, RELOAD);
+    eprintln!("shared, --handover off, tcp_migrate_req=1: {report}");
+    // Without the shim corefit cannot take over the idle connections the
     // stopping app closes (docs/strategies.md says what the app can do):
     // those are the only failures. No connection is refused or reset on
     // connect, none waits on a booting worker.
@@ -136,7 +151,7 @@ fn shared_reload_of_a_slow_app_fails_only_idle_keep_alive_connections() {
 
 #[test]
 fn a_killed_shared_worker_gets_no_new_connection_while_it_restarts() {
-    let cluster = slow_cluster("shared", "per-worker");
+    let cluster = slow_cluster("shared", "auto");
     let ready = wait_ready(cluster.admin, 2, STARTUP);
     let (_, victim) = ready[0];
     let (_, survivor) = ready[1];

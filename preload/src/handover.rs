@@ -14,7 +14,8 @@
 //!
 //! Cost while the flag is down: one load of a mapped byte per `close()`.
 //! Nothing here allocates, locks or reads the environment after
-//! [`init`], which runs from the app's `bind()` of corefit's port.
+//! [`init_from_env`], which runs when the shim is loaded. Used by both
+//! `inject` and `shared` (where the shim does nothing else).
 
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU16, AtomicUsize, Ordering};
 
@@ -22,6 +23,7 @@ use libc::{c_int, c_long, c_void, socklen_t};
 
 static STOP_PAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 static HANDOVER_FD: AtomicI32 = AtomicI32::new(-1);
+static STOP_FD: AtomicI32 = AtomicI32::new(-1);
 static PORT: AtomicU16 = AtomicU16::new(0);
 /// The inherited listener when every worker shares one (`--shared-sockets
 /// one`): its inode, 0 when each worker has its own.
@@ -32,21 +34,19 @@ pub fn parse_fd(v: Option<&str>) -> Option<c_int> {
     v?.trim().parse().ok().filter(|&f: &c_int| f >= 0)
 }
 
-/// Reads the handover variables once (from the app's `bind()` of corefit's
-/// port): maps the stop flag, remembers the channel, marks both
-/// close-on-exec so the app's own children do not inherit them.
-pub fn init(port: u16, listener: c_int) {
-    static DONE: AtomicI32 = AtomicI32::new(0);
-    if DONE.swap(1, Ordering::AcqRel) != 0 {
-        return;
-    }
-    PORT.store(port, Ordering::Relaxed);
-    if std::env::var("COREFIT_INJECT_SHARED").as_deref() == Ok("one") {
-        SHARED_LISTENER_INO.store(inode(listener), Ordering::Relaxed);
-    }
+/// Reads the handover variables at load time (the shim's constructor):
+/// `COREFIT_HANDOVER_PORT`, `COREFIT_HANDOVER_FD`, `COREFIT_STOP_FD`, and
+/// maps the stop flag. The descriptors stay inheritable until this
+/// process shows it is the server ([`serving`]): a shell that execs the
+/// app must pass them on.
+pub fn init_from_env() {
+    let port = std::env::var("COREFIT_HANDOVER_PORT")
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .filter(|&p| p > 0);
     let stop = parse_fd(std::env::var("COREFIT_STOP_FD").ok().as_deref());
     let channel = parse_fd(std::env::var("COREFIT_HANDOVER_FD").ok().as_deref());
-    let (Some(stop), Some(channel)) = (stop, channel) else {
+    let (Some(port), Some(stop), Some(channel)) = (port, stop, channel) else {
         return;
     };
     // SAFETY: mmap of one page of a descriptor corefit made (a memfd of a
@@ -64,13 +64,56 @@ pub fn init(port: u16, listener: c_int) {
     if page == libc::MAP_FAILED {
         return;
     }
-    // SAFETY: fcntl on plain integers; errors leave the flags as they were.
-    unsafe {
-        libc::fcntl(stop, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::fcntl(channel, libc::F_SETFD, libc::FD_CLOEXEC);
-    }
+    PORT.store(port, Ordering::Relaxed);
+    STOP_FD.store(stop, Ordering::Relaxed);
     HANDOVER_FD.store(channel, Ordering::Relaxed);
     STOP_PAGE.store(page.cast(), Ordering::Release);
+}
+
+/// This process took or listens on corefit's port: it is the server, so
+/// the handover descriptors are marked close-on-exec (the app's own
+/// children do not inherit them). With one socket for all workers,
+/// `listener` is remembered for [`shutdown_is_shared_listener`].
+pub fn serving(listener: c_int, shared_by_all: bool) {
+    if shared_by_all {
+        SHARED_LISTENER_INO.store(inode(listener), Ordering::Relaxed);
+    }
+    for fd in [
+        STOP_FD.load(Ordering::Relaxed),
+        HANDOVER_FD.load(Ordering::Relaxed),
+    ] {
+        if fd >= 0 {
+            // SAFETY: fcntl on plain integers; an error leaves the flags.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+}
+
+/// The port corefit hands over connections of (0: handover off).
+pub fn port() -> u16 {
+    PORT.load(Ordering::Relaxed)
+}
+
+/// The local port of socket `fd`, if it is an IPv4 or IPv6 one.
+pub fn local_port(fd: c_int) -> Option<u16> {
+    let mut addr: libc::sockaddr_storage = unsafe_zeroed();
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+    // SAFETY: getsockname writes at most `len` bytes into `addr`, ours.
+    if unsafe {
+        libc::getsockname(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    } != 0
+    {
+        return None;
+    }
+    let bytes = &addr as *const libc::sockaddr_storage as *const u8;
+    // SAFETY: sockaddr_storage is at least 4 bytes; the port of AF_INET
+    // and AF_INET6 addresses is bytes 2..4, network order.
+    let port = unsafe { u16::from_be_bytes([*bytes.add(2), *bytes.add(3)]) };
+    matches!(addr.ss_family as c_int, libc::AF_INET | libc::AF_INET6).then_some(port)
 }
 
 fn stopping() -> bool {
@@ -111,47 +154,25 @@ pub fn before_close(fd: c_int) {
 /// A TCP connection to corefit's port that is still open both ways on the
 /// app's side (ESTABLISHED, or CLOSE_WAIT: the client finished sending).
 fn is_open_connection(fd: c_int) -> bool {
-    let mut addr: libc::sockaddr_storage = unsafe_zeroed();
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+    if local_port(fd) != Some(port()) {
+        return false;
+    }
     let mut info = [0u8; 8];
     let mut info_len = info.len() as socklen_t;
-    // SAFETY: each call writes into a buffer we own, of the length given;
-    // all results are checked before use.
-    unsafe {
-        if libc::getsockname(
-            fd,
-            (&mut addr as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        ) != 0
-        {
-            return false;
-        }
-        // tcpi_state is the first byte of struct tcp_info.
-        if libc::getsockopt(
+    // SAFETY: getsockopt writes at most `info_len` bytes into `info`.
+    let rc = unsafe {
+        libc::getsockopt(
             fd,
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
             info.as_mut_ptr() as *mut c_void,
             &mut info_len,
-        ) != 0
-        {
-            return false;
-        }
-    }
-    let bytes = &addr as *const libc::sockaddr_storage as *const u8;
-    // SAFETY: sockaddr_storage is at least 4 bytes; the port of AF_INET
-    // and AF_INET6 addresses is bytes 2..4, network order.
-    let (family, port) = unsafe {
-        (
-            addr.ss_family as c_int,
-            u16::from_be_bytes([*bytes.add(2), *bytes.add(3)]),
         )
     };
+    // tcpi_state is the first byte of struct tcp_info.
     const TCP_ESTABLISHED: u8 = 1;
     const TCP_CLOSE_WAIT: u8 = 8;
-    matches!(family, libc::AF_INET | libc::AF_INET6)
-        && port == PORT.load(Ordering::Relaxed)
-        && matches!(info[0], TCP_ESTABLISHED | TCP_CLOSE_WAIT)
+    rc == 0 && matches!(info[0], TCP_ESTABLISHED | TCP_CLOSE_WAIT)
 }
 
 fn unsafe_zeroed<T>() -> T {
@@ -304,5 +325,6 @@ mod tests {
         // No init: no page, so closes are untouched.
         assert!(!stopping());
         assert!(!shutdown_is_shared_listener(0));
+        assert_eq!(port(), 0);
     }
 }

@@ -95,6 +95,49 @@ pub fn classify(addr: &[u8]) -> BindAddr {
 }
 
 type BindFn = unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int;
+type ListenFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+
+/// One socket for every worker (`--shared-sockets one`).
+fn shared_by_all() -> bool {
+    static ONE: OnceLock<bool> = OnceLock::new();
+    *ONE.get_or_init(|| std::env::var("COREFIT_INJECT_SHARED").as_deref() == Ok("one"))
+}
+
+/// Runs when the shim is loaded, before the program's `main`.
+extern "C" fn at_load() {
+    handover::init_from_env();
+}
+
+#[used]
+#[link_section = ".init_array"]
+static AT_LOAD: extern "C" fn() = at_load;
+
+/// The interposed `listen()`: a listen on corefit's port marks this
+/// process as the server (see `handover::serving`); libc's listen always.
+///
+/// # Safety
+/// Called by C code with listen(2)'s arguments.
+#[no_mangle]
+pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    static REAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let port = handover::port();
+    if port != 0 && handover::local_port(fd) == Some(port) {
+        handover::serving(fd, false);
+    }
+    let mut p = REAL.load(std::sync::atomic::Ordering::Relaxed);
+    if p == 0 {
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"listen".as_ptr()) } as usize;
+        REAL.store(p, std::sync::atomic::Ordering::Relaxed);
+    }
+    if p == 0 {
+        // SAFETY: __errno_location returns this thread's errno.
+        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        return -1;
+    }
+    // SAFETY: the pointer is libc's listen, whose signature is ListenFn.
+    unsafe { std::mem::transmute::<usize, ListenFn>(p)(fd, backlog) }
+}
 
 fn target() -> Option<Target> {
     static TARGET: OnceLock<Option<Target>> = OnceLock::new();
@@ -175,7 +218,7 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
                 && is_tcp(fd)
                 && adopt_shared(fd, t.fd)
             {
-                handover::init(t.port, fd);
+                handover::serving(fd, shared_by_all());
                 return 0;
             }
         }

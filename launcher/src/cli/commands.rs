@@ -80,8 +80,12 @@ pub struct ExecWorkerArgs {
     #[arg(long, value_name = "FD")]
     pub listen_fd: i32,
     /// `inject`: the preload shim to add to LD_PRELOAD (instead of LISTEN_*).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "preload")]
     pub inject_preload: Option<String>,
+    /// `shared`: the preload shim to add to LD_PRELOAD (with LISTEN_*), for
+    /// the handover of connections closed while stopping.
+    #[arg(long, value_name = "PATH")]
+    pub preload: Option<String>,
     #[arg(last = true, required = true, value_name = "CMD")]
     pub cmd: Vec<String>,
 }

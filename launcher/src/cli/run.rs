@@ -103,6 +103,7 @@ impl RunArgs {
             log_prefix: LOG_PREFIX.get(self, env)?,
             log_format: LOG_FORMAT.get(self, env)?,
             shared_sockets: SHARED_SOCKETS.get(self, env)?,
+            handover: HANDOVER.get(self, env)?,
             reload_parallelism: RELOAD_PARALLELISM.get(self, env)?,
             liveness: self.liveness(env)?,
             resize_interval: RESIZE_INTERVAL.get(self, env)?,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::spec::{settings, Decl, Setting, Spec};
 use crate::plan::size::parse_size;
-use crate::supervise::config::{ConfigError, MemoryCeiling};
+use crate::supervise::config::{ConfigError, Handover, MemoryCeiling};
 use crate::supervise::proxy::{Affinity, ForwardedHeaders, MaxConnections, ProxyProtocol};
 use crate::supervise::sockets::SharedSockets;
 use crate::supervise::{LogFormat, ReadyCheck, RestartPolicy, SocketStrategy};
@@ -24,6 +24,14 @@ settings! {
     SHARED_SOCKETS: SharedSockets {
         flag: "--shared-sockets", env: ["COREFIT_SHARED_SOCKETS"], value: "HOW",
         default: "per-worker",
+        parse: |s| s.choice(),
+    }
+    /// With --socket shared or inject: auto (the preload shim hands corefit
+    /// the connections a stopping worker closes between requests, and
+    /// corefit relays their next request to a live worker; shared: when the
+    /// program is dynamically linked) or off
+    HANDOVER: Handover {
+        flag: "--handover", env: ["COREFIT_HANDOVER"], value: "HOW", default: "auto",
         parse: |s| s.choice(),
     }
     /// The public port (proxy and shared bind it; workers get PORT per strategy)
@@ -42,17 +50,19 @@ settings! {
         default: "25s",
         parse: |s| s.duration(),
     }
-    /// Unstable restarts in a row after which corefit gives up and exits non-zero
+    /// Crashes in a row (each before readiness, or within 10 x --min-uptime
+    /// of it) after which corefit gives up and exits non-zero
     RESPAWN_LIMIT: u32 {
         flag: "--respawn-limit", env: ["COREFIT_RESPAWN_LIMIT"], value: "N", default: "15",
         parse: |s| s.parsed("a whole number"),
     }
-    /// A worker up this long (and ready) counts as stable: its backoff resets
+    /// A worker ready and up this long restarts at once on its first crash;
+    /// up 10 times this long, its earlier crashes are forgiven
     MIN_UPTIME: Duration {
         flag: "--min-uptime", env: ["COREFIT_MIN_UPTIME"], value: "DURATION", default: "1s",
         parse: |s| s.duration(),
     }
-    /// First restart delay after an unstable exit, doubling each time
+    /// First delay of a crash loop, doubling each time
     BACKOFF: Duration {
         flag: "--backoff", env: ["COREFIT_BACKOFF"], value: "DURATION", default: "100ms",
         parse: |s| s.duration(),

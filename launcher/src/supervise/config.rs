@@ -64,6 +64,17 @@ pub enum RestartPolicy {
     Never,
 }
 
+/// Whether connections a stopping worker closes between requests are
+/// handed to corefit (`shared`, `inject`; `net/handover.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Handover {
+    /// `inject` always; `shared` when the program can load the shim
+    /// (dynamically linked, not setuid, not Go).
+    Auto,
+    /// Never: the app's closes reach the kernel as they are.
+    Off,
+}
+
 /// How corefit learns that a worker is ready for traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReadyCheck {
@@ -112,6 +123,8 @@ pub struct RunConfig {
     pub log_format: LogFormat,
     /// `shared`: one socket, or one SO_REUSEPORT socket per worker.
     pub shared_sockets: super::sockets::SharedSockets,
+    /// `shared`, `inject`: hand over what a stopping worker closes.
+    pub handover: Handover,
     /// Workers replaced at once during a rolling reload.
     pub reload_parallelism: u32,
     /// The control socket's path.

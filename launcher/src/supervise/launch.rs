@@ -148,14 +148,24 @@ impl LaunchPlan {
     }
 }
 
+/// The preload shim a worker gets, and what for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shim<'a> {
+    /// `inject`: its `bind()` takes the socket (no `LISTEN_*`).
+    Inject(&'a str),
+    /// `shared`: only the handover of connections closed while stopping
+    /// (the socket comes as fd 3 with `LISTEN_*`).
+    Handover(&'a str),
+}
+
 /// The program and arguments that run `program args`: directly, or, with
 /// a shared socket `listen_fd`, through `corefit __exec-worker` (`me`),
-/// which puts it on fd 3 first (and, for `inject`, preloads `shim`).
+/// which puts it on fd 3 first (and preloads `shim`).
 pub fn argv(
     program: &Path,
     args: &[String],
     listen_fd: Option<RawFd>,
-    shim: Option<&str>,
+    shim: Option<Shim<'_>>,
     me: &Path,
 ) -> (PathBuf, Vec<OsString>) {
     let Some(fd) = listen_fd else {
@@ -169,9 +179,10 @@ pub fn argv(
         "--listen-fd".into(),
         fd.to_string().into(),
     ];
-    if let Some(shim) = shim {
-        out.push("--inject-preload".into());
-        out.push(shim.into());
+    match shim {
+        Some(Shim::Inject(path)) => out.extend(["--inject-preload".into(), path.into()]),
+        Some(Shim::Handover(path)) => out.extend(["--preload".into(), path.into()]),
+        None => {}
     }
     out.push("--".into());
     out.push(program.into());
@@ -359,7 +370,7 @@ mod tests {
             Path::new("/usr/bin/node"),
             &args,
             Some(5),
-            Some("/proc/self/fd/9"),
+            Some(Shim::Inject("/proc/self/fd/9")),
             Path::new("/corefit"),
         );
         assert_eq!(p, Path::new("/corefit"));
@@ -376,6 +387,17 @@ mod tests {
                 "/usr/bin/node",
                 "server.js"
             ]
+        );
+        let (_, a) = argv(
+            Path::new("/usr/bin/node"),
+            &args,
+            Some(5),
+            Some(Shim::Handover("/proc/self/fd/9")),
+            Path::new("/corefit"),
+        );
+        assert_eq!(
+            a[3..5],
+            [OsString::from("--preload"), "/proc/self/fd/9".into()]
         );
     }
 }

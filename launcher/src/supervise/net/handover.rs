@@ -1,6 +1,7 @@
-//! `inject`: connections a stopping worker closes with a request unread are
-//! handed to corefit, which relays them to a live worker instead of letting
-//! the kernel reset them.
+//! `inject` and `shared` (for a dynamically linked app): connections a
+//! stopping worker closes between requests are handed to corefit, which
+//! relays the client's next request to a live worker instead of letting
+//! the kernel reset it.
 //!
 //! ```text
 //!   client ── keep-alive ──> old worker (told to stop: its stop flag is 1)
@@ -43,6 +44,7 @@ use crate::supervise::report::logs::Logger;
 /// The variables the shim reads.
 pub const ENV_HANDOVER_FD: &str = "COREFIT_HANDOVER_FD";
 pub const ENV_STOP_FD: &str = "COREFIT_STOP_FD";
+pub const ENV_HANDOVER_PORT: &str = "COREFIT_HANDOVER_PORT";
 
 /// Size of the stop flag's memfd (one page; only byte 0 is used).
 const FLAG_BYTES: i64 = 4096;
@@ -70,9 +72,10 @@ impl Handover {
         })
     }
 
-    /// The worker's environment additions.
-    pub fn env(&self) -> [(String, String); 2] {
+    /// The worker's environment additions, for connections on `port`.
+    pub fn env(&self, port: u16) -> [(String, String); 3] {
         [
+            (ENV_HANDOVER_PORT.to_owned(), port.to_string()),
             (
                 ENV_HANDOVER_FD.to_owned(),
                 self.child.as_raw_fd().to_string(),

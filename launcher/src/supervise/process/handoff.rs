@@ -26,8 +26,15 @@ pub const FD_NAME: &str = "corefit";
 /// With `inject_preload` (the `inject` strategy) the app gets the preload
 /// shim appended to `LD_PRELOAD` and `COREFIT_INJECT_FD=3` instead of the
 /// socket-activation variables (its own `bind()` picks the socket up; the
-/// port comes in `COREFIT_INJECT_PORT` from the spawning corefit).
-pub fn exec_with_socket(inherited: RawFd, inject_preload: Option<&str>, command: &[String]) -> u8 {
+/// port comes in `COREFIT_INJECT_PORT` from the spawning corefit). With
+/// `handover_preload` (`shared`, a dynamically linked app) the shim only
+/// hands corefit what the app closes while stopping; LISTEN_* are set.
+pub fn exec_with_socket(
+    inherited: RawFd,
+    inject_preload: Option<&str>,
+    handover_preload: Option<&str>,
+    command: &[String],
+) -> u8 {
     let Some((program, args)) = command.split_first() else {
         eprintln!("corefit: __exec-worker: no command given");
         return exit::FAILURE;
@@ -51,6 +58,13 @@ pub fn exec_with_socket(inherited: RawFd, inject_preload: Option<&str>, command:
             cmd.env("LISTEN_FDS", "1")
                 .env("LISTEN_PID", getpid().to_string())
                 .env("LISTEN_FDNAMES", FD_NAME);
+            if let Some(shim) = handover_preload {
+                let existing = std::env::var("LD_PRELOAD").ok();
+                cmd.env(
+                    "LD_PRELOAD",
+                    crate::inject::ld_preload(existing.as_deref(), shim),
+                );
+            }
         }
     }
     let err = cmd.exec();

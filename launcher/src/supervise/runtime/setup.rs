@@ -71,7 +71,7 @@ impl<'a> Run<'a> {
         let program = check_command(cfg)?;
         let settings =
             Settings::resolve(cfg, plan, may_grow).map_err(|e| (e.to_string(), e.exit_code()))?;
-        let preload = preload_shim(cfg, &settings)?;
+        let (preload, listen_first) = preload_shim(cfg, &settings, logger)?;
         reap_orphans(logger);
         let protection = protect_from_oom(settings.restart, logger);
         let signals = signals::listen().map_err(|e| {
@@ -80,7 +80,7 @@ impl<'a> Run<'a> {
                 exit::FAILURE,
             )
         })?;
-        let public = open_public(cfg, &settings, logger)?;
+        let public = open_public(cfg, &settings, listen_first, logger)?;
         let notify_dir = notify_dir(&settings)?;
         for w in &settings.warnings {
             logger.warn(w);
@@ -138,20 +138,45 @@ fn check_command(cfg: &RunConfig) -> Result<PathBuf, Failed> {
     .map_err(|e| (e.to_string(), e.exit_code()))
 }
 
-/// `inject`: the command must be dynamically linked; the shim goes into
-/// a sealed memfd.
+/// The preload shim, in a sealed memfd, and whether the workers' own
+/// sockets must be listening before the spawn.
+///
+/// `inject`: the command must be able to load it (refused otherwise).
+/// `shared` (with `--handover auto`): loaded when the command can, only
+/// for the handover of what a stopping worker closes; a Go program gets
+/// listening sockets (Go's `net.FileListener` never calls `listen()`).
 fn preload_shim(
     cfg: &RunConfig,
     settings: &Settings,
-) -> Result<Option<std::os::fd::OwnedFd>, Failed> {
-    if settings.strategy != SocketStrategy::Inject {
-        return Ok(None);
-    }
+    logger: Logger,
+) -> Result<(Option<std::os::fd::OwnedFd>, bool), Failed> {
     let command = cfg.command.first().map(String::as_str).unwrap_or("");
-    crate::inject::check_command(command, std::env::var("PATH").ok().as_deref())
-        .map_err(|e| (e.to_string(), exit::USAGE))?;
-    let shim = crate::inject::preload_memfd().map_err(|e| (e.to_string(), exit::FAILURE))?;
-    Ok(Some(shim))
+    let path = std::env::var("PATH").ok();
+    let memfd = || crate::inject::preload_memfd().map_err(|e| (e.to_string(), exit::FAILURE));
+    match settings.strategy {
+        SocketStrategy::Inject => {
+            crate::inject::check_command(command, path.as_deref())
+                .map_err(|e| (e.to_string(), exit::USAGE))?;
+            Ok((Some(memfd()?), false))
+        }
+        SocketStrategy::Shared => {
+            let go =
+                crate::probe::executable::inspect(command, path.as_deref()).is_ok_and(|exe| exe.go);
+            if cfg.handover == crate::supervise::config::Handover::Off {
+                return Ok((None, go));
+            }
+            match crate::inject::check_command(command, path.as_deref()) {
+                Ok(_) => Ok((Some(memfd()?), go)),
+                Err(why) => {
+                    logger.info(&format!(
+                        "shared: no handover of the connections a stopping worker closes between requests (their next request fails during a reload): {why}"
+                    ));
+                    Ok((None, go))
+                }
+            }
+        }
+        _ => Ok((None, false)),
+    }
 }
 
 fn reap_orphans(logger: Logger) {
@@ -179,7 +204,12 @@ fn protect_from_oom(restart: bool, logger: Logger) -> oom::Protection {
 
 /// `proxy`: listen and serve; `shared`, `inject`: bind the socket(s)
 /// workers inherit; otherwise nothing.
-fn open_public(cfg: &RunConfig, settings: &Settings, logger: Logger) -> Result<Public, Failed> {
+fn open_public(
+    cfg: &RunConfig,
+    settings: &Settings,
+    listen_first: bool,
+    logger: Logger,
+) -> Result<Public, Failed> {
     let workers = settings.workers as usize;
     let mut public = Public::default();
     match settings.strategy {
@@ -210,7 +240,7 @@ fn open_public(cfg: &RunConfig, settings: &Settings, logger: Logger) -> Result<P
                 }
             }
             public.shared = Some(
-                SharedSocket::bind(settings.public, cfg.shared_sockets, false)
+                SharedSocket::bind(settings.public, cfg.shared_sockets, listen_first)
                     .map_err(|e| (e.to_string(), exit::FAILURE))?,
             );
         }

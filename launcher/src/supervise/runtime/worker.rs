@@ -8,15 +8,15 @@ use std::path::Path;
 
 use super::{Run, WorkerIo};
 use crate::exit;
-use crate::supervise::config::{ReadyCheck, SocketStrategy};
+use crate::supervise::config::{Handover as HandoverSetting, ReadyCheck, SocketStrategy};
 use crate::supervise::ipc::Hub;
-use crate::supervise::launch::{argv, launch_plan, LaunchInput, ReadyWatch};
+use crate::supervise::launch::{argv, launch_plan, LaunchInput, ReadyWatch, Shim};
 use crate::supervise::machine::{Event, WorkerId};
 use crate::supervise::net::handover::Handover;
 use crate::supervise::net::readiness::{probe_listening, probe_port, IpcChannel, NotifySocket};
 use crate::supervise::net::sockets::{free_loopback_port, with_inheritable, WorkerSocket};
 use crate::supervise::process::oom;
-use crate::supervise::process::spawn::{spawn, SpawnError, SpawnSpec};
+use crate::supervise::process::spawn::{spawn, SpawnSpec};
 use crate::supervise::report::logs::{prefix, pump_lines, Stream};
 
 impl Run<'_> {
@@ -81,12 +81,12 @@ impl Run<'_> {
         } else {
             None
         };
-        // `inject`: connections the worker closes unread while stopping
-        // come back to corefit.
-        let handover = if self.settings.strategy == SocketStrategy::Inject {
+        // With the shim (`inject`, and `shared` for a dynamically linked
+        // app): connections the worker closes while stopping come back.
+        let handover = if self.preload.is_some() && self.cfg.handover == HandoverSetting::Auto {
             match Handover::new() {
                 Ok(h) => {
-                    launch.env.extend(h.env());
+                    launch.env.extend(h.env(launch.port));
                     Some(h)
                 }
                 Err(e) => {
@@ -107,23 +107,23 @@ impl Run<'_> {
             _ => None,
         };
         let shared_fd = worker_socket.as_ref().map(WorkerSocket::raw_fd);
-        // Through `corefit __exec-worker` when a socket goes on fd 3.
-        let me = match shared_fd.map(|_| std::env::current_exe()).transpose() {
-            Ok(me) => me.unwrap_or_default(),
-            Err(source) => {
-                let e = SpawnError {
-                    program: self.program.clone(),
-                    source,
-                };
-                return failed(e.to_string(), e.exit_code());
-            }
-        };
-        let shim = self.preload.as_ref().map(crate::inject::preload_path);
+        // Through `corefit __exec-worker` when a socket goes on fd 3. By
+        // /proc/self/exe, which is corefit's own image even after its file
+        // was replaced (an upgrade in place, a rebuild): its path would
+        // then name the new file, or nothing.
+        let me = std::path::PathBuf::from("/proc/self/exe");
+        let shim_path = self.preload.as_ref().map(crate::inject::preload_path);
+        let shim = shim_path
+            .as_deref()
+            .map(|path| match self.settings.strategy {
+                SocketStrategy::Inject => Shim::Inject(path),
+                _ => Shim::Handover(path),
+            });
         let (command, args) = argv(
             &self.program,
             self.cfg.command.get(1..).unwrap_or(&[]),
             shared_fd,
-            shim.as_deref(),
+            shim,
             &me,
         );
         let spec = SpawnSpec {
