@@ -6,20 +6,27 @@
 //! corefit_test_support::reload; each run prints its figures (requests,
 //! failures by kind, longest request).
 //!
-//! `proxy` fails no request. `shared` and `inject` let the app talk to the
-//! clients: a framework that closes a busy keep-alive connection on SIGTERM
-//! loses the request that sits unread on it; their bounds are today's
-//! measured figures with headroom, until corefit's sockets follow the
-//! worker lifecycle. Go is run in `proxy` only: it binds with raw system
-//! calls (no `inject`) and does not take fd 3 (no `shared`).
+//! Each test runs in a network namespace of its own with
+//! `net.ipv4.tcp_migrate_req=1` (the host's setting is never touched), as
+//! corefit's start line advises for `shared` and `inject`.
+//!
+//! No request fails, in any strategy, with any framework: `proxy` resends
+//! or keeps what a stopping worker drops; in `shared` and `inject` each
+//! worker's socket joins the port when the app listens and leaves it when
+//! the app closes it (queued connections migrate), and corefit's preloaded
+//! shim hands corefit the keep-alive connections a stopping app closes
+//! between requests. Go cannot load the shim (it makes its system calls
+//! itself): it runs in `proxy` and `shared` (fd 3 through
+//! `net.FileListener`), and in `shared` it loses the idle keep-alive
+//! connections its `Shutdown` closes: [`GO_SHARED_BOUND`].
 //!
 //! How each app runs:
 //!
 //! | app | proxy, inject | shared |
 //! |---|---|---|
 //! | Express, Fastify | `node APP` (`listen(PORT)`) | the same (`listen({fd: 3})` when `LISTEN_FDS` is set) |
-//! | FastAPI | `sh -c 'exec uvicorn ... --port "$PORT"'` | `uvicorn ... --fd 3` (taken for `AF_UNIX`: no `TCP_NODELAY`, ~40 ms a response) |
-//! | Go | `hello-dynamic` (PORT), proxy only | - |
+//! | FastAPI | `sh -c 'exec uvicorn ... --port "$PORT"'` | `uvicorn ... --fd 3` (taken for `AF_UNIX`; corefit's socket carries `TCP_NODELAY`) |
+//! | Go | `hello-dynamic` (PORT), proxy only | `hello-static` (fd 3 when `LISTEN_FDS` is set) |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -27,15 +34,16 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use corefit_test_support::load::pid_of;
+use corefit_test_support::netns::private_network;
 use corefit_test_support::prelude::*;
 use corefit_test_support::reload::{Reload, ReloadReport};
 
-/// Failed requests a reload may cost in `shared` and `inject` today (8
-/// keep-alive connections, 2 workers stopped one after the other): one per
-/// busy connection of each old worker, plus a few new connections reset.
-/// Measured 9-16 per run (Express, Fastify, FastAPI, slow_app.js).
-// LEAD: tighten after socket lifecycle lands
-const TODAY_BOUND: u64 = 24;
+/// Failed requests a Go app's reload may cost in `shared`: one per
+/// keep-alive connection its `http.Server.Shutdown` closes while the
+/// client's next request is on its way (8 connections, 2 workers stopped
+/// one after the other; the shim that hands them over cannot load into
+/// Go). Apps that must lose none run under `proxy`.
+const GO_SHARED_BOUND: u64 = 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum App {
@@ -99,6 +107,10 @@ fn command(app_kind: App, strategy: &str) -> Option<Worker> {
             vec![format!("{}/hello-dynamic", setup("setup-go-apps.sh"))],
             Vec::new(),
         ),
+        App::Go if strategy == "shared" => (
+            vec![format!("{}/hello-static", setup("setup-go-apps.sh"))],
+            Vec::new(),
+        ),
         App::Go => return None,
     })
 }
@@ -160,11 +172,13 @@ fn answering(port: u16, n: usize, limit: Duration) -> BTreeSet<i32> {
     seen
 }
 
-/// One reload: none fails in proxy; shared and inject stay within
-/// [`TODAY_BOUND`].
+/// One reload: none fails (Go in `shared`: at most [`GO_SHARED_BOUND`]).
 fn check(app_kind: App, strategy: &str) -> ReloadReport {
     let r = reload(app_kind, strategy);
-    let bound = if strategy == "proxy" { 0 } else { TODAY_BOUND };
+    let bound = match (app_kind, strategy) {
+        (App::Go, "shared") => GO_SHARED_BOUND,
+        _ => 0,
+    };
     assert!(
         r.failed <= bound,
         "{app_kind:?} {strategy}: {} failed, at most {bound}: {}",
@@ -174,8 +188,10 @@ fn check(app_kind: App, strategy: &str) -> ReloadReport {
     r
 }
 
-/// Each strategy the app runs in, one after the other.
+/// Each strategy the app runs in, one after the other, in a network
+/// namespace of the test's own with `tcp_migrate_req=1`.
 fn frameworks(app_kind: App) {
+    private_network(true);
     for strategy in ["proxy", "shared", "inject"] {
         if command(app_kind, strategy).is_some() {
             check(app_kind, strategy);
@@ -199,32 +215,20 @@ fn fastapi_reloads() {
 }
 
 #[test]
-fn go_reloads_in_proxy() {
+fn go_reloads() {
     frameworks(App::Go);
 }
 
-/// An app that boots for 3 s before listening: the longest request during
-/// the reload, printed (a timing: measured, not asserted here; the
+/// An app that boots for 3 s before listening, in `proxy` (in `shared`
+/// and `inject`: launcher/tests/socket_lifecycle.rs): the longest request
+/// during the reload, printed (a timing: measured, not asserted here; the
 /// benchmark bench/launcher/reload.sh compares it).
-fn slow_start(strategy: &str) {
-    let r = check(App::Slow, strategy);
-    println!(
-        "slow start {strategy}: longest request {} ms",
-        r.longest_request.as_millis()
-    );
-}
-
 #[test]
 fn slow_start_reloads_in_proxy() {
-    slow_start("proxy");
-}
-
-#[test]
-fn slow_start_reloads_in_shared() {
-    slow_start("shared");
-}
-
-#[test]
-fn slow_start_reloads_in_inject() {
-    slow_start("inject");
+    private_network(true);
+    let r = check(App::Slow, "proxy");
+    println!(
+        "slow start proxy: longest request {} ms",
+        r.longest_request.as_millis()
+    );
 }

@@ -15,6 +15,7 @@
 //! - one worker's `shutdown()` of the listener all workers share (WEBrick
 //!   does it when it stops) does not stop the others.
 
+use corefit_test_support::netns::private_network;
 use corefit_test_support::prelude::*;
 use corefit_test_support::reload::{Reload, ReloadReport};
 use std::time::Duration;
@@ -27,32 +28,6 @@ const RELOAD: Duration = Duration::from_secs(60);
 /// The slow start the apps model (a database connection, a framework's
 /// boot): long against the gaps corefit used to leave, short for CI.
 const BOOT_MS: &str = "1500";
-
-/// Moves this test's thread (and every process and thread it starts
-/// afterwards) into a new network namespace with loopback up and
-/// `tcp_migrate_req` as asked; the host's own setting is never touched.
-/// Needs root (the test command runs as root).
-fn private_network(migrate_req: bool) {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .expect("unshare(CLONE_NEWNET): the test needs root");
-    let up = std::process::Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .expect("ip (iproute2) runs");
-    assert!(up.success(), "ip link set lo up");
-    // sysctl runs in the new namespace (a child inherits this thread's).
-    let set = std::process::Command::new("sysctl")
-        .args([
-            "-qw",
-            &format!("net.ipv4.tcp_migrate_req={}", u8::from(migrate_req)),
-        ])
-        .status()
-        .expect("sysctl (procps) runs");
-    assert!(
-        set.success(),
-        "tcp_migrate_req is writable in the new namespace"
-    );
-}
 
 fn slow_cluster(socket: &str, handover: &str) -> Cluster {
     Cluster::start(

@@ -42,6 +42,8 @@ pub mod cgroup;
 #[cfg(feature = "launcher")]
 pub mod corefit;
 #[cfg(feature = "launcher")]
+pub mod netns;
+#[cfg(feature = "launcher")]
 pub mod process;
 
 #[cfg(feature = "operator")]
