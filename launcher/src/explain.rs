@@ -180,6 +180,9 @@ impl Report {
                 };
                 let mark = if s.strategy == c.chosen { "*" } else { " " };
                 let _ = writeln!(out, " {mark} {:<10} {verdict}: {}", s.strategy, s.note);
+                if !s.reloads.is_empty() && s.support != Support::No {
+                    let _ = writeln!(out, "   {:<10} reloads: {}", "", s.reloads);
+                }
             }
             let _ = writeln!(
                 out,

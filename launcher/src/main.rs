@@ -114,6 +114,7 @@ fn run_plan(cmd: &PlanCommand) -> ExitCode {
                     &cmd.command,
                     std::env::var("PATH").ok().as_deref(),
                     &chosen,
+                    corefit::supervise::sockets::migrate_req(std::path::Path::new("/")),
                 ));
             }
             if cmd.json {

@@ -26,6 +26,9 @@ pub struct StrategySupport {
     pub strategy: &'static str,
     pub support: Support,
     pub note: String,
+    /// What a rolling reload costs the clients, and what would make it
+    /// cost nothing (empty for `none`, where something else balances).
+    pub reloads: String,
 }
 
 /// What `corefit plan -- CMD` reports about the command.
@@ -41,8 +44,35 @@ pub struct CommandReport {
     pub chosen: String,
 }
 
-/// Inspects `command` and lists every strategy.
-pub fn report(command: &[String], path_var: Option<&str>, chosen: &str) -> CommandReport {
+/// What a reload costs in `shared`/`inject`, given whether the shim can
+/// load into the program and whether `net.ipv4.tcp_migrate_req` is on in
+/// this network namespace (`None`: unknown).
+pub fn reload_cost(shim_loads: bool, migrate_req: Option<bool>) -> String {
+    let closes = if shim_loads {
+        "connections a stopping worker closes between requests are handed to corefit, which relays their next request to a live worker"
+    } else {
+        "the idle keep-alive connections a stopping worker closes fail their next request (the shim cannot load into this program; answer with `connection: close` for a moment before closing them, or use proxy)"
+    };
+    let queued = match migrate_req {
+        Some(true) => "connections queued on its closing listener move to another worker (net.ipv4.tcp_migrate_req=1 here)".to_owned(),
+        _ => "connections queued on its closing listener are reset: set net.ipv4.tcp_migrate_req=1 in the container's network namespace".to_owned(),
+    };
+    let verdict = if shim_loads && migrate_req == Some(true) {
+        "no request fails"
+    } else {
+        "a few requests may fail"
+    };
+    format!("{verdict}: {closes}; {queued}")
+}
+
+/// Inspects `command` and lists every strategy; `migrate_req` is this
+/// network namespace's `net.ipv4.tcp_migrate_req`, read by the caller.
+pub fn report(
+    command: &[String],
+    path_var: Option<&str>,
+    chosen: &str,
+    migrate_req: Option<bool>,
+) -> CommandReport {
     let program_name = command.first().map(String::as_str).unwrap_or("");
     let inspected = inspect(program_name, path_var).map_err(InjectError::from);
     let (program, linkage) = match &inspected {
@@ -55,16 +85,22 @@ pub fn report(command: &[String], path_var: Option<&str>, chosen: &str) -> Comma
         ),
         Err(_) => (None, None),
     };
+    let shim_loads = inspected
+        .as_ref()
+        .is_ok_and(|exe| check_executable(exe).is_ok());
+    let reloads = reload_cost(shim_loads, migrate_req);
     let inject = match inspected.and_then(|exe| check_executable(&exe).map(|()| exe)) {
         Ok(exe) => StrategySupport {
             strategy: "inject",
             support: Support::Yes,
             note: inject_note(&exe),
+            reloads: reloads.clone(),
         },
         Err(e) => StrategySupport {
             strategy: "inject",
             support: Support::No,
             note: e.to_string(),
+            reloads: String::new(),
         },
     };
     let strategies = vec![
@@ -72,22 +108,33 @@ pub fn report(command: &[String], path_var: Option<&str>, chosen: &str) -> Comma
             strategy: "proxy",
             support: Support::Yes,
             note: "works with every app: corefit balances connections to workers on private ports".to_owned(),
+            reloads: "no request fails: corefit resends what a stopping worker drops unanswered and keeps the client's connection".to_owned(),
         },
         StrategySupport {
             strategy: "shared",
             support: Support::IfTheAppSupportsIt,
-            note: "the app must serve an inherited socket on fd 3 (LISTEN_FDS): gunicorn, uvicorn --fd 3, Node listen({fd: 3}), Rust listenfd".to_owned(),
+            note: "the app must serve an inherited socket on fd 3 (LISTEN_FDS): gunicorn, uvicorn --fd 3, Node listen({fd: 3}), Go net.FileListener, Rust listenfd".to_owned(),
+            reloads: reloads.clone(),
         },
         StrategySupport {
             strategy: "reuseport",
             support: Support::IfTheAppSupportsIt,
             note: "the app must bind PORT with SO_REUSEPORT itself".to_owned(),
+            reloads: format!(
+                "a few requests may fail: give --ready notify or ipc (else replacements count as ready at start); {}",
+                if migrate_req == Some(true) {
+                    "queued connections move on (net.ipv4.tcp_migrate_req=1 here)"
+                } else {
+                    "connections queued on a closing listener are reset unless net.ipv4.tcp_migrate_req=1"
+                }
+            ),
         },
         inject,
         StrategySupport {
             strategy: "none",
             support: Support::Yes,
             note: "each worker gets its own PORT (base + worker id); something in front must balance".to_owned(),
+            reloads: String::new(),
         },
     ];
     CommandReport {
@@ -137,16 +184,22 @@ mod tests {
             &["node".into(), "server.js".into()],
             Some("/usr/bin:/bin"),
             "proxy",
+            None,
         );
         assert_eq!(r.linkage, Some("dynamic"));
         assert_eq!(support(&r, "inject"), Support::Yes);
         assert_eq!(support(&r, "proxy"), Support::Yes);
         assert_eq!(support(&r, "shared"), Support::IfTheAppSupportsIt);
-        let r = report(&["/bin/busybox".into()], None, "inject");
+        let r = report(&["/bin/busybox".into()], None, "inject", None);
         assert_eq!(r.linkage, Some("static"));
         assert_eq!(support(&r, "inject"), Support::No);
         assert_eq!(r.chosen, "inject");
-        let r = report(&["no-such-prog-xyz".into()], Some("/usr/bin"), "proxy");
+        let r = report(
+            &["no-such-prog-xyz".into()],
+            Some("/usr/bin"),
+            "proxy",
+            None,
+        );
         assert_eq!((r.program, r.linkage), (None, None));
         assert!(r.strategies[3].note.contains("not found"));
     }
@@ -155,7 +208,7 @@ mod tests {
     fn go_programs_are_refused_for_inject_and_shells_carry_the_exec_caveat() {
         for (name, linkage) in [("hello-dynamic", "dynamic"), ("hello-static", "static")] {
             let path = crate::probe::executable::go_app(name);
-            let r = report(&[path.display().to_string()], None, "inject");
+            let r = report(&[path.display().to_string()], None, "inject", Some(true));
             assert_eq!(r.linkage, Some(linkage), "{name}");
             assert_eq!(support(&r, "inject"), Support::No, "{name}");
             let note = &r
@@ -173,6 +226,7 @@ mod tests {
             &["sh".into(), "-c".into(), "exec ./app".into()],
             None,
             "inject",
+            None,
         );
         assert_eq!(support(&r, "inject"), Support::Yes);
         let note = &r
@@ -182,7 +236,12 @@ mod tests {
             .unwrap()
             .note;
         assert!(note.contains("stopped at its exec"), "{note}");
-        let r = report(&["node".into()], Some("/usr/bin:/bin"), "inject");
+        let r = report(
+            &["node".into()],
+            Some("/usr/bin:/bin"),
+            "inject",
+            Some(true),
+        );
         let note = &r
             .strategies
             .iter()
@@ -190,5 +249,36 @@ mod tests {
             .unwrap()
             .note;
         assert!(!note.contains("stopped at its exec"), "{note}");
+    }
+
+    fn reloads(r: &CommandReport, s: &str) -> String {
+        r.strategies
+            .iter()
+            .find(|x| x.strategy == s)
+            .unwrap()
+            .reloads
+            .clone()
+    }
+
+    #[test]
+    fn plan_says_what_a_reload_costs_and_what_would_make_it_free() {
+        let node = |m| report(&["node".into()], Some("/usr/bin:/bin"), "shared", m);
+        let r = node(Some(true));
+        assert!(reloads(&r, "shared").starts_with("no request fails"));
+        assert!(reloads(&r, "inject").starts_with("no request fails"));
+        assert!(reloads(&r, "proxy").starts_with("no request fails"));
+        let r = node(Some(false));
+        let shared = reloads(&r, "shared");
+        assert!(shared.starts_with("a few requests may fail"), "{shared}");
+        assert!(shared.contains("tcp_migrate_req=1"), "{shared}");
+        assert!(reloads(&r, "reuseport").contains("--ready notify"));
+        // Go: no shim, so shared cannot hand over what it closes.
+        let go = crate::probe::executable::go_app("hello-static");
+        let r = report(&[go.display().to_string()], None, "shared", Some(true));
+        let shared = reloads(&r, "shared");
+        assert!(
+            shared.starts_with("a few requests may fail") && shared.contains("connection: close"),
+            "{shared}"
+        );
     }
 }
