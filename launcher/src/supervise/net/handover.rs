@@ -159,10 +159,11 @@ fn as_connection(fd: OwnedFd) -> Option<std::net::TcpStream> {
 }
 
 /// How long a handed-over connection with nothing unread is held for the
-/// client's next request before corefit closes it. It bounds the delay a
-/// client reading a response to the connection's end sees during a
+/// client's next request before corefit closes it. Long enough for a
+/// client busy elsewhere (a loaded machine) to send it; it bounds the delay
+/// a client reading a response to the connection's end sees during a
 /// reload (the shim cannot tell such a response from a keep-alive one).
-const HOLD: Duration = Duration::from_millis(100);
+const HOLD: Duration = Duration::from_millis(500);
 
 /// Relays `conn` to a live worker through the public port until either
 /// side closes, if the client sends something within [`HOLD`]. The
