@@ -8,9 +8,6 @@
 
 use corefit_test_support::prelude::*;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 const STARTUP: Duration = Duration::from_secs(15);
@@ -19,17 +16,7 @@ const GO_APPS: [&str; 2] = ["hello-dynamic", "hello-static"];
 
 /// A Go app's path (the build script is idempotent and quick when warm).
 fn go_app(name: &str) -> String {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let script = app("setup-go-apps.sh");
-        let out = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("{script}: {e}"));
-        assert!(out.status.success(), "{script} failed: {:?}", out.status);
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    });
-    dir.join(name).display().to_string()
+    format!("{}/{name}", setup_script("setup-go-apps.sh"))
 }
 
 /// The message both `plan` and start give for a Go program.

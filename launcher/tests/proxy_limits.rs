@@ -144,20 +144,7 @@ fn python_app(name: &str) -> Vec<String> {
 /// The venv with gunicorn (created once by tests/apps/setup-python-apps.sh,
 /// which scripts/setup.sh runs; fast when warm).
 fn gunicorn() -> String {
-    static VENV: OnceLock<String> = OnceLock::new();
-    let venv = VENV.get_or_init(|| {
-        let script = app("setup-python-apps.sh");
-        let out = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("{script}: {e}"));
-        assert!(out.status.success(), "{script} failed: {:?}", out.status);
-        String::from_utf8(out.stdout)
-            .expect("venv path")
-            .trim()
-            .to_owned()
-    });
-    format!("{venv}/bin/gunicorn")
+    format!("{}/bin/gunicorn", setup_script("setup-python-apps.sh"))
 }
 
 /// A process the test started itself (not under corefit), killed by pid.

@@ -28,9 +28,7 @@
 //! | FastAPI | `sh -c 'exec uvicorn ... --port "$PORT"'` | `uvicorn ... --fd 3` (taken for `AF_UNIX`; corefit's socket carries `TCP_NODELAY`) |
 //! | Go | `hello-dynamic` (PORT), proxy only | `hello-static` (fd 3 when `LISTEN_FDS` is set) |
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use corefit_test_support::load::pid_of;
@@ -55,30 +53,6 @@ enum App {
     Slow,
 }
 
-/// What a set-up script under tests/apps printed (a path), run once per
-/// test binary (the scripts are idempotent, fast when warm).
-fn setup(script: &'static str) -> String {
-    static DONE: OnceLock<Mutex<BTreeMap<&'static str, String>>> = OnceLock::new();
-    let mut done = DONE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    done.entry(script)
-        .or_insert_with(|| {
-            let path = app(script);
-            let out = Command::new(&path)
-                .stderr(Stdio::inherit())
-                .output()
-                .unwrap_or_else(|e| panic!("{path}: {e}"));
-            assert!(out.status.success(), "{path} failed: {:?}", out.status);
-            String::from_utf8(out.stdout)
-                .expect("a path")
-                .trim()
-                .to_owned()
-        })
-        .clone()
-}
-
 /// A worker command and its extra environment.
 type Worker = (Vec<String>, Vec<(&'static str, String)>);
 
@@ -86,13 +60,14 @@ type Worker = (Vec<String>, Vec<(&'static str, String)>);
 /// where the app cannot run so.
 fn command(app_kind: App, strategy: &str) -> Option<Worker> {
     let node = |name: &str| vec!["node".to_owned(), app(name)];
-    let node_path = || vec![("NODE_PATH", setup("setup-node-apps.sh"))];
+    let node_path = || vec![("NODE_PATH", setup_script("setup-node-apps.sh"))];
+    let go = |name: &str| vec![format!("{}/{name}", setup_script("setup-go-apps.sh"))];
     Some(match app_kind {
         App::Express => (node("express_app.js"), node_path()),
         App::Fastify => (node("fastify_app.js"), node_path()),
         App::Slow => (node("slow_app.js"), vec![("START_DELAY", "3s".to_owned())]),
         App::FastApi => {
-            let uvicorn = format!("{}/bin/uvicorn", setup("setup-python-apps.sh"));
+            let uvicorn = format!("{}/bin/uvicorn", setup_script("setup-python-apps.sh"));
             let dir = corefit_test_support::repo_root().join("tests/apps");
             let dir = dir.display();
             let quiet = "--no-access-log --log-level warning";
@@ -103,14 +78,8 @@ fn command(app_kind: App, strategy: &str) -> Option<Worker> {
             };
             (vec!["sh".into(), "-c".into(), line], Vec::new())
         }
-        App::Go if strategy == "proxy" => (
-            vec![format!("{}/hello-dynamic", setup("setup-go-apps.sh"))],
-            Vec::new(),
-        ),
-        App::Go if strategy == "shared" => (
-            vec![format!("{}/hello-static", setup("setup-go-apps.sh"))],
-            Vec::new(),
-        ),
+        App::Go if strategy == "proxy" => (go("hello-dynamic"), Vec::new()),
+        App::Go if strategy == "shared" => (go("hello-static"), Vec::new()),
         App::Go => return None,
     })
 }
@@ -199,24 +168,22 @@ fn frameworks(app_kind: App) {
     }
 }
 
-#[test]
-fn express_reloads() {
-    frameworks(App::Express);
+/// One test per framework (they run in parallel, each in its own network
+/// namespace): `name: app`.
+macro_rules! framework_tests {
+    ($($name:ident: $app:expr),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            frameworks($app);
+        }
+    )*};
 }
 
-#[test]
-fn fastify_reloads() {
-    frameworks(App::Fastify);
-}
-
-#[test]
-fn fastapi_reloads() {
-    frameworks(App::FastApi);
-}
-
-#[test]
-fn go_reloads() {
-    frameworks(App::Go);
+framework_tests! {
+    express_reloads: App::Express,
+    fastify_reloads: App::Fastify,
+    fastapi_reloads: App::FastApi,
+    go_reloads: App::Go,
 }
 
 /// An app that boots for 3 s before listening, in `proxy` (in `shared`

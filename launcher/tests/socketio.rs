@@ -18,16 +18,7 @@ use serde_json::Value;
 /// `tests/apps/setup-node-apps.sh`: node_modules with socket.io, its
 /// client and the cluster adapter.
 fn node_path() -> String {
-    let script = app("setup-node-apps.sh");
-    let out = Command::new(&script)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("{script}: {e}"));
-    assert!(out.status.success(), "{script} failed: {:?}", out.status);
-    String::from_utf8(out.stdout)
-        .expect("a path")
-        .trim()
-        .to_owned()
+    setup_script("setup-node-apps.sh")
 }
 
 /// Runs the clients against 4 workers under `--affinity affinity`

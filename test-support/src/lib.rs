@@ -2,6 +2,8 @@
 //!
 //! One home for what the tests used to copy between files:
 //!
+//! - [`apps`]: the test apps under `tests/apps/` and what their set-up
+//!   scripts installed.
 //! - [`args`]: a chained builder for `corefit` command lines.
 //! - [`corefit`] (feature `launcher`): the [`corefit::Corefit`] guard
 //!   that runs the real binary and, when dropped, kills by pid the corefit
@@ -29,6 +31,7 @@
 
 use std::path::PathBuf;
 
+pub mod apps;
 pub mod args;
 pub mod facts;
 pub mod http;
@@ -68,19 +71,12 @@ pub fn target_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// An app under `tests/apps/`, as an absolute path.
-pub fn app(name: &str) -> String {
-    let p = repo_root().join("tests/apps").join(name);
-    p.canonicalize()
-        .unwrap_or_else(|e| panic!("test app {}: {e}", p.display()))
-        .display()
-        .to_string()
-}
+pub use apps::app;
 
 /// What the launcher's real-process tests use, in one import.
 #[cfg(feature = "launcher")]
 pub mod prelude {
-    pub use crate::app;
+    pub use crate::apps::{app, setup_script};
     pub use crate::args::Args;
     pub use crate::cgroup::CgroupDir;
     pub use crate::corefit::*;
