@@ -202,6 +202,19 @@ impl Supervisor {
                 self.outcome.get_or_insert(reason.code());
                 self.begin_stop(now, Signal::SIGTERM, out);
             }
+            Phase::Running if cannot_run(reason) && !ready && !self.any_ready() => {
+                self.workers[id].slot = Slot::Empty;
+                notice(
+                    out,
+                    Notice::CannotRun {
+                        worker: wid,
+                        pid,
+                        reason,
+                    },
+                );
+                self.outcome.get_or_insert(reason.code());
+                self.begin_stop(now, Signal::SIGTERM, out);
+            }
             Phase::Running => {
                 let limit = self.policy.respawn_limit;
                 let w = &mut self.workers[id];
@@ -254,6 +267,21 @@ impl Supervisor {
             }
             Phase::Exited => {}
         }
+    }
+}
+
+/// The shell's codes for a command that cannot run: 126 (found, not
+/// executable; corefit's shim refusing an exec) and 127 (not found).
+fn cannot_run(reason: ExitReason) -> bool {
+    matches!(reason, ExitReason::Code(126 | 127))
+}
+
+impl Supervisor {
+    /// Some worker's current process is ready (the run has served).
+    fn any_ready(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.slot.current().is_some_and(|p| p.ready))
     }
 }
 

@@ -97,6 +97,15 @@ pub enum Notice {
         window: Duration,
         limit: u32,
     },
+    /// A worker exited 126 or 127 (the shell's "cannot execute" and "not
+    /// found") before any worker was ready: the command cannot run as
+    /// given, restarting it would not help; the run ends with `reason`'s
+    /// code.
+    CannotRun {
+        worker: WorkerId,
+        pid: i32,
+        reason: ExitReason,
+    },
     /// A worker could not be started: the run ends with `code`.
     SpawnFailed {
         worker: WorkerId,
@@ -278,6 +287,7 @@ impl Notice {
             | Unresponsive { .. }
             | AboveCeiling { .. } => Level::Warn,
             RespawnLimit { .. }
+            | CannotRun { .. }
             | SpawnFailed { .. }
             | KilledAfterGrace { .. }
             | AllStopped { .. }

@@ -57,6 +57,11 @@ impl fmt::Display for Notice {
                      respawn limit {limit} reached, giving up"
                 )
             }
+            CannotRun { worker, pid, reason } => write!(
+                f,
+                "worker {worker} (pid {pid}) {reason} before any worker was ready: the command cannot run as given \
+                 (126: not executable, or an exec refused; 127: not found); not restarting it"
+            ),
             SpawnFailed { worker, message, .. } => write!(f, "worker {worker}: {message}"),
             StopRequested { signal, workers, grace } => write!(
                 f,

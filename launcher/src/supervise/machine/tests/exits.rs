@@ -251,3 +251,28 @@ fn other_signals_are_forwarded_and_orphans_ignored() {
     );
     assert!(s.handle(t0, exited(555, ExitReason::Code(0))).is_empty());
 }
+
+#[test]
+fn a_command_that_cannot_run_ends_the_run_before_any_worker_was_ready() {
+    let t0 = Instant::now();
+    let mut p = policy(2, true);
+    p.ready_timeout = Some(secs(30.0));
+    let mut s = started(p, t0);
+    let a = s.handle(t0 + secs(0.05), exited(100, ExitReason::Code(126)));
+    assert!(notices(&a).contains(&Notice::CannotRun {
+        worker: 0,
+        pid: 100,
+        reason: ExitReason::Code(126)
+    }));
+    let a = acts(a);
+    assert!(!a.contains(&Action::Spawn { id: 0 }), "{a:?}");
+    assert!(a.contains(&Action::StopAccepting), "the run stops: {a:?}");
+    // Once a worker has been ready, 127 is a crash like any other.
+    let mut s = started(policy(2, true), t0);
+    let a = s.handle(t0 + secs(5.0), exited(100, ExitReason::Code(127)));
+    assert!(
+        matches!(notices(&a)[0], Notice::Restarting { .. }),
+        "{:?}",
+        notices(&a)
+    );
+}
