@@ -55,6 +55,7 @@ fault() {
     notify_socket) echo "arbitrary NOTIFY_SOCKET datagrams (sd_notify), cut to the 4096-byte receive buffer" ;;
     node_ipc) echo "arbitrary bytes on a Node IPC channel in arbitrary chunks, line caps from 1 byte to 64 KiB" ;;
     proxy_framing) echo "arbitrary bytes as HTTP/1.1 requests and responses in arbitrary pieces, and forwarding-field rewrites of every head accepted" ;;
+    proxy_affinity) echo "arbitrary request heads as --affinity reads them (the corefit_worker cookie, X-Forwarded-For and Forwarded: for= behind trusted and untrusted peers), slots from cookies, Set-Cookie added to response heads" ;;
     *) echo "arbitrary input" ;;
   esac
 }
