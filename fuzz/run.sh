@@ -56,6 +56,7 @@ fault() {
     node_ipc) echo "arbitrary bytes on a Node IPC channel in arbitrary chunks, line caps from 1 byte to 64 KiB" ;;
     proxy_framing) echo "arbitrary bytes as HTTP/1.1 requests and responses in arbitrary pieces, and forwarding-field rewrites of every head accepted" ;;
     proxy_affinity) echo "arbitrary request heads as --affinity reads them (the corefit_worker cookie, X-Forwarded-For and Forwarded: for= behind trusted and untrusted peers), slots from cookies, Set-Cookie added to response heads" ;;
+    ipc_relay) echo "arbitrary sequences of worker IPC channels opening, sending lines and closing, through the socket.io relay's routing" ;;
     *) echo "arbitrary input" ;;
   esac
 }
