@@ -170,12 +170,16 @@ const SHELLS: &[&str] = &["sh", "dash", "bash", "ash", "ksh", "mksh", "zsh", "bu
 mod tests {
     use super::*;
 
-    fn support(r: &CommandReport, s: &str) -> Support {
+    /// The report's verdict on strategy `s`.
+    fn row<'a>(r: &'a CommandReport, s: &str) -> &'a StrategySupport {
         r.strategies
             .iter()
             .find(|x| x.strategy == s)
-            .unwrap()
-            .support
+            .unwrap_or_else(|| panic!("no row for {s}"))
+    }
+
+    fn support(r: &CommandReport, s: &str) -> Support {
+        row(r, s).support
     }
 
     #[test]
@@ -211,12 +215,7 @@ mod tests {
             let r = report(&[path.display().to_string()], None, "inject", Some(true));
             assert_eq!(r.linkage, Some(linkage), "{name}");
             assert_eq!(support(&r, "inject"), Support::No, "{name}");
-            let note = &r
-                .strategies
-                .iter()
-                .find(|s| s.strategy == "inject")
-                .unwrap()
-                .note;
+            let note = &row(&r, "inject").note;
             assert!(
                 note.contains("Go program") && note.contains("--socket proxy"),
                 "{note}"
@@ -229,12 +228,7 @@ mod tests {
             None,
         );
         assert_eq!(support(&r, "inject"), Support::Yes);
-        let note = &r
-            .strategies
-            .iter()
-            .find(|s| s.strategy == "inject")
-            .unwrap()
-            .note;
+        let note = &row(&r, "inject").note;
         assert!(note.contains("stopped at its exec"), "{note}");
         let r = report(
             &["node".into()],
@@ -242,22 +236,12 @@ mod tests {
             "inject",
             Some(true),
         );
-        let note = &r
-            .strategies
-            .iter()
-            .find(|s| s.strategy == "inject")
-            .unwrap()
-            .note;
+        let note = &row(&r, "inject").note;
         assert!(!note.contains("stopped at its exec"), "{note}");
     }
 
-    fn reloads(r: &CommandReport, s: &str) -> String {
-        r.strategies
-            .iter()
-            .find(|x| x.strategy == s)
-            .unwrap()
-            .reloads
-            .clone()
+    fn reloads<'a>(r: &'a CommandReport, s: &str) -> &'a str {
+        &row(r, s).reloads
     }
 
     #[test]

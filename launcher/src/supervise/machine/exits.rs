@@ -60,22 +60,17 @@ impl Supervisor {
         else {
             return; // an adopted orphan, reaped; nothing else to do
         };
-        if self.phase == Phase::Running && self.replaced_on_exit(now, id, pid, reason, out) {
+        let reaped = Reaped { id, pid, reason };
+        if self.phase == Phase::Running && self.replaced_on_exit(now, reaped, out) {
             return;
         }
-        self.on_current_exited(now, id, pid, reason, out);
+        self.on_current_exited(now, reaped, out);
     }
 
     /// Worker `id`'s current process `pid` exited while it was being
     /// replaced: the replacement goes on. False when it was not.
-    fn replaced_on_exit(
-        &mut self,
-        now: Instant,
-        id: usize,
-        pid: i32,
-        reason: ExitReason,
-        out: &mut Vec<Action>,
-    ) -> bool {
+    fn replaced_on_exit(&mut self, now: Instant, r: Reaped, out: &mut Vec<Action>) -> bool {
+        let Reaped { id, pid, reason } = r;
         let wid = id as WorkerId;
         match self.workers[id].slot {
             Slot::Restarting { why, .. } => {
@@ -136,19 +131,13 @@ impl Supervisor {
     /// Worker `id`'s current process `pid` exited: while stopping, it is
     /// done; else restarted (with backoff) or, without restarts, the run
     /// ends with its code.
-    fn on_current_exited(
-        &mut self,
-        now: Instant,
-        id: usize,
-        pid: i32,
-        reason: ExitReason,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_current_exited(&mut self, now: Instant, r: Reaped, out: &mut Vec<Action>) {
+        let Reaped { id, pid, reason } = r;
         let wid = id as WorkerId;
         let Some(&current) = self.workers[id].slot.current() else {
             return;
         };
-        let uptime = now.saturating_duration_since(current.since);
+        let uptime = current.age(now);
         let ready = current.ready;
         out.push(Action::Unroute { id: wid });
         // Whatever the worker left in its group goes with it.
@@ -268,6 +257,15 @@ impl Supervisor {
             Phase::Exited => {}
         }
     }
+}
+
+/// A worker's current process, reaped: the worker's index, its pid, and
+/// why it ended.
+#[derive(Debug, Clone, Copy)]
+struct Reaped {
+    id: usize,
+    pid: i32,
+    reason: ExitReason,
 }
 
 /// The shell's codes for a command that cannot run: 126 (found, not

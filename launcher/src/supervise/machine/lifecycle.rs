@@ -165,10 +165,7 @@ impl Supervisor {
                 ..
             } if n.pid == pid => self.promote(now, id, out),
             Slot::Running(p) if p.pid == pid && !p.ready => {
-                p.ready = true;
-                p.ready_at = Some(now);
-                p.ready_deadline = None;
-                let after = now.saturating_duration_since(p.since);
+                let after = p.mark_ready(now);
                 notice(
                     out,
                     Notice::Ready {

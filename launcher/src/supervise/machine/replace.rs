@@ -163,12 +163,9 @@ impl Supervisor {
         else {
             return;
         };
-        self.workers[id as usize].slot = Slot::Running(Proc {
-            ready: true,
-            ready_at: Some(now),
-            ready_deadline: None,
-            ..n
-        });
+        let mut n = n;
+        let after = n.mark_ready(now);
+        self.workers[id as usize].slot = Slot::Running(n);
         self.count_restart(id as usize, why);
         self.workers[id as usize].crashes_in_a_row = 0;
         out.push(Action::Route { id });
@@ -177,7 +174,7 @@ impl Supervisor {
             Notice::ReplacementReady {
                 worker: id,
                 pid: n.pid,
-                after: now.saturating_duration_since(n.since),
+                after,
                 old: old.pid,
                 why,
             },

@@ -23,6 +23,24 @@ pub(super) struct Proc {
 }
 
 impl Proc {
+    /// How long since it started.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.since)
+    }
+
+    /// Not ready, and its readiness deadline has passed by `now`.
+    pub fn ready_overdue(&self, now: Instant) -> bool {
+        !self.ready && self.ready_deadline.is_some_and(|d| d <= now)
+    }
+
+    /// It became ready at `now` (no deadline any more): how long that took.
+    pub fn mark_ready(&mut self, now: Instant) -> Duration {
+        self.ready = true;
+        self.ready_at = Some(now);
+        self.ready_deadline = None;
+        self.age(now)
+    }
+
     /// How long it has been up since it was ready (`None`: never ready).
     pub fn up_since_ready(&self, now: Instant) -> Option<Duration> {
         self.ready

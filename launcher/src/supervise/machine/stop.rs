@@ -114,15 +114,14 @@ impl Supervisor {
                     w.slot = Slot::Spawning;
                     out.push(Action::Spawn { id: wid });
                 }
-                Slot::Running(p) if !p.ready && p.ready_deadline.is_some_and(|d| d <= now) => {
+                Slot::Running(p) if p.ready_overdue(now) => {
                     p.ready_deadline = None;
-                    let after = now.saturating_duration_since(p.since);
                     notice(
                         out,
                         Notice::NotReady {
                             worker: wid,
                             pid: p.pid,
-                            after,
+                            after: p.age(now),
                         },
                     );
                     out.push(kill(p.pid));
@@ -131,10 +130,9 @@ impl Supervisor {
                     old,
                     new: New::Running(n),
                     ..
-                } if n.ready_deadline.is_some_and(|d| d <= now) => {
-                    let (pid, since) = (n.pid, n.since);
+                } if n.ready_overdue(now) => {
+                    let (pid, since, after) = (n.pid, n.since, n.age(now));
                     w.slot = Slot::Running(*old);
-                    let after = now.saturating_duration_since(since);
                     notice(
                         out,
                         Notice::ReplacementNotReady {

@@ -4,8 +4,7 @@ use super::*;
 
 #[test]
 fn stable_worker_is_restarted_at_once_with_same_id() {
-    let t0 = Instant::now();
-    let mut s = started(policy(2, true), t0);
+    let (mut s, t0) = started(policy(2, true));
     let a = s.handle(t0 + secs(10.0), exited(101, ExitReason::Signal(9)));
     assert_eq!(
         notices(&a)[0],
@@ -23,10 +22,7 @@ fn stable_worker_is_restarted_at_once_with_same_id() {
         acts(a),
         vec![
             Action::Unroute { id: 1 },
-            Action::SignalGroup {
-                pid: 101,
-                signal: Signal::SIGKILL
-            },
+            kill9(101),
             Action::Spawn { id: 1 },
         ]
     );
@@ -44,8 +40,7 @@ fn stable_worker_is_restarted_at_once_with_same_id() {
 
 #[test]
 fn crash_loop_backs_off_then_gives_up_naming_the_worker() {
-    let t0 = Instant::now();
-    let mut s = started(policy(2, true), t0);
+    let (mut s, t0) = started(policy(2, true));
     let mut now = t0;
     let mut pid = 101;
     let mut delays = Vec::new();
@@ -84,10 +79,7 @@ fn crash_loop_backs_off_then_gives_up_naming_the_worker() {
     );
     let a = acts(a);
     assert!(a.contains(&Action::StopAccepting));
-    assert!(a.contains(&Action::SignalGroup {
-        pid: 100,
-        signal: Signal::SIGTERM
-    }));
+    assert!(a.contains(&term(100)));
     let a = acts(s.handle(now + secs(0.5), exited(100, ExitReason::Signal(15))));
     assert_eq!(a.last(), Some(&Action::Exit(3)));
     assert!(s.finished());
@@ -125,8 +117,7 @@ fn crash_after(s: &mut Supervisor, now: &mut Instant, pid: i32, up: f64) -> Dura
 
 #[test]
 fn a_run_as_long_as_the_window_resets_the_count() {
-    let t0 = Instant::now();
-    let mut s = started(policy(1, true), t0);
+    let (mut s, t0) = started(policy(1, true));
     let mut now = t0;
     for pid in [100, 101, 102] {
         crash_after(&mut s, &mut now, pid, 0.1);
@@ -142,8 +133,7 @@ fn crashes_long_after_the_start_back_off_and_reach_the_limit() {
     // A worker ready at once that dies 2 s after each start (past
     // min-uptime 1 s, within the 10 s window): gunicorn failing to boot
     // its workers. First restart at once, then backoff, then the limit.
-    let t0 = Instant::now();
-    let mut s = started(policy(1, true), t0);
+    let (mut s, t0) = started(policy(1, true));
     let mut now = t0;
     let delays: Vec<Duration> = (100..103)
         .map(|pid| crash_after(&mut s, &mut now, pid, 2.0))
@@ -168,44 +158,36 @@ fn crashes_long_after_the_start_back_off_and_reach_the_limit() {
 
 #[test]
 fn uptime_counts_from_readiness() {
-    // Ready after 3 s, dead 0.5 s later: up 3.5 s since its start but only
-    // 0.5 s since it was ready, so unstable (backoff), not "stable".
-    let t0 = Instant::now();
-    let mut s = started(checked(1), t0);
-    s.handle(t0 + secs(3.0), Event::Ready { id: 0, pid: 100 });
-    let a = s.handle(t0 + secs(3.5), exited(100, ExitReason::Code(1)));
-    assert!(
-        matches!(
-            notices(&a)[0],
+    // (supervisor, the process, ready at, dead at, its restart's delay and
+    // crashes in a row)
+    let cases = [
+        // Up 3.5 s since its start but only 0.5 s since it was ready:
+        // unstable (backoff), not "stable".
+        (started(checked(1)), 100, 3.0, 3.5, secs(0.1), 1),
+        // Ready after 3 s and up 1.5 s more: stable, restarted at once (the
+        // first crash in the window).
+        (started(checked(1)), 100, 3.0, 4.5, Duration::ZERO, 1),
+        // Worker 0's replacement (spawned at t0), ready at 5 s, dead 0.5 s
+        // later: unstable, although it was started 5.5 s before.
+        (replacing(checked(1)), 200, 5.0, 5.5, secs(0.1), 1),
+    ];
+    for ((mut s, t0), pid, ready_at, dead_at, delay, in_a_row) in cases {
+        s.handle(t0 + secs(ready_at), Event::Ready { id: 0, pid });
+        let a = s.handle(t0 + secs(dead_at), exited(pid, ExitReason::Code(1)));
+        let restart = notices(&a).into_iter().find_map(|n| match n {
             Notice::Restarting {
-                delay,
-                in_a_row: 1,
-                ..
-            } if delay == secs(0.1)
-        ),
-        "{a:?}"
-    );
-    // Ready after 3 s and up 1.5 s more: stable, restarted at once.
-    let mut s = started(checked(1), t0);
-    s.handle(t0 + secs(3.0), Event::Ready { id: 0, pid: 100 });
-    let a = s.handle(t0 + secs(4.5), exited(100, ExitReason::Code(1)));
-    assert!(acts(a).contains(&Action::Spawn { id: 0 }));
-}
-
-#[test]
-fn a_reload_replacement_counts_from_its_own_readiness() {
-    // Worker 0's replacement (pid 200) spawned at t0, ready at t0 + 5 s,
-    // dead 0.5 s later: unstable, although it was started 5.5 s before.
-    let t0 = Instant::now();
-    let mut s = replacing(checked(1), t0);
-    s.handle(t0 + secs(5.0), Event::Ready { id: 0, pid: 200 });
-    let a = s.handle(t0 + secs(5.5), exited(200, ExitReason::Code(1)));
-    assert!(
-        notices(&a)
-            .iter()
-            .any(|n| matches!(n, Notice::Restarting { delay, .. } if *delay == secs(0.1))),
-        "{a:?}"
-    );
+                delay, in_a_row, ..
+            } => Some((delay, in_a_row)),
+            _ => None,
+        });
+        assert_eq!(
+            restart,
+            Some((delay, in_a_row)),
+            "{pid} dead at {dead_at}: {a:?}"
+        );
+        let at_once = acts(a).contains(&Action::Spawn { id: 0 });
+        assert_eq!(at_once, delay.is_zero(), "{pid} dead at {dead_at}");
+    }
 }
 
 #[test]
@@ -217,8 +199,7 @@ fn single_worker_without_restart_exits_with_its_code() {
         (ExitReason::Signal(9), 137),
         (ExitReason::Signal(15), 143),
     ] {
-        let t0 = Instant::now();
-        let mut s = started(policy(1, false), t0);
+        let (mut s, t0) = started(policy(1, false));
         let a = acts(s.handle(t0 + secs(0.1), exited(100, reason)));
         assert_eq!(a.last(), Some(&Action::Exit(code)), "{reason:?}");
     }
@@ -226,38 +207,32 @@ fn single_worker_without_restart_exits_with_its_code() {
 
 #[test]
 fn crash_restarts_are_counted_by_reason() {
-    let t0 = Instant::now();
-    let mut s = ready(checked(1), t0);
+    let (mut s, t0) = ready(checked(1));
     s.handle(t0 + secs(5.0), exited(100, ExitReason::Signal(9)));
     assert_eq!(s.restarts_by_reason().get("crash"), Some(&1));
 }
 
 #[test]
-fn other_signals_are_forwarded_and_orphans_ignored() {
-    let t0 = Instant::now();
-    let mut s = started(policy(2, true), t0);
-    assert_eq!(
-        acts(s.handle(t0, Event::Signal(Signal::SIGUSR2))),
-        vec![
-            Action::SignalGroup {
-                pid: 100,
-                signal: Signal::SIGUSR2
-            },
-            Action::SignalGroup {
-                pid: 101,
-                signal: Signal::SIGUSR2
-            },
-        ]
-    );
-    assert!(s.handle(t0, exited(555, ExitReason::Code(0))).is_empty());
+fn other_signals_are_forwarded_to_every_worker_and_orphans_ignored() {
+    // SIGHUP too when restarts are off: one process under tini's
+    // semantics, SIGHUP is the app's own business.
+    for (p, sig) in [
+        (policy(2, true), Signal::SIGUSR2),
+        (policy(1, false), Signal::SIGHUP),
+    ] {
+        let n = p.workers;
+        let (mut s, t0) = started(p);
+        let every: Vec<_> = (0..n).map(|id| signal(pid_of(id), sig)).collect();
+        assert_eq!(acts(s.handle(t0, Event::Signal(sig))), every, "{sig}");
+        assert!(s.handle(t0, exited(555, ExitReason::Code(0))).is_empty());
+    }
 }
 
 #[test]
 fn a_command_that_cannot_run_ends_the_run_before_any_worker_was_ready() {
-    let t0 = Instant::now();
     let mut p = policy(2, true);
     p.ready_timeout = Some(secs(30.0));
-    let mut s = started(p, t0);
+    let (mut s, t0) = started(p);
     let a = s.handle(t0 + secs(0.05), exited(100, ExitReason::Code(126)));
     assert!(notices(&a).contains(&Notice::CannotRun {
         worker: 0,
@@ -268,7 +243,7 @@ fn a_command_that_cannot_run_ends_the_run_before_any_worker_was_ready() {
     assert!(!a.contains(&Action::Spawn { id: 0 }), "{a:?}");
     assert!(a.contains(&Action::StopAccepting), "the run stops: {a:?}");
     // Once a worker has been ready, 127 is a crash like any other.
-    let mut s = started(policy(2, true), t0);
+    let (mut s, t0) = started(policy(2, true));
     let a = s.handle(t0 + secs(5.0), exited(100, ExitReason::Code(127)));
     assert!(
         matches!(notices(&a)[0], Notice::Restarting { .. }),

@@ -4,8 +4,7 @@ use super::*;
 
 #[test]
 fn a_worker_above_its_memory_ceiling_is_replaced_and_counted() {
-    let t0 = Instant::now();
-    let mut s = ready(checked(2), t0);
+    let (mut s, t0) = ready(checked(2));
     let over = Event::MemoryExceeded {
         id: 1,
         pid: 101,
@@ -37,10 +36,9 @@ fn a_worker_above_its_memory_ceiling_is_replaced_and_counted() {
 
 #[test]
 fn failed_liveness_probes_in_a_row_replace_a_hung_worker() {
-    let t0 = Instant::now();
     let mut p = checked(2);
     p.probe_failures = 3;
-    let mut s = ready(p, t0);
+    let (mut s, t0) = ready(p);
     let probe = |ok| Event::Probe {
         id: 1,
         pid: 101,
@@ -81,8 +79,7 @@ fn failed_liveness_probes_in_a_row_replace_a_hung_worker() {
 
 #[test]
 fn probes_are_off_unless_a_limit_is_set() {
-    let t0 = Instant::now();
-    let mut s = ready(checked(1), t0);
+    let (mut s, t0) = ready(checked(1));
     for _ in 0..10 {
         assert!(acts(s.handle(
             t0,

@@ -65,8 +65,10 @@ pub(super) fn pid_of(id: WorkerId) -> i32 {
     100 + id as i32
 }
 
-/// A supervisor with `n` workers started as pids 100, 101, ...
-pub(super) fn started(p: Policy, t0: Instant) -> Supervisor {
+/// A supervisor with `n` workers started as pids 100, 101, ..., and the
+/// instant they started.
+pub(super) fn started(p: Policy) -> (Supervisor, Instant) {
+    let t0 = Instant::now();
     let n = p.workers;
     let mut s = Supervisor::new(p);
     let a = s.handle(t0, Event::Start);
@@ -83,7 +85,7 @@ pub(super) fn started(p: Policy, t0: Instant) -> Supervisor {
             },
         );
     }
-    s
+    (s, t0)
 }
 
 pub(super) fn checked(workers: u32) -> Policy {
@@ -93,17 +95,17 @@ pub(super) fn checked(workers: u32) -> Policy {
 }
 
 /// `ready` and reloading: worker 0's replacement spawned as pid 200.
-pub(super) fn replacing(p: Policy, t0: Instant) -> Supervisor {
-    let mut s = ready(p, t0);
+pub(super) fn replacing(p: Policy) -> (Supervisor, Instant) {
+    let (mut s, t0) = ready(p);
     s.handle(t0, Event::Reload);
     s.handle(t0, Event::Spawned { id: 0, pid: 200 });
-    s
+    (s, t0)
 }
 
 /// `started` with every worker ready.
-pub(super) fn ready(p: Policy, t0: Instant) -> Supervisor {
+pub(super) fn ready(p: Policy) -> (Supervisor, Instant) {
     let n = p.workers;
-    let mut s = started(p, t0);
+    let (mut s, t0) = started(p);
     for id in 0..n {
         s.handle(
             t0,
@@ -113,19 +115,18 @@ pub(super) fn ready(p: Policy, t0: Instant) -> Supervisor {
             },
         );
     }
-    s
+    (s, t0)
+}
+
+/// `signal` sent to the process group of `pid`.
+pub(super) fn signal(pid: i32, signal: Signal) -> Action {
+    Action::SignalGroup { pid, signal }
 }
 
 pub(super) fn term(pid: i32) -> Action {
-    Action::SignalGroup {
-        pid,
-        signal: Signal::SIGTERM,
-    }
+    signal(pid, Signal::SIGTERM)
 }
 
 pub(super) fn kill9(pid: i32) -> Action {
-    Action::SignalGroup {
-        pid,
-        signal: Signal::SIGKILL,
-    }
+    signal(pid, Signal::SIGKILL)
 }

@@ -4,8 +4,7 @@ use super::*;
 
 #[test]
 fn reload_replaces_one_worker_at_a_time_routing_before_retiring() {
-    let t0 = Instant::now();
-    let mut s = ready(checked(2), t0);
+    let (mut s, t0) = ready(checked(2));
     assert_eq!(
         acts(s.handle(t0, Event::Signal(Signal::SIGHUP))),
         vec![Action::Spawn { id: 0 }]
@@ -39,8 +38,7 @@ fn reload_replaces_one_worker_at_a_time_routing_before_retiring() {
 
 #[test]
 fn a_replacement_never_ready_aborts_the_reload_and_keeps_the_old_worker() {
-    let t0 = Instant::now();
-    let mut s = replacing(checked(2), t0);
+    let (mut s, t0) = replacing(checked(2));
     assert_eq!(s.next_deadline(), Some(t0 + secs(10.0)));
     let a = s.handle(t0 + secs(10.0), Event::Tick);
     assert!(acts(a.clone()).contains(&kill9(200)), "{a:?}");
@@ -65,8 +63,7 @@ fn a_replacement_never_ready_aborts_the_reload_and_keeps_the_old_worker() {
 
 #[test]
 fn a_replacement_that_exits_aborts_the_reload() {
-    let t0 = Instant::now();
-    let mut s = replacing(checked(1), t0);
+    let (mut s, t0) = replacing(checked(1));
     let a = s.handle(t0 + secs(0.5), exited(200, ExitReason::Code(1)));
     assert!(
         notices(&a)
@@ -82,8 +79,7 @@ fn a_replacement_that_exits_aborts_the_reload() {
 
 #[test]
 fn a_second_reload_is_coalesced_into_one_more_round() {
-    let t0 = Instant::now();
-    let mut s = ready(checked(1), t0);
+    let (mut s, t0) = ready(checked(1));
     s.handle(t0, Event::Reload);
     // Two more requests while the first runs: no second replacement now.
     for _ in 0..2 {
@@ -105,8 +101,7 @@ fn a_second_reload_is_coalesced_into_one_more_round() {
 
 #[test]
 fn a_retired_process_ignoring_sigterm_is_killed_after_grace() {
-    let t0 = Instant::now();
-    let mut s = replacing(checked(1), t0);
+    let (mut s, t0) = replacing(checked(1));
     s.handle(t0, Event::Ready { id: 0, pid: 200 });
     assert_eq!(s.next_deadline(), Some(t0 + secs(25.0)));
     let a = acts(s.handle(t0 + secs(25.0), Event::Tick));
@@ -116,8 +111,7 @@ fn a_retired_process_ignoring_sigterm_is_killed_after_grace() {
 
 #[test]
 fn in_place_reload_stops_first_then_starts() {
-    let t0 = Instant::now();
-    let mut s = ready_in_place(2, t0);
+    let (mut s, t0) = ready_in_place(2);
     let a = acts(s.handle(t0, Event::Reload));
     assert_eq!(a, vec![Action::Unroute { id: 0 }, term(100)]);
     let a = acts(s.handle(t0, exited(100, ExitReason::Code(0))));
@@ -137,28 +131,17 @@ fn in_place_reload_stops_first_then_starts() {
 }
 
 #[test]
-fn sighup_is_forwarded_when_restarts_are_off() {
-    // One process under tini's semantics: SIGHUP is the app's own business.
-    let t0 = Instant::now();
-    let mut s = started(policy(1, false), t0);
-    assert_eq!(
-        acts(s.handle(t0, Event::Signal(Signal::SIGHUP))),
-        vec![Action::SignalGroup {
-            pid: 100,
-            signal: Signal::SIGHUP
-        }]
-    );
-    // `corefit reload` still reloads.
-    assert_eq!(
-        acts(s.handle(t0, Event::Reload)),
-        vec![Action::Spawn { id: 0 }]
-    );
+fn corefit_reload_reloads_when_restarts_are_off() {
+    // SIGHUP is then forwarded (tests/exits.rs); `corefit reload` still
+    // reloads.
+    let (mut s, t0) = started(policy(1, false));
+    let a = acts(s.handle(t0, Event::Reload));
+    assert_eq!(a, vec![Action::Spawn { id: 0 }]);
 }
 
 #[test]
 fn in_place_replacement_kills_a_process_ignoring_sigterm_after_grace() {
-    let t0 = Instant::now();
-    let mut s = ready_in_place(1, t0);
+    let (mut s, t0) = ready_in_place(1);
     s.handle(t0, Event::Reload);
     assert_eq!(s.next_deadline(), Some(t0 + secs(25.0)));
     assert_eq!(
@@ -170,8 +153,8 @@ fn in_place_replacement_kills_a_process_ignoring_sigterm_after_grace() {
 }
 
 /// `ready` with `workers` checked workers replaced in place on reload.
-fn ready_in_place(workers: u32, t0: Instant) -> Supervisor {
+fn ready_in_place(workers: u32) -> (Supervisor, Instant) {
     let mut p = checked(workers);
     p.replace_in_place = true;
-    ready(p, t0)
+    ready(p)
 }

@@ -30,13 +30,7 @@ fn routes_only_after_ready_and_kills_on_ready_timeout() {
             after: secs(5.0)
         }
     );
-    assert_eq!(
-        acts(a),
-        vec![Action::SignalGroup {
-            pid: 7,
-            signal: Signal::SIGKILL
-        }]
-    );
+    assert_eq!(acts(a), vec![kill9(7)]);
     // It dies; never ready means unstable even though it ran 5 s.
     let a = s.handle(t0 + secs(5.01), exited(7, ExitReason::Signal(9)));
     assert!(
@@ -94,10 +88,7 @@ fn spawn_failure_ends_the_run_with_its_code() {
     );
     // Worker 1's spawn was in flight; it is stopped when it reports.
     let a = acts(s.handle(t0, Event::Spawned { id: 1, pid: 9 }));
-    assert!(a.contains(&Action::SignalGroup {
-        pid: 9,
-        signal: Signal::SIGTERM
-    }));
+    assert!(a.contains(&term(9)));
     let a = acts(s.handle(t0, exited(9, ExitReason::Signal(15))));
     assert_eq!(a.last(), Some(&Action::Exit(127)));
     assert!(s.handle(t0, Event::Tick).is_empty());

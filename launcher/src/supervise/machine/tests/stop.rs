@@ -4,8 +4,7 @@ use super::*;
 
 #[test]
 fn sigterm_stops_gracefully_and_exits_zero() {
-    let t0 = Instant::now();
-    let mut s = started(policy(2, true), t0);
+    let (mut s, t0) = started(policy(2, true));
     let a = s.handle(t0 + secs(1.0), Event::Signal(Signal::SIGTERM));
     assert_eq!(
         notices(&a)[0],
@@ -15,20 +14,7 @@ fn sigterm_stops_gracefully_and_exits_zero() {
             grace: secs(25.0)
         }
     );
-    assert_eq!(
-        acts(a),
-        vec![
-            Action::StopAccepting,
-            Action::SignalGroup {
-                pid: 100,
-                signal: Signal::SIGTERM
-            },
-            Action::SignalGroup {
-                pid: 101,
-                signal: Signal::SIGTERM
-            },
-        ]
-    );
+    assert_eq!(acts(a), vec![Action::StopAccepting, term(100), term(101)]);
     assert_eq!(s.next_deadline(), Some(t0 + secs(26.0)));
     // An exited worker is not restarted while stopping.
     let a = acts(s.handle(t0 + secs(2.0), exited(100, ExitReason::Code(0))));
@@ -39,8 +25,7 @@ fn sigterm_stops_gracefully_and_exits_zero() {
 
 #[test]
 fn a_worker_ignoring_sigterm_is_killed_after_grace() {
-    let t0 = Instant::now();
-    let mut s = started(policy(2, true), t0);
+    let (mut s, t0) = started(policy(2, true));
     s.handle(t0, Event::Signal(Signal::SIGINT));
     s.handle(t0 + secs(1.0), exited(100, ExitReason::Signal(2)));
     assert!(acts(s.handle(t0 + secs(24.9), Event::Tick)).is_empty());
@@ -54,13 +39,7 @@ fn a_worker_ignoring_sigterm_is_killed_after_grace() {
             signal: Signal::SIGINT
         }
     );
-    assert_eq!(
-        acts(a),
-        vec![Action::SignalGroup {
-            pid: 101,
-            signal: Signal::SIGKILL
-        }]
-    );
+    assert_eq!(acts(a), vec![kill9(101)]);
     assert_eq!(s.next_deadline(), None);
     let a = acts(s.handle(t0 + secs(25.1), exited(101, ExitReason::Signal(9))));
     assert_eq!(a.last(), Some(&Action::Exit(exit::KILLED_AFTER_GRACE)));
@@ -68,8 +47,7 @@ fn a_worker_ignoring_sigterm_is_killed_after_grace() {
 
 #[test]
 fn a_worker_failing_during_shutdown_makes_the_exit_non_zero() {
-    let t0 = Instant::now();
-    let mut s = started(policy(1, false), t0);
+    let (mut s, t0) = started(policy(1, false));
     s.handle(t0, Event::Signal(Signal::SIGTERM));
     let a = acts(s.handle(t0 + secs(1.0), exited(100, ExitReason::Code(3))));
     assert_eq!(a.last(), Some(&Action::Exit(3)));
@@ -77,8 +55,7 @@ fn a_worker_failing_during_shutdown_makes_the_exit_non_zero() {
 
 #[test]
 fn pending_restarts_are_dropped_on_stop() {
-    let t0 = Instant::now();
-    let mut s = started(policy(2, true), t0);
+    let (mut s, t0) = started(policy(2, true));
     s.handle(t0 + secs(0.1), exited(100, ExitReason::Code(1)));
     s.handle(t0 + secs(0.15), Event::Signal(Signal::SIGTERM));
     assert!(acts(s.handle(t0 + secs(5.0), Event::Tick)).is_empty());
@@ -88,8 +65,7 @@ fn pending_restarts_are_dropped_on_stop() {
 
 #[test]
 fn sigterm_during_a_reload_stops_old_and_new_processes() {
-    let t0 = Instant::now();
-    let mut s = replacing(checked(2), t0);
+    let (mut s, t0) = replacing(checked(2));
     let a = acts(s.handle(t0, Event::Signal(Signal::SIGTERM)));
     assert!(
         a.contains(&term(100)) && a.contains(&term(101)) && a.contains(&term(200)),
