@@ -66,6 +66,12 @@ proptest! {
         if let Some(mem_cap) = p.caps.memory {
             prop_assert!(p.workers <= mem_cap.max(1), "{} > memory cap {}", p.workers, mem_cap);
         }
+        // The cap that binds is one of them, and the count stays within it.
+        if let Some(b) = p.caps.binding {
+            prop_assert!(p.workers <= b.max.max(1), "{} > binding {b:?}", p.workers);
+        }
+        let uncapped = p.oversubscribe && p.caps.memory.is_none() && p.caps.max_workers.is_none();
+        prop_assert_eq!(p.caps.binding.is_none(), uncapped);
         prop_assert!(p.effective_cpus.value <= host as f64 + 1e-9);
         prop_assert_eq!(p.worker_env.common["COREFIT_WORKERS"].clone(), p.workers.to_string());
     }

@@ -72,6 +72,54 @@ pub struct Caps {
     pub memory: Option<u32>,
     /// An explicit maximum (`MAX_WORKERS`...).
     pub max_workers: Option<u32>,
+    /// The tightest cap that applies to the count, the one a larger count
+    /// would hit first (what `corefit scale` stays within); `None` when
+    /// none applies.
+    pub binding: Option<Binding>,
+}
+
+/// One of the [`Caps`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cap {
+    Cpu,
+    Memory,
+    MaxWorkers,
+}
+
+/// The cap that binds, and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Binding {
+    pub cap: Cap,
+    pub max: u32,
+}
+
+impl Caps {
+    /// The caps, and which binds: the smallest of the CPU cap (unless
+    /// oversubscription is allowed), the memory cap and the explicit
+    /// maximum; of equal ones the first in that order.
+    pub fn new(
+        cpu: u32,
+        memory: Option<u32>,
+        max_workers: Option<u32>,
+        oversubscribe: bool,
+    ) -> Caps {
+        let binding = [
+            (!oversubscribe).then_some((Cap::Cpu, cpu)),
+            memory.map(|m| (Cap::Memory, m)),
+            max_workers.map(|m| (Cap::MaxWorkers, m)),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(|best, c| if c.1 < best.1 { c } else { best })
+        .map(|(cap, max)| Binding { cap, max });
+        Caps {
+            cpu,
+            memory,
+            max_workers,
+            binding,
+        }
+    }
 }
 
 /// The decision.
@@ -296,11 +344,7 @@ fn decide(capacity: Capacity, platform: &Platform, overrides: &Overrides) -> Pla
         memory_limited,
         memory_per_worker,
         worker_memory_share,
-        caps: Caps {
-            cpu: cpu_cap,
-            memory: memory_cap,
-            max_workers,
-        },
+        caps: Caps::new(cpu_cap, memory_cap, max_workers, oversubscribe),
         oversubscribe,
         worker_env,
         reasons,
@@ -340,5 +384,30 @@ fn capitalized(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_cap_that_applies_binds() {
+        let binds = |cap, max| Some(Binding { cap, max });
+        // (cpu, memory, max_workers, oversubscribe) -> binding
+        let cases = [
+            ((4, None, None, false), binds(Cap::Cpu, 4)),
+            ((4, None, None, true), None),
+            ((8, Some(3), None, false), binds(Cap::Memory, 3)),
+            ((8, Some(3), Some(2), false), binds(Cap::MaxWorkers, 2)),
+            ((2, Some(16), None, true), binds(Cap::Memory, 16)),
+            // Equal caps: the first in the plan's order names it.
+            ((3, Some(3), Some(3), false), binds(Cap::Cpu, 3)),
+            ((3, Some(2), Some(2), false), binds(Cap::Memory, 2)),
+        ];
+        for ((cpu, memory, max_workers, over), want) in cases {
+            let caps = Caps::new(cpu, memory, max_workers, over);
+            assert_eq!(caps.binding, want, "{caps:?} oversubscribe {over}");
+        }
     }
 }

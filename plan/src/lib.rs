@@ -51,6 +51,6 @@ pub mod redact;
 pub mod size;
 pub mod worker_env;
 
-pub use decide::{plan, plan_for_pod, Mode, Plan, Scaling};
+pub use decide::{plan, plan_for_pod, Binding, Cap, Caps, Mode, Plan, Scaling};
 pub use facts::{Limits, Platform, PlatformKind, PodResources};
 pub use overrides::{resolve, Env, FlagValues, OverrideError, Overrides};

@@ -6,6 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
+use crate::plan::Cap;
+
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleTarget {
@@ -76,8 +78,28 @@ impl<'de> Deserialize<'de> for ScaleTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScaleCap {
     pub max: u32,
-    /// "2 CPUs", "memory for 3 workers", "MAX_WORKERS=4".
+    /// "2 CPU(s)", "memory for 3 worker(s)", "a maximum of 4 worker(s)".
     pub why: String,
+}
+
+impl ScaleCap {
+    /// The cap `cap` of the plan at `max`, in words.
+    pub fn of(cap: Cap, max: u32) -> ScaleCap {
+        let why = match cap {
+            Cap::Cpu => format!("{max} CPU(s)"),
+            Cap::Memory => format!("memory for {max} worker(s)"),
+            Cap::MaxWorkers => format!("a maximum of {max} worker(s)"),
+        };
+        ScaleCap { max, why }
+    }
+
+    /// No cap: the hard limit even `--force` cannot pass.
+    pub fn absolute() -> ScaleCap {
+        ScaleCap {
+            max: ABSOLUTE_MAX_WORKERS,
+            why: "the absolute maximum".to_owned(),
+        }
+    }
 }
 
 /// The hard limit even `--force` cannot pass.
@@ -97,21 +119,14 @@ pub fn resolve(
     if wanted < 1 {
         return Err(ScaleError::BelowOne(wanted));
     }
-    let limit = if force {
-        ABSOLUTE_MAX_WORKERS
-    } else {
-        cap.max.max(1)
-    };
+    let absolute = ScaleCap::absolute();
+    let cap = if force { &absolute } else { cap };
+    let limit = cap.max.max(1);
     if wanted > limit as i64 {
-        let why = if force {
-            "the absolute maximum".to_owned()
-        } else {
-            cap.why.clone()
-        };
         return Err(ScaleError::AboveCap {
             wanted,
             cap: limit,
-            why,
+            why: cap.why.clone(),
         });
     }
     Ok(wanted as u32)
@@ -120,13 +135,6 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cap(max: u32) -> ScaleCap {
-        ScaleCap {
-            max,
-            why: format!("{max} CPUs"),
-        }
-    }
 
     #[test]
     fn parses_targets() {
@@ -140,6 +148,7 @@ mod tests {
 
     #[test]
     fn stays_within_caps_unless_forced() {
+        let cap = |max| ScaleCap::of(Cap::Cpu, max);
         assert_eq!(resolve(2, ScaleTarget::Delta(1), &cap(4), false), Ok(3));
         assert_eq!(resolve(2, ScaleTarget::Delta(-1), &cap(4), false), Ok(1));
         assert_eq!(
@@ -154,7 +163,7 @@ mod tests {
         assert!(resolve(2, ScaleTarget::Absolute(5000), &cap(4), true).is_err());
         let e = resolve(4, ScaleTarget::Delta(1), &cap(4), false).unwrap_err();
         assert!(
-            e.to_string().contains("4 CPUs") && e.to_string().contains("--force"),
+            e.to_string().contains("4 CPU(s)") && e.to_string().contains("--force"),
             "{e}"
         );
     }

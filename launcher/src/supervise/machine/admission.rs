@@ -77,27 +77,17 @@ impl Supervisor {
     }
 }
 
-/// The most workers `scale` and SIGTTIN go to without `--force`: the
-/// tightest of the caps the plan recorded (`plan.caps`: CPUs unless
-/// oversubscription is allowed, memory, an explicit maximum), read as the
-/// plan applied them, never below the count it chose.
+/// The most workers `scale` and SIGTTIN go to without `--force`: the cap
+/// the plan says binds (`plan.caps.binding`: CPUs unless oversubscription
+/// is allowed, memory, an explicit maximum), never below the count it
+/// chose; the absolute maximum when none applies.
 pub fn scale_cap(plan: &Plan) -> ScaleCap {
-    let caps = &plan.caps;
-    let candidates = [
-        (!plan.oversubscribe).then(|| (caps.cpu, format!("{} CPU(s)", caps.cpu))),
-        caps.memory
-            .map(|m| (m, format!("memory for {m} worker(s)"))),
-        caps.max_workers
-            .map(|m| (m, format!("a maximum of {m} worker(s)"))),
-    ];
-    // The first of equal caps names it, as the plan's own order.
-    let (max, why) = candidates
-        .into_iter()
-        .flatten()
-        .reduce(|best, c| if c.0 < best.0 { c } else { best })
-        .unwrap_or((ABSOLUTE_MAX_WORKERS, "the absolute maximum".to_owned()));
+    let cap = plan
+        .caps
+        .binding
+        .map_or_else(ScaleCap::absolute, |b| ScaleCap::of(b.cap, b.max));
     ScaleCap {
-        max: max.max(plan.workers).min(ABSOLUTE_MAX_WORKERS),
-        why,
+        max: cap.max.max(plan.workers).min(ABSOLUTE_MAX_WORKERS),
+        ..cap
     }
 }

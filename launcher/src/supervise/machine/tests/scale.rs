@@ -2,12 +2,12 @@
 
 use super::*;
 use crate::control::scale::{ScaleCap, ScaleTarget};
+use crate::plan::Cap;
 use admission::{Refusal, ReloadAdmitted};
 
 #[test]
 fn scaling_up_spawns_new_ids_and_down_retires_the_highest() {
-    let t0 = Instant::now();
-    let mut s = ready(checked(2), t0);
+    let (mut s, t0) = ready(checked(2));
     let a = acts(s.handle(t0, Event::Scale { workers: 4 }));
     assert_eq!(a, vec![Action::Spawn { id: 2 }, Action::Spawn { id: 3 }]);
     assert_eq!(s.desired(), 4);
@@ -43,8 +43,7 @@ fn scaling_up_spawns_new_ids_and_down_retires_the_highest() {
 
 #[test]
 fn a_spawn_in_flight_when_scaled_away_is_stopped_when_it_reports() {
-    let t0 = Instant::now();
-    let mut s = ready(checked(1), t0);
+    let (mut s, t0) = ready(checked(1));
     s.handle(t0, Event::Scale { workers: 2 });
     s.handle(t0, Event::Scale { workers: 1 });
     let a = acts(s.handle(t0, Event::Spawned { id: 1, pid: 7 }));
@@ -54,18 +53,11 @@ fn a_spawn_in_flight_when_scaled_away_is_stopped_when_it_reports() {
 
 // ---- admission: whether a request becomes an event ----
 
-fn cap(max: u32) -> ScaleCap {
-    ScaleCap {
-        max,
-        why: format!("{max} CPU(s)"),
-    }
-}
-
 #[test]
 fn scale_requests_are_admitted_within_the_cap_and_refused_otherwise() {
     use crate::control::scale::ScaleTarget::{Absolute, Delta};
-    let t0 = Instant::now();
-    let mut s = ready(checked(2), t0);
+    let (mut s, t0) = ready(checked(2));
+    let four = ScaleCap::of(Cap::Cpu, 4);
     // (target, --force, one worker on the app's own port, wanted)
     type Case = (ScaleTarget, bool, bool, Result<Option<u32>, &'static str>);
     let cases: [Case; 6] = [
@@ -82,7 +74,7 @@ fn scale_requests_are_admitted_within_the_cap_and_refused_otherwise() {
         ),
     ];
     for (target, force, single_port, want) in cases {
-        let got = s.admit_scale(target, force, &cap(4), single_port);
+        let got = s.admit_scale(target, force, &four, single_port);
         match (got, want) {
             (Ok(n), Ok(w)) => assert_eq!(n, w, "{target}"),
             (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{target}: {e}"),
@@ -90,10 +82,7 @@ fn scale_requests_are_admitted_within_the_cap_and_refused_otherwise() {
         }
     }
     // Scaling down to one on the app's own port is fine.
-    assert_eq!(
-        s.admit_scale(Absolute(1), false, &cap(4), true),
-        Ok(Some(1))
-    );
+    assert_eq!(s.admit_scale(Absolute(1), false, &four, true), Ok(Some(1)));
 
     assert_eq!(
         s.admit_reload(),
@@ -105,21 +94,21 @@ fn scale_requests_are_admitted_within_the_cap_and_refused_otherwise() {
     s.handle(t0, Event::Reload);
     assert_eq!(s.admit_reload(), Ok(ReloadAdmitted::Queued));
     assert_eq!(
-        s.admit_scale(Delta(1), false, &cap(4), false),
+        s.admit_scale(Delta(1), false, &four, false),
         Err(Refusal::Reloading)
     );
     assert_eq!(s.admit_resize(3, false), None, "not during a reload");
     s.handle(t0, Event::Signal(Signal::SIGTERM));
     assert_eq!(s.admit_reload(), Err(Refusal::Stopping));
     assert_eq!(
-        s.admit_scale(Delta(1), false, &cap(4), false),
+        s.admit_scale(Delta(1), false, &four, false),
         Err(Refusal::Stopping)
     );
 }
 
 #[test]
 fn a_resize_follows_the_plan_unless_the_count_is_fixed() {
-    let s = ready(checked(2), Instant::now());
+    let (s, _) = ready(checked(2));
     assert_eq!(s.admit_resize(3, false), Some(3));
     assert_eq!(s.admit_resize(2, false), None);
     assert_eq!(s.admit_resize(3, true), None);
@@ -152,7 +141,7 @@ fn plan_for(cpus: f64, mib: u64, overrides: &[(&str, &str)]) -> crate::plan::Pla
 }
 
 #[test]
-fn the_scale_cap_is_the_tightest_cap_the_plan_recorded() {
+fn the_scale_cap_is_the_cap_the_plan_says_binds() {
     // (CPUs, MiB, variables, cap, why)
     type Case = (
         f64,
