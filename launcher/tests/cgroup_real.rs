@@ -180,3 +180,68 @@ fn corefit_plan_inside_a_real_cgroup() {
         );
     }
 }
+
+#[test]
+fn corefit_plan_in_a_private_cgroup_namespace_without_a_fresh_mount() {
+    use corefit_test_support::cgroup::CgroupDir;
+    assert!(
+        is_root(),
+        "this test makes real cgroups and must run as root"
+    );
+    let cpu = CgroupDir::below_own("cpu", "corefit-cgns");
+    let mem = CgroupDir::below_own("memory", "corefit-cgns");
+    cpu.write("cpu.cfs_period_us", PERIOD);
+    cpu.write("cpu.cfs_quota_us", QUOTA);
+    mem.write("memory.limit_in_bytes", &MEMORY.to_string());
+
+    // The shell enters both cgroups, then a new cgroup namespace rooted
+    // there shows it its mountinfo (on stderr) and becomes corefit.
+    let script = format!(
+        "echo $$ > '{}' && echo $$ > '{}' && exec unshare -C sh -c 'cat /proc/self/mountinfo /proc/self/cgroup >&2 && exec \"$COREFIT\" plan --json'",
+        cpu.0.join("cgroup.procs").display(),
+        mem.0.join("cgroup.procs").display(),
+    );
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("COREFIT", env!("CARGO_BIN_EXE_corefit"))
+        .output()
+        .expect("run unshare -C corefit plan");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "corefit plan failed: {stderr}\n{stdout}"
+    );
+    // The case under test: the namespace hides the cgroups' paths.
+    let (mounts, _) = cgroup_mounts(&stderr);
+    for controller in ["cpu", "memory"] {
+        let m = mounts
+            .iter()
+            .find(|m| m.has_controller(controller))
+            .unwrap();
+        assert!(m.root.starts_with("/.."), "{controller}: {m:?}\n{stderr}");
+    }
+    assert!(stderr.contains(":memory:/\n"), "{stderr}");
+
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("plan --json prints JSON");
+    let cpu_quota = &doc["inputs"]["limits"]["cpu"]["quota"];
+    assert_eq!(cpu_quota["quota_us"].as_u64(), Some(150000), "{doc:#}");
+    let file = cpu_quota["source"]["file"].as_str().unwrap();
+    assert_eq!(Path::new(file), cpu.0.join("cpu.cfs_quota_us"));
+    let limit = &doc["inputs"]["limits"]["memory"]["limit"];
+    assert_eq!(limit["bytes"].as_u64(), Some(MEMORY), "{doc:#}");
+    let file = limit["source"]["file"].as_str().unwrap();
+    assert_eq!(Path::new(file), mem.0.join("memory.limit_in_bytes"));
+    let d = &doc["decision"];
+    assert_eq!(d["effective_cpus"]["value"].as_f64(), Some(1.5), "{d:#}");
+    assert_eq!(
+        (d["mode"].as_str(), d["workers"].as_u64()),
+        (Some("single"), Some(1))
+    );
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{doc:#}");
+}

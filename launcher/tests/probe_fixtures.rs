@@ -267,3 +267,75 @@ fn garbage_mountinfo_and_cgroup_membership() {
     assert_eq!(l.cgroup, CgroupLayout::None);
     assert!(w.iter().any(|m| m.contains("mountinfo")), "{w:?}");
 }
+
+/// A private cgroup namespace with the host's cgroupfs mounted as is:
+/// mountinfo shows the mount's root as `/../..`, /proc/self/cgroup says
+/// `/`. The cgroup two levels down whose cgroup.procs lists the pid of
+/// /proc/self/stat (4242) is this process's, with its ancestors.
+#[test]
+fn hidden_namespace_root_is_found_by_its_cgroup_procs() {
+    let l = probe_clean("cgroup-v1-namespace-hidden");
+    let q = l.cpu.quota.unwrap();
+    assert_eq!(q.cpus(), 1.5, "docker/ctr's quota, not a sibling's or none");
+    assert!(
+        q.source
+            .file
+            .ends_with("cpu,cpuacct/docker/ctr/cpu.cfs_quota_us"),
+        "{}",
+        q.source.file
+    );
+    let m = l.memory.limit.unwrap();
+    assert_eq!(m.bytes, 768 * MIB);
+    assert!(m
+        .source
+        .file
+        .ends_with("memory/docker/ctr/memory.limit_in_bytes"));
+
+    let l = probe_clean("cgroup-v2-namespace-hidden");
+    assert_eq!(l.cpu.quota.unwrap().cpus(), 1.5);
+    assert_eq!(l.memory.limit.unwrap().bytes, 768 * MIB);
+    assert_eq!(l.memory.high.unwrap().bytes, 512 * MIB);
+
+    // An ancestor above the namespace's root still bounds it.
+    let (l, w) = probe_with(
+        "cgroup-v1-namespace-hidden",
+        "sys/fs/cgroup/cpu,cpuacct/docker/cpu.cfs_quota_us",
+        "100000",
+    );
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(l.cpu.quota.unwrap().cpus(), 1.0);
+}
+
+/// When no cgroup.procs at that depth lists the pid (or the pid is
+/// unknown) the plan says so, naming the files, and reads the mount's
+/// root only: never a silent host-sized plan.
+#[test]
+fn hidden_namespace_root_not_found_is_a_warning_naming_the_files() {
+    let cases = [
+        ("cgroup-v1-namespace-hidden", "proc/self/stat", "777 (x) R"),
+        ("cgroup-v1-namespace-hidden", "proc/self/stat", "garbage"),
+        ("cgroup-v2-namespace-hidden", "proc/self/stat", "777 (x) R"),
+    ];
+    for (fixture, file, contents) in cases {
+        let (l, w) = probe_with(fixture, file, contents);
+        assert_eq!(l.cpu.quota, None, "{fixture} {contents}: the root has none");
+        assert_eq!(l.memory.limit, None, "{fixture} {contents}");
+        let hidden: Vec<&String> = w
+            .iter()
+            .filter(|m| m.contains("private cgroup namespace hides"))
+            .collect();
+        // v1: one per hierarchy read (cpu, memory); v2: one for the mount.
+        let expect = if fixture.contains("v1") { 2 } else { 1 };
+        assert_eq!(hidden.len(), expect, "{fixture} {contents}: {w:?}");
+        for m in hidden {
+            for named in ["proc/self/mountinfo", "proc/self/cgroup", "\"/../..\""] {
+                assert!(m.contains(named), "{fixture}: {named} not in {m}");
+            }
+            if contents.starts_with("777") {
+                assert!(m.contains("lists pid 777"), "{m}");
+            } else {
+                assert!(m.contains("proc/self/stat"), "{m}");
+            }
+        }
+    }
+}

@@ -8,7 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::mountinfo::{path_below_mount, CgroupMembership, CgroupMount};
+use super::mountinfo::{locate, CgroupMembership, CgroupMount, Located};
+use super::own_cgroup;
 use super::parse::{self, ValueError};
 use super::Warnings;
 use crate::plan::facts::{
@@ -131,9 +132,27 @@ fn build_chain(
     warnings: &mut Warnings,
 ) -> Chain {
     let mount_dir = join(root, &mount.mount_point);
-    let rel = match path_below_mount(path, &mount.root) {
-        Some(rel) => rel,
-        None => {
+    let rel = match locate(path, &mount.root) {
+        Located::Below(rel) => rel,
+        Located::Hidden { depth, rest } => {
+            let found = own_cgroup::own_pid(root).and_then(|pid| {
+                own_cgroup::search(&mount_dir, depth, &rest, pid, own_cgroup::MAX_DIRS)
+            });
+            found.unwrap_or_else(|missed| {
+                let w = format!(
+                    "{version} cgroup at {}: a private cgroup namespace hides this process's cgroup below the mount (its root in {} is {:?}, {} says {path:?}) and {missed}; reading only the limits of the mount's root, an ancestor: this cgroup's own limits are unknown (mount a fresh cgroupfs in the namespace, or give the workers by --workers)",
+                    mount.mount_point,
+                    join(root, "/proc/self/mountinfo").display(),
+                    mount.root,
+                    join(root, "/proc/self/cgroup").display(),
+                );
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+                String::new()
+            })
+        }
+        Located::Outside => {
             warnings.push(format!(
                 "{version} path {path:?} lies outside the mounted root {:?} at {}; reading the mount point only",
                 mount.root, mount.mount_point

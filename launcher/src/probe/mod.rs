@@ -4,6 +4,7 @@
 //! - [`parse`]: values in cgroup and proc files (pure).
 //! - [`mountinfo`]: `/proc/self/mountinfo` and `/proc/self/cgroup` (pure).
 //! - [`cgroup`]: limits along the cgroup path and its ancestors.
+//! - [`own_cgroup`]: the process's cgroup when a cgroup namespace hides it.
 //! - [`executable`]: what a command really runs (static, dynamic, setuid).
 //! - [`host`]: online CPUs, `MemTotal`, hypervisor flag, affinity.
 //! - [`platform`]: platform signals and published sizes.
@@ -13,6 +14,7 @@ pub mod cgroup;
 pub mod executable;
 pub mod host;
 pub mod mountinfo;
+pub mod own_cgroup;
 pub mod parse;
 pub mod platform;
 pub mod procstat;

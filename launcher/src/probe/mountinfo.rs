@@ -116,32 +116,77 @@ pub fn memberships(text: &str) -> (Vec<CgroupMembership>, usize) {
     (out, malformed)
 }
 
+/// Where a cgroup path from `/proc/self/cgroup` lies relative to a mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// This directory below the mount point (`""`: the mount point).
+    Below(String),
+    /// `depth` directories below the mount point whose names the process
+    /// cannot see, then `rest`: a private cgroup namespace with the host's
+    /// cgroupfs mounted as is shows the mount's root as `/..` repeated and
+    /// the process's own cgroup as `/`. The probe finds the directory by
+    /// the `cgroup.procs` that lists the process.
+    Hidden { depth: usize, rest: String },
+    /// Not below what is mounted.
+    Outside,
+}
+
+/// The components of a path relative to the cgroup namespace's root,
+/// `.`/`..` resolved: the leading `..` counted, then the names.
+fn normalize(path: &str) -> (usize, Vec<&str>) {
+    let mut up = 0;
+    let mut names = Vec::new();
+    for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if c == ".." {
+            if names.pop().is_none() {
+                up += 1;
+            }
+        } else {
+            names.push(c);
+        }
+    }
+    (up, names)
+}
+
+/// Where `cgroup_path` (from `/proc/self/cgroup`) lies below a mount whose
+/// root (from mountinfo) is `mount_root`. Both are relative to the reader's
+/// cgroup namespace root, so either may start with `..`.
+pub fn locate(cgroup_path: &str, mount_root: &str) -> Located {
+    let (mount_up, mount_names) = normalize(mount_root);
+    let (own_up, own_names) = normalize(cgroup_path);
+    if mount_up == own_up {
+        if let Some(rest) = own_names.strip_prefix(mount_names.as_slice()) {
+            return Located::Below(rest.join("/"));
+        }
+        // Inside a cgroup namespace the process sees its own cgroup as
+        // "/"; a mount of a subtree may still show that subtree's path.
+        if own_up == 0 && own_names.is_empty() {
+            return Located::Below(String::new());
+        }
+        return Located::Outside;
+    }
+    // The kernel shows the mount's root by the shortest path from the
+    // namespace's root: `..` then names means a directory beside it, of
+    // which nothing of ours is part; `..` alone, an ancestor, whose
+    // descendants `mount_up - own_up` levels down the process cannot name.
+    if mount_up > own_up && mount_names.is_empty() {
+        return Located::Hidden {
+            depth: mount_up - own_up,
+            rest: own_names.join("/"),
+        };
+    }
+    Located::Outside
+}
+
 /// Translates a cgroup path from `/proc/self/cgroup` into a path below the
 /// mount point, given the mount's root. `None` when the path lies outside
-/// what is mounted (then only the mount point itself can be read).
+/// what is mounted or below directories the process cannot name (see
+/// [`locate`]).
 pub fn path_below_mount(cgroup_path: &str, mount_root: &str) -> Option<String> {
-    if cgroup_path.split('/').any(|c| c == "..") {
-        return None;
+    match locate(cgroup_path, mount_root) {
+        Located::Below(rel) => Some(rel),
+        Located::Hidden { .. } | Located::Outside => None,
     }
-    if mount_root == "/" {
-        return Some(cgroup_path.trim_start_matches('/').to_owned());
-    }
-    let root = mount_root.trim_end_matches('/');
-    if cgroup_path == root {
-        return Some(String::new());
-    }
-    if let Some(rest) = cgroup_path
-        .strip_prefix(root)
-        .and_then(|r| r.strip_prefix('/'))
-    {
-        return Some(rest.to_owned());
-    }
-    // Inside a cgroup namespace the process sees its own cgroup as "/",
-    // while a mount made outside the namespace shows the host path.
-    if cgroup_path == "/" {
-        return Some(String::new());
-    }
-    None
 }
 
 #[cfg(test)]
@@ -196,5 +241,28 @@ mod tests {
         assert_eq!(path_below_mount("/other", "/docker/abc"), None);
         assert_eq!(path_below_mount("/../x", "/"), None);
         assert_eq!(path_below_mount("/docker/abcdef", "/docker/abc"), None);
+    }
+
+    #[test]
+    fn a_namespace_root_the_mount_does_not_show_is_hidden() {
+        let hidden = |depth, rest: &str| Located::Hidden {
+            depth,
+            rest: rest.to_owned(),
+        };
+        // unshare -C with the host's mount: root "/../..", own cgroup "/".
+        assert_eq!(locate("/", "/../.."), hidden(2, ""));
+        assert_eq!(locate("/", "/.."), hidden(1, ""));
+        // Moved to a child after the unshare, or to a sibling.
+        assert_eq!(locate("/app", "/../.."), hidden(2, "app"));
+        assert_eq!(locate("/../b", "/../.."), hidden(1, "b"));
+        // The mount's root is beside the namespace's root (the kernel
+        // would show an ancestor as "/.." alone): nothing of ours is mounted.
+        assert_eq!(locate("/", "/../../kubepods"), Located::Outside);
+        assert_eq!(locate("/", "/../kubepods"), Located::Outside);
+        assert_eq!(locate("/../../x", "/.."), Located::Outside);
+        assert_eq!(path_below_mount("/", "/../.."), None);
+        // Equal depths compare names.
+        assert_eq!(locate("/../b/c", "/../b"), Located::Below("c".into()));
+        assert_eq!(locate("/../c", "/../b"), Located::Outside);
     }
 }
