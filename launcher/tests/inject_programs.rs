@@ -33,6 +33,21 @@ fn names_go_and_the_strategies_that_work(text: &str, program: &str) {
     }
 }
 
+/// What `corefit plan --json --socket inject -- PROGRAM` says of
+/// `strategy` (its row in `command.strategies`).
+fn plan_row(program: &str, strategy: &str) -> serde_json::Value {
+    let out = Args::new()
+        .arg("plan")
+        .arg("--json")
+        .socket("inject")
+        .command([program])
+        .output(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "plan {program}: {stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    find_by(&doc["command"]["strategies"], "strategy", strategy.into()).clone()
+}
+
 fn inject_args(port: u16, dir: &std::path::Path) -> Args {
     Args::cluster(2)
         .socket("inject")
@@ -45,23 +60,10 @@ fn inject_args(port: u16, dir: &std::path::Path) -> Args {
 fn plan_refuses_go_programs_for_inject_dynamic_or_static() {
     for name in GO_APPS {
         let program = go_app(name);
-        let out = Args::new()
-            .arg("plan")
-            .arg("--json")
-            .socket("inject")
-            .command([&program])
-            .output(&[]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let inject = find_by(&doc["command"]["strategies"], "strategy", "inject".into());
+        let inject = plan_row(&program, "inject");
         assert_eq!(inject["support"], "no", "{name}: {inject}");
         names_go_and_the_strategies_that_work(inject["note"].as_str().unwrap(), &program);
-        let proxy = find_by(&doc["command"]["strategies"], "strategy", "proxy".into());
-        assert_eq!(proxy["support"], "yes");
+        assert_eq!(plan_row(&program, "proxy")["support"], "yes");
 
         let text = Args::new()
             .arg("plan")
@@ -100,14 +102,7 @@ fn start_refuses_go_programs_with_exit_2_and_the_plans_words_before_any_worker()
         );
 
         // Word for word what `plan` says of the same command.
-        let plan = Args::new()
-            .arg("plan")
-            .arg("--json")
-            .socket("inject")
-            .command([&program])
-            .output(&[]);
-        let doc: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-        let inject = find_by(&doc["command"]["strategies"], "strategy", "inject".into());
+        let inject = plan_row(&program, "inject");
         let note = inject["note"].as_str().unwrap();
         assert!(stderr.contains(note), "plan: {note}\nstart: {stderr}");
     }

@@ -76,6 +76,11 @@ impl<'a> Setup<'a> {
         }
     }
 
+    /// Two workers of tests/apps/proxy_app.py, the app most tests use.
+    fn proxy_app() -> Setup<'a> {
+        Setup::new(python_app("proxy_app.py"), 2)
+    }
+
     fn env(mut self, key: &'a str, value: &'a str) -> Self {
         self.env.push((key, value));
         self
@@ -397,7 +402,7 @@ fn dribbler(port: u16, every: Duration, stop: Arc<AtomicBool>) -> JoinHandle<()>
 fn descriptors_5000_idle_connections_under_soft_limit_1024() {
     let _heavy = heavy();
     raise_own_nofile();
-    let mut setup = Setup::new(python_app("proxy_app.py"), 2);
+    let mut setup = Setup::proxy_app();
     setup.prlimit = Some("--nofile=1024:20000");
     let p = setup.start();
     let pid = p.corefit.pid;
@@ -434,7 +439,7 @@ fn descriptors_5000_idle_connections_under_soft_limit_1024() {
 /// new ones are served. Before: no limit at all.
 #[test]
 fn max_connections_refuses_the_21st_with_503() {
-    let p = Setup::new(python_app("proxy_app.py"), 2)
+    let p = Setup::proxy_app()
         .env("COREFIT_MAX_CONNECTIONS", "20")
         .start();
     // The start-up requests' connections are closed; give corefit a moment
@@ -503,7 +508,7 @@ fn max_connections_refuses_the_21st_with_503() {
 /// head was relayed to the worker for as long as the worker allowed.
 #[test]
 fn header_timeout_answers_a_slow_head_with_408() {
-    let p = Setup::new(python_app("proxy_app.py"), 2)
+    let p = Setup::proxy_app()
         .env("COREFIT_HEADER_TIMEOUT", "1s")
         .start();
 
@@ -724,9 +729,7 @@ fn streaming_echo_50_mib_three_times() {
     // Small socket buffers in the app (64 KiB): both directions fill after
     // a few hundred KiB, so a copy loop that cannot move both ways at once
     // stalls on nearly every transfer rather than one in three.
-    let p = Setup::new(python_app("proxy_app.py"), 2)
-        .env("SMALL_BUFFERS", "1")
-        .start();
+    let p = Setup::proxy_app().env("SMALL_BUFFERS", "1").start();
     for i in 0..3 {
         let t = echo_once(p.port);
         eprintln!("echo {i}: 50 MiB through corefit in {t:?}");
@@ -742,7 +745,7 @@ fn streaming_echo_50_mib_three_times() {
 fn memory_returns_after_5000_connections_close() {
     let _heavy = heavy();
     raise_own_nofile();
-    let p = Setup::new(python_app("proxy_app.py"), 2).start();
+    let p = Setup::proxy_app().start();
     let pid = p.corefit.pid;
     for _ in 0..20 {
         timed_hello(p.port);
@@ -840,9 +843,7 @@ const SPOOFED: &str = "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\
 /// headers is replaced. Before: the app saw only 127.0.0.1 as its peer.
 #[test]
 fn forwarded_headers_replace_what_an_untrusted_client_sent() {
-    let p = Setup::new(python_app("proxy_app.py"), 2)
-        .env("COREFIT_FORWARDED", "both")
-        .start();
+    let p = Setup::proxy_app().env("COREFIT_FORWARDED", "both").start();
     let mut s = connect(local(p.port));
     for extra in ["", SPOOFED, ""] {
         let r = request(&mut s, "/headers", extra).expect("/headers");
@@ -859,7 +860,7 @@ fn forwarded_headers_replace_what_an_untrusted_client_sent() {
 /// its own address appended.
 #[test]
 fn forwarded_headers_append_to_a_trusted_client() {
-    let p = Setup::new(python_app("proxy_app.py"), 2)
+    let p = Setup::proxy_app()
         .env("COREFIT_FORWARDED", "both")
         .env("COREFIT_TRUST_FORWARDED", "127.0.0.0/8")
         .start();
@@ -890,7 +891,7 @@ fn forwarded_for_an_ipv6_client() {
         eprintln!("no IPv6 loopback here: skipped");
         return;
     }
-    let mut setup = Setup::new(python_app("proxy_app.py"), 2).env("COREFIT_FORWARDED", "forwarded");
+    let mut setup = Setup::proxy_app().env("COREFIT_FORWARDED", "forwarded");
     setup.host = "::1";
     setup.wait_workers = false;
     let p = setup.start();

@@ -351,53 +351,41 @@ mod tests {
 
     #[test]
     fn argv_goes_through_exec_worker_with_a_shared_socket() {
-        let args = vec!["server.js".to_owned()];
-        let (p, a) = argv(
-            Path::new("/usr/bin/node"),
-            &args,
-            None,
-            None,
-            Path::new("/corefit"),
-        );
-        assert_eq!(
-            (p.as_path(), a),
+        let fd9 = "/proc/self/fd/9";
+        let via = |shim: &[&'static str]| {
+            let mut a = vec!["__exec-worker", "--listen-fd", "5"];
+            a.extend(shim);
+            a.extend(["--", "/usr/bin/node", "server.js"]);
+            a
+        };
+        // (listen fd, shim) -> the program run, its arguments
+        let cases = [
+            (None, None, "/usr/bin/node", vec!["server.js"]),
+            (Some(5), None, "/corefit", via(&[])),
             (
-                Path::new("/usr/bin/node"),
-                vec![OsString::from("server.js")]
-            )
-        );
-        let (p, a) = argv(
-            Path::new("/usr/bin/node"),
-            &args,
-            Some(5),
-            Some(Shim::Inject("/proc/self/fd/9")),
-            Path::new("/corefit"),
-        );
-        assert_eq!(p, Path::new("/corefit"));
-        let a: Vec<_> = a.iter().map(|s| s.to_str().unwrap()).collect();
-        assert_eq!(
-            a,
-            [
-                "__exec-worker",
-                "--listen-fd",
-                "5",
-                "--inject-preload",
-                "/proc/self/fd/9",
-                "--",
-                "/usr/bin/node",
-                "server.js"
-            ]
-        );
-        let (_, a) = argv(
-            Path::new("/usr/bin/node"),
-            &args,
-            Some(5),
-            Some(Shim::Handover("/proc/self/fd/9")),
-            Path::new("/corefit"),
-        );
-        assert_eq!(
-            a[3..5],
-            [OsString::from("--preload"), "/proc/self/fd/9".into()]
-        );
+                Some(5),
+                Some(Shim::Inject(fd9)),
+                "/corefit",
+                via(&["--inject-preload", fd9]),
+            ),
+            (
+                Some(5),
+                Some(Shim::Handover(fd9)),
+                "/corefit",
+                via(&["--preload", fd9]),
+            ),
+        ];
+        let node = Path::new("/usr/bin/node");
+        for (fd, shim, program, want) in cases {
+            let (p, a) = argv(
+                node,
+                &["server.js".to_owned()],
+                fd,
+                shim,
+                Path::new("/corefit"),
+            );
+            let a: Vec<_> = a.iter().map(|s| s.to_str().unwrap()).collect();
+            assert_eq!((p.as_path(), a), (Path::new(program), want), "{shim:?}");
+        }
     }
 }

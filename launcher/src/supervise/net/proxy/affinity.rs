@@ -291,22 +291,25 @@ mod tests {
 
     #[test]
     fn a_field_goes_at_the_end_of_a_response_head() {
-        let f = "Set-Cookie: a=b\r\n";
-        assert_eq!(
-            with_field(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", f),
-            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: a=b\r\n\r\n"
-        );
-        assert_eq!(
-            with_field(b"HTTP/1.1 204 No Content\r\n\r\n", f),
-            b"HTTP/1.1 204 No Content\r\nSet-Cookie: a=b\r\n\r\n"
-        );
-        assert_eq!(
-            with_field(b"HTTP/1.1 200 OK\nA: b\n\n", f),
-            b"HTTP/1.1 200 OK\nA: b\nSet-Cookie: a=b\r\n\n"
-        );
-        assert_eq!(
-            with_field(b"HTTP/1.1 200 OK\r\n", f),
-            b"HTTP/1.1 200 OK\r\n"
-        );
+        // (head, the head with the field); an unfinished head is left as is.
+        let cases: [(&[u8], &[u8]); 4] = [
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: a=b\r\n\r\n",
+            ),
+            (
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                b"HTTP/1.1 204 No Content\r\nSet-Cookie: a=b\r\n\r\n",
+            ),
+            (
+                b"HTTP/1.1 200 OK\nA: b\n\n",
+                b"HTTP/1.1 200 OK\nA: b\nSet-Cookie: a=b\r\n\n",
+            ),
+            (b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\n"),
+        ];
+        for (head, want) in cases {
+            let got = with_field(head, "Set-Cookie: a=b\r\n");
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(head));
+        }
     }
 }

@@ -147,12 +147,17 @@ mod tests {
         upgrade: false,
     };
 
-    fn sent(replay: bool, at: Instant) -> Sent {
-        Sent {
-            meta: GET,
-            replay: replay.then(|| Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n")),
-            sent_at: at,
+    /// GET requests sent at `at`, each replayable or not.
+    fn in_flight(replayable: &[bool], at: Instant) -> InFlight {
+        let mut f = InFlight::default();
+        for &replay in replayable {
+            f.push(Sent {
+                meta: GET,
+                replay: replay.then(|| Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n")),
+                sent_at: at,
+            });
         }
+        f
     }
 
     const STOPPING: UpstreamEnd = UpstreamEnd {
@@ -185,9 +190,7 @@ mod tests {
     #[test]
     fn resends_only_whole_fresh_replayable_requests_of_a_stopping_worker() {
         let now = Instant::now();
-        let mut f = InFlight::default();
-        f.push(sent(true, now));
-        f.push(sent(true, now));
+        let mut f = in_flight(&[true, true], now);
         assert!(matches!(after_upstream(&f, STOPPING, now), Next::Resend(h) if h.len() == 2));
         // A crash (still routed) is not resent.
         let routed = stopping_but(|e| e.worker_stopping = false);
@@ -212,9 +215,7 @@ mod tests {
     #[test]
     fn one_unreplayable_request_closes() {
         let now = Instant::now();
-        let mut f = InFlight::default();
-        f.push(sent(true, now));
-        f.push(sent(false, now));
+        let mut f = in_flight(&[true, false], now);
         assert_eq!(after_upstream(&f, STOPPING, now), Next::Close);
         f.answered();
         assert_eq!(after_upstream(&f, STOPPING, now), Next::Close);
