@@ -193,25 +193,7 @@ pub fn argv(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(vars: &[(&str, &str)]) -> RunConfig {
-        let env: crate::cli::RunEnv = vars.iter().copied().collect();
-        crate::cli::RunArgs::default()
-            .config_with(vec!["app".into()], &env)
-            .unwrap()
-    }
-
-    fn plan(workers: u32) -> crate::plan::Plan {
-        use crate::plan::facts::{Platform, PlatformKind, PodResources};
-        let env: crate::plan::Env = [("COREFIT_WORKERS".to_owned(), workers.to_string())].into();
-        let o = crate::plan::resolve(&crate::plan::FlagValues::default(), &env).unwrap();
-        let pod = PodResources {
-            node_cpus: 64,
-            cpus: None,
-            memory: None,
-        };
-        crate::plan::plan_for_pod(&pod, &Platform::new(PlatformKind::Vps, "test"), &o)
-    }
+    use crate::supervise::settings::tests::{config, plan, Vars};
 
     /// Launches worker `id` of a run with these variables and workers.
     fn launch(
@@ -238,7 +220,7 @@ mod tests {
     fn ports_and_environment_by_strategy() {
         // (variables, workers, id, private port) -> (PORT in env, port, shared socket, ready)
         type Case = (
-            &'static [(&'static str, &'static str)],
+            Vars,
             u32,
             WorkerId,
             Option<u16>,

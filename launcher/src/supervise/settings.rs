@@ -235,9 +235,12 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cli::{RunArgs, RunEnv};
+
+    /// A test case's variables.
+    pub(crate) type Vars = &'static [(&'static str, &'static str)];
 
     /// The config from these variables (the flags' own variables).
     pub(crate) fn config(vars: &[(&str, &str)]) -> RunConfig {
@@ -268,12 +271,7 @@ mod tests {
         use ReadyCheck as R;
         use SocketStrategy as S;
         // (variables, workers, may grow) -> (strategy, readiness, restarts)
-        type Case = (
-            &'static [(&'static str, &'static str)],
-            u32,
-            bool,
-            (S, R, bool),
-        );
+        type Case = (Vars, u32, bool, (S, R, bool));
         let cases: [Case; 15] = [
             (&[], 4, false, (S::Proxy, R::Port, true)),
             // One worker that cannot grow: nothing to balance.

@@ -65,35 +65,29 @@ struct Layout {
 }
 
 impl Layout {
-    fn u16(self, b: &[u8], at: usize) -> Option<u16> {
-        let v: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    /// An unsigned field of `n` bytes (at most 8) at `at`, in this byte
+    /// order; `None` past the end of `b`.
+    fn uint(self, b: &[u8], at: usize, n: usize) -> Option<u64> {
+        let bytes = b.get(at..at.checked_add(n)?)?;
+        let digit = |v: u64, &x: &u8| (v << 8) | u64::from(x);
         Some(if self.big {
-            u16::from_be_bytes(v)
+            bytes.iter().fold(0, digit)
         } else {
-            u16::from_le_bytes(v)
+            bytes.iter().rev().fold(0, digit)
         })
     }
 
+    fn u16(self, b: &[u8], at: usize) -> Option<u16> {
+        u16::try_from(self.uint(b, at, 2)?).ok()
+    }
+
     fn u32(self, b: &[u8], at: usize) -> Option<u32> {
-        let v: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(if self.big {
-            u32::from_be_bytes(v)
-        } else {
-            u32::from_le_bytes(v)
-        })
+        u32::try_from(self.uint(b, at, 4)?).ok()
     }
 
     /// An address-sized field: 8 bytes in ELF64, 4 in ELF32.
     fn word(self, b: &[u8], at: usize) -> Option<u64> {
-        if !self.wide {
-            return self.u32(b, at).map(u64::from);
-        }
-        let v: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
-        Some(if self.big {
-            u64::from_be_bytes(v)
-        } else {
-            u64::from_le_bytes(v)
-        })
+        self.uint(b, at, if self.wide { 8 } else { 4 })
     }
 
     fn phentsize(self) -> u16 {
@@ -340,6 +334,40 @@ mod tests {
             self.2 += n;
             n
         }
+    }
+
+    #[test]
+    fn fields_in_either_byte_order_and_class() {
+        let b = [1, 2, 3, 4, 5, 6, 7, 8];
+        let (le, be) = (
+            Layout {
+                wide: true,
+                big: false,
+            },
+            Layout {
+                wide: true,
+                big: true,
+            },
+        );
+        assert_eq!((le.u16(&b, 0), be.u16(&b, 0)), (Some(0x0201), Some(0x0102)));
+        assert_eq!(
+            (le.u32(&b, 4), be.u32(&b, 4)),
+            (Some(0x0807_0605), Some(0x0506_0708))
+        );
+        assert_eq!(be.word(&b, 0), Some(0x0102_0304_0506_0708));
+        assert_eq!(
+            Layout {
+                wide: false,
+                big: true
+            }
+            .word(&b, 0),
+            Some(0x0102_0304)
+        );
+        assert_eq!(
+            (le.u16(&b, 7), le.u32(&b, 5), le.word(&b, 1)),
+            (None, None, None)
+        );
+        assert_eq!(le.u16(&b, usize::MAX), None);
     }
 
     #[test]

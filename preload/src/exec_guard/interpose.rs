@@ -1,6 +1,7 @@
 //! The interposed exec functions: each asks the guard, then calls libc's
 //! own definition (found with `dlsym(RTLD_NEXT)` when the shim loads).
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{c_char, c_int};
@@ -8,22 +9,27 @@ use libc::{c_char, c_int};
 use super::os::{set_errno, CPath};
 use super::{refuse, refuse_search};
 
-/// libc's definition of an interposed function, found once.
-struct Real {
+/// libc's definition of an interposed function of type `F` (a function
+/// pointer type), found once.
+struct Real<F> {
     name: &'static std::ffi::CStr,
     ptr: AtomicUsize,
+    ty: PhantomData<F>,
 }
 
-impl Real {
-    const fn new(name: &'static std::ffi::CStr) -> Real {
+impl<F: Copy> Real<F> {
+    /// # Safety
+    /// `F` is the function pointer type of libc's `name`.
+    const unsafe fn new(name: &'static std::ffi::CStr) -> Real<F> {
         Real {
             name,
             ptr: AtomicUsize::new(0),
+            ty: PhantomData,
         }
     }
 
     /// The address, 0 when libc has none.
-    fn get(&self) -> usize {
+    fn address(&self) -> usize {
         let p = self.ptr.load(Ordering::Relaxed);
         if p != 0 {
             return p;
@@ -34,13 +40,33 @@ impl Real {
         self.ptr.store(p, Ordering::Relaxed);
         p
     }
+
+    /// -1 when the guard `refused` the exec; else what libc's own
+    /// definition, handed to `call`, returns (-1 with ENOSYS when libc has
+    /// none).
+    fn forward(&self, refused: bool, call: impl FnOnce(F) -> c_int) -> c_int {
+        if refused {
+            return -1;
+        }
+        match self.address() {
+            0 => missing(),
+            // SAFETY: a non-null address of libc's definition of `name`,
+            // whose type is `F` (the contract of `new`).
+            f => call(unsafe { std::mem::transmute_copy::<usize, F>(&f) }),
+        }
+    }
 }
 
-static REAL_EXECVE: Real = Real::new(c"execve");
-static REAL_EXECV: Real = Real::new(c"execv");
-static REAL_EXECVP: Real = Real::new(c"execvp");
-static REAL_EXECVPE: Real = Real::new(c"execvpe");
-static REAL_FEXECVE: Real = Real::new(c"fexecve");
+// SAFETY: the C prototype of execve(2).
+static REAL_EXECVE: Real<ExecveFn> = unsafe { Real::new(c"execve") };
+// SAFETY: the C prototype of execv(3).
+static REAL_EXECV: Real<ExecvFn> = unsafe { Real::new(c"execv") };
+// SAFETY: the C prototype of execvp(3).
+static REAL_EXECVP: Real<ExecvFn> = unsafe { Real::new(c"execvp") };
+// SAFETY: the C prototype of execvpe(3).
+static REAL_EXECVPE: Real<ExecveFn> = unsafe { Real::new(c"execvpe") };
+// SAFETY: the C prototype of fexecve(3).
+static REAL_FEXECVE: Real<FexecveFn> = unsafe { Real::new(c"fexecve") };
 
 /// Resolved when the shim is loaded, so an exec from a `vfork` child (dash
 /// runs its commands so) never enters the dynamic linker.
@@ -49,15 +75,11 @@ static REAL_FEXECVE: Real = Real::new(c"fexecve");
 static RESOLVE_AT_LOAD: extern "C" fn() = resolve_at_load;
 
 extern "C" fn resolve_at_load() {
-    for real in [
-        &REAL_EXECVE,
-        &REAL_EXECV,
-        &REAL_EXECVP,
-        &REAL_EXECVPE,
-        &REAL_FEXECVE,
-    ] {
-        real.get();
-    }
+    REAL_EXECVE.address();
+    REAL_EXECV.address();
+    REAL_EXECVP.address();
+    REAL_EXECVPE.address();
+    REAL_FEXECVE.address();
 }
 
 type Argv = *const *const c_char;
@@ -87,15 +109,9 @@ fn missing() -> c_int {
 /// The arguments of execve(2).
 #[no_mangle]
 pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    // SAFETY: the caller's arguments, as execve(2) takes them.
-    if unsafe { refuse(path, envp) } {
-        return -1;
-    }
-    match REAL_EXECVE.get() {
-        0 => missing(),
-        // SAFETY: the address of libc's execve; forwarding the caller's arguments.
-        f => unsafe { std::mem::transmute::<usize, ExecveFn>(f)(path, argv, envp) },
-    }
+    // SAFETY: the caller's arguments, as execve(2) takes them, judged and
+    // forwarded to libc's execve.
+    unsafe { REAL_EXECVE.forward(refuse(path, envp), |f| f(path, argv, envp)) }
 }
 
 /// The interposed `execv()`.
@@ -104,15 +120,9 @@ pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> 
 /// The arguments of execv(3).
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
-    // SAFETY: the caller's path; libc's own environment.
-    if unsafe { refuse(path, current_env()) } {
-        return -1;
-    }
-    match REAL_EXECV.get() {
-        0 => missing(),
-        // SAFETY: the address of libc's execv; forwarding the caller's arguments.
-        f => unsafe { std::mem::transmute::<usize, ExecvFn>(f)(path, argv) },
-    }
+    // SAFETY: the caller's path (judged with libc's own environment) and
+    // arguments, forwarded to libc's execv.
+    unsafe { REAL_EXECV.forward(refuse(path, current_env()), |f| f(path, argv)) }
 }
 
 /// The interposed `execvp()`.
@@ -121,15 +131,9 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
 /// The arguments of execvp(3).
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
-    // SAFETY: the caller's file name; libc's own environment.
-    if unsafe { refuse_search(file, current_env()) } {
-        return -1;
-    }
-    match REAL_EXECVP.get() {
-        0 => missing(),
-        // SAFETY: the address of libc's execvp; forwarding the caller's arguments.
-        f => unsafe { std::mem::transmute::<usize, ExecvFn>(f)(file, argv) },
-    }
+    // SAFETY: the caller's file name (judged with libc's own environment)
+    // and arguments, forwarded to libc's execvp.
+    unsafe { REAL_EXECVP.forward(refuse_search(file, current_env()), |f| f(file, argv)) }
 }
 
 /// The interposed `execvpe()`.
@@ -138,15 +142,9 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
 /// The arguments of execvpe(3).
 #[no_mangle]
 pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
-    // SAFETY: the caller's arguments.
-    if unsafe { refuse_search(file, envp) } {
-        return -1;
-    }
-    match REAL_EXECVPE.get() {
-        0 => missing(),
-        // SAFETY: the address of libc's execvpe; forwarding the caller's arguments.
-        f => unsafe { std::mem::transmute::<usize, ExecveFn>(f)(file, argv, envp) },
-    }
+    // SAFETY: the caller's arguments, judged and forwarded to libc's
+    // execvpe.
+    unsafe { REAL_EXECVPE.forward(refuse_search(file, envp), |f| f(file, argv, envp)) }
 }
 
 /// The interposed `fexecve()`: the program is judged through
@@ -159,14 +157,11 @@ pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
     let mut path = CPath::<32>::new();
     let mut digits = [0u8; 12];
     let n = decimal(fd, &mut digits);
-    // SAFETY: path is NUL-terminated; the caller's envp.
-    if path.set(&[b"/proc/self/fd/", &digits[..n]]) && unsafe { refuse(path.as_ptr(), envp) } {
-        return -1;
-    }
-    match REAL_FEXECVE.get() {
-        0 => missing(),
-        // SAFETY: the address of libc's fexecve; forwarding the caller's arguments.
-        f => unsafe { std::mem::transmute::<usize, FexecveFn>(f)(fd, argv, envp) },
+    // SAFETY: path is NUL-terminated; the caller's envp and arguments,
+    // forwarded to libc's fexecve.
+    unsafe {
+        let refused = path.set(&[b"/proc/self/fd/", &digits[..n]]) && refuse(path.as_ptr(), envp);
+        REAL_FEXECVE.forward(refused, |f| f(fd, argv, envp))
     }
 }
 

@@ -3,6 +3,7 @@
 use super::*;
 use crate::control::scale::{ScaleCap, ScaleTarget};
 use crate::plan::Cap;
+use crate::supervise::settings::tests::Vars;
 use admission::{Refusal, ReloadAdmitted};
 
 #[test]
@@ -143,13 +144,7 @@ fn plan_for(cpus: f64, mib: u64, overrides: &[(&str, &str)]) -> crate::plan::Pla
 #[test]
 fn the_scale_cap_is_the_cap_the_plan_says_binds() {
     // (CPUs, MiB, variables, cap, why)
-    type Case = (
-        f64,
-        u64,
-        &'static [(&'static str, &'static str)],
-        u32,
-        &'static str,
-    );
+    type Case = (f64, u64, Vars, u32, &'static str);
     let cases: [Case; 5] = [
         (4.0, 8192, &[], 4, "4 CPU(s)"),
         (8.0, 1536, &[], 3, "memory for 3 worker(s)"),
