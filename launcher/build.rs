@@ -28,6 +28,11 @@ fn main() {
         "cargo:rerun-if-changed={}",
         workspace.join("preload/Cargo.toml").display()
     );
+    // The shim's one dependency besides libc.
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("sys/src").display()
+    );
 
     let mut cmd = Command::new(cargo);
     cmd.args([

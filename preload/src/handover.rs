@@ -17,6 +17,7 @@
 //! [`init_from_env`], which runs when the shim is loaded. Used by both
 //! `inject` and `shared` (where the shim does nothing else).
 
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU16, AtomicUsize, Ordering};
 
 use libc::{c_int, c_long, c_void, socklen_t};
@@ -145,10 +146,16 @@ pub fn before_close(fd: c_int) {
         return;
     }
     let channel = HANDOVER_FD.load(Ordering::Relaxed);
-    if fd < 0 || fd == channel || !is_open_connection(fd) {
+    if fd < 0 || channel < 0 || fd == channel || !is_open_connection(fd) {
         return;
     }
-    send_fd(channel, fd);
+    // SAFETY: both descriptors are open for the whole call: `fd` is the
+    // one the app is about to close (its close waits for this), `channel`
+    // the handover socket inherited at start and never closed.
+    let (channel, fd) = unsafe { (BorrowedFd::borrow_raw(channel), BorrowedFd::borrow_raw(fd)) };
+    // A failure (corefit gone, channel full) just lets the close happen
+    // as usual.
+    let _ = corefit_sys::send_fd(channel, fd);
 }
 
 /// A TCP connection to corefit's port that is still open both ways on the
@@ -179,38 +186,6 @@ fn unsafe_zeroed<T>() -> T {
     // SAFETY: only used for plain C structs (sockaddr_storage), for which
     // all-zero bytes are a valid value.
     unsafe { std::mem::zeroed() }
-}
-
-/// Sends `fd` with one byte over the channel, without blocking; a failure
-/// (corefit gone, channel full) just lets the close happen as usual.
-fn send_fd(channel: c_int, fd: c_int) {
-    let mut byte = [b'c'];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // 24 bytes: CMSG_SPACE(sizeof(int)) on 64-bit Linux; checked below.
-    let mut control = [0u64; 3];
-    // SAFETY: a one-descriptor SCM_RIGHTS message built with the CMSG
-    // macros over a buffer at least CMSG_SPACE(sizeof(int)) long (the
-    // assertion keeps that true on every target), sent without blocking.
-    unsafe {
-        let space = libc::CMSG_SPACE(std::mem::size_of::<c_int>() as u32) as usize;
-        if space > std::mem::size_of_val(&control) {
-            return;
-        }
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<c_int>(), fd);
-        libc::sendmsg(channel, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
-    }
 }
 
 /// True when `shutdown(fd, ..)` must not reach the kernel: `fd` is the

@@ -11,6 +11,12 @@
 //!   returns memory by itself: there it does nothing.
 //! - [`recv_fd`]: receive one descriptor sent with `SCM_RIGHTS` and own
 //!   it (`inject`'s handover of connections a stopping worker closes).
+//! - [`send_fd`]: send one descriptor so, without allocating: the
+//!   preload shim (`corefit-preload`) hands connections over with it.
+//!
+//! Also a dependency of the shim, which is loaded into every app: this
+//! crate exports no `#[no_mangle]` symbol, registers no constructor and
+//! keeps no global state; what the shim calls does not allocate.
 
 /// Returns freed heap pages to the kernel (glibc's `malloc_trim(0)`).
 /// True when memory was released. A no-op returning false elsewhere.
@@ -102,6 +108,54 @@ pub fn recv_fd(sock: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Received> {
     })
 }
 
+/// Sends one byte carrying the descriptor `fd` (`SCM_RIGHTS`) on the Unix
+/// socket `sock`, without blocking and without SIGPIPE. Allocates nothing
+/// (the preload shim calls it inside an app's `close()`).
+pub fn send_fd(
+    sock: std::os::fd::BorrowedFd<'_>,
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut byte = [b'c'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: byte.len(),
+    };
+    // 24 bytes: CMSG_SPACE(sizeof(int)) on 64-bit Linux; checked below.
+    let mut control = [0u64; 3];
+    // SAFETY: CMSG_SPACE is a pure computation on a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    if space > std::mem::size_of_val(&control) {
+        return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+    }
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: one SCM_RIGHTS header and its int written with the CMSG
+    // macros inside `control`, which is at least CMSG_SPACE(sizeof(int))
+    // bytes (checked above) and aligned for a cmsghdr (u64s); msg points at
+    // live buffers (iov -> byte, control) that outlive the sendmsg call.
+    let n = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
+        libc::sendmsg(
+            sock.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,7 +172,7 @@ mod tests {
         ));
         // A message with a descriptor: a pipe's write end.
         let (r, w) = std::io::pipe().unwrap();
-        send_with_fd(&a, w.as_fd());
+        send_fd(a.as_fd(), w.as_fd()).unwrap();
         drop(w);
         let Received::Fd(fd) = recv_fd(b.as_fd()).unwrap() else {
             panic!("no descriptor arrived");
@@ -131,32 +185,6 @@ mod tests {
         assert_eq!(got, "x");
         a.send(b"y").unwrap();
         assert!(matches!(recv_fd(b.as_fd()).unwrap(), Received::Nothing));
-    }
-
-    fn send_with_fd(sock: &std::os::unix::net::UnixDatagram, fd: std::os::fd::BorrowedFd<'_>) {
-        use std::os::fd::AsRawFd;
-        let mut byte = [1u8];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        // SAFETY (test): a one-descriptor SCM_RIGHTS message built with the
-        // CMSG macros over a buffer of CMSG_SPACE bytes.
-        unsafe {
-            let space = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
-            let mut control = vec![0u8; space];
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = space as _;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
-            assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
-        }
     }
 
     #[test]
