@@ -201,22 +201,19 @@ fn segment(file: &mut impl ReadAt, l: Layout, at: u64) -> Option<Segment> {
     if file.read_at(at, &mut b[..len]) != len {
         return None;
     }
-    Some(if l.wide {
-        Segment {
-            kind: l.u32(&b, 0)?,
-            flags: l.u32(&b, 4)?,
-            offset: l.word(&b, 8)?,
-            filesz: l.word(&b, 32)?,
-            align: l.word(&b, 48)?,
-        }
+    // Where p_flags, p_offset, p_filesz and p_align lie (p_type is at 0):
+    // ELF64 moved p_flags up beside p_type.
+    let [flags, offset, filesz, align] = if l.wide {
+        [4, 8, 32, 48]
     } else {
-        Segment {
-            kind: l.u32(&b, 0)?,
-            offset: l.word(&b, 4)?,
-            filesz: l.word(&b, 16)?,
-            flags: l.u32(&b, 24)?,
-            align: l.word(&b, 28)?,
-        }
+        [24, 4, 16, 28]
+    };
+    Some(Segment {
+        kind: l.u32(&b, 0)?,
+        flags: l.u32(&b, flags)?,
+        offset: l.word(&b, offset)?,
+        filesz: l.word(&b, filesz)?,
+        align: l.word(&b, align)?,
     })
 }
 
