@@ -16,6 +16,7 @@
 //!   replace, scale, admission of requests), emitting typed notices.
 //! - [`settings`]: what a run decides from its config and the plan.
 //! - [`launch`]: what starting one worker means (environment, port, fds, argv).
+//! - [`resize`]: when a live resize puts a new plan in force, and what changed.
 //! - [`runtime`]: the one loop that feeds events and performs actions.
 //! - [`ipc`]: the relay of socket.io's cluster adapter between Node workers.
 //! - [`process`], [`net`], [`report`]: the effects, by kind.
@@ -30,6 +31,7 @@ pub mod machine;
 pub mod net;
 pub mod process;
 pub mod report;
+pub mod resize;
 pub mod runtime;
 pub mod settings;
 

@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-use super::Supervisor;
+use super::{Event, Supervisor};
 use crate::control::scale::{resolve, ScaleCap, ScaleError, ScaleTarget, ABSOLUTE_MAX_WORKERS};
 use crate::plan::Plan;
 
@@ -74,6 +74,23 @@ impl Supervisor {
     /// fixed, unchanged, or a reload runs (the next resize tries again).
     pub fn admit_resize(&self, want: u32, fixed: bool) -> Option<u32> {
         (!fixed && want != self.desired() && !self.reloading()).then_some(want)
+    }
+
+    /// A live resize's event, or `None` when it changes nothing now: the
+    /// new count ([`Self::admit_resize`]) and environment generation
+    /// `env` (the runtime's, bumped by each plan that changed the
+    /// workers' environment), when a worker is still to be replaced.
+    /// Never while stopping or reloading: the next tick asks again.
+    pub fn admit_live_resize(&self, want: u32, env: u64, fixed: bool) -> Option<Event> {
+        if !self.accepting_commands() || self.reloading() {
+            return None;
+        }
+        let workers = self.admit_resize(want, fixed);
+        let refresh = env != self.env || self.stale().next().is_some();
+        (workers.is_some() || refresh).then(|| Event::Resize {
+            workers: workers.unwrap_or(self.desired),
+            env,
+        })
     }
 }
 

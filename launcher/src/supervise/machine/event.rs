@@ -62,6 +62,12 @@ pub enum Event {
     /// Run this many workers from now on (already admitted, see
     /// [`super::admission`]).
     Scale { workers: u32 },
+    /// A live resize put a new plan in force (already admitted, see
+    /// [`super::admission`]): run `workers`, and replace, as in a rolling
+    /// reload, every ready worker started before environment generation
+    /// `env` (the runtime's count of plans that changed the workers'
+    /// environment).
+    Resize { workers: u32, env: u64 },
     /// Worker `id` (`pid`) uses more memory than its ceiling.
     MemoryExceeded {
         id: WorkerId,

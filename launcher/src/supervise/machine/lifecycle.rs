@@ -22,6 +22,7 @@ impl Supervisor {
         };
         let grace = self.policy.grace;
         let ready_deadline = self.policy.ready_timeout.map(|t| now + t);
+        let env = self.env;
         let Some(w) = self.workers.get_mut(id as usize) else {
             return;
         };
@@ -31,6 +32,7 @@ impl Supervisor {
             ready: ready_deadline.is_none(),
             ready_at: ready_deadline.is_none().then_some(now),
             ready_deadline,
+            env,
         };
         if let Slot::Replacing {
             new: New::Spawning,

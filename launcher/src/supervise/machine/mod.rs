@@ -31,6 +31,10 @@
 //!   old process is stopped first (`Restarting`) and the new one started
 //!   after it.
 //! - `Scale`: grow by spawning new ids, shrink by retiring the highest.
+//! - `Resize`: scale, then replace every ready worker whose process was
+//!   started under an older environment generation, as in a rolling
+//!   reload (`refresh`); a worker not ready yet is left to the next
+//!   resize tick (the runtime asks again while one is stale).
 //! - `MemoryExceeded`, and `probe_failures` failed liveness `Probe`s in a
 //!   row (a hung worker, unrouted at once): the worker is replaced as in a
 //!   reload, counted as `memory` / `unresponsive`.
@@ -84,6 +88,8 @@ struct Reload {
     replaced: u32,
     /// Another reload was asked for meanwhile.
     again: bool,
+    /// A resize's refresh of stale environments, not a reload asked for.
+    refresh: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +113,8 @@ pub struct Supervisor {
     /// Processes no slot owns any more, told to stop.
     leaving: Vec<Leaving>,
     reload: Option<Reload>,
+    /// The environment generation new processes are started with.
+    env: u64,
     restarts_by_reason: BTreeMap<String, u64>,
     phase: Phase,
     /// The exit code decided by the first failure, if any.
@@ -123,6 +131,7 @@ impl Supervisor {
             desired,
             leaving: Vec::new(),
             reload: None,
+            env: 0,
             restarts_by_reason: BTreeMap::new(),
             phase: Phase::Running,
             outcome: None,
@@ -183,6 +192,7 @@ impl Supervisor {
             Event::Signal(Signal::SIGHUP) | Event::Reload => self.start_reload(now, &mut out),
             Event::Signal(sig) => self.forward(sig, &mut out),
             Event::Scale { workers } => self.scale(now, workers, &mut out),
+            Event::Resize { workers, env } => self.resize(now, workers, env, &mut out),
             Event::MemoryExceeded {
                 id,
                 pid,

@@ -24,6 +24,8 @@ pub enum Restart {
     Memory,
     /// It failed its liveness probes.
     Unresponsive,
+    /// A live resize changed the environment it was started with.
+    Resize,
 }
 
 impl Restart {
@@ -33,6 +35,7 @@ impl Restart {
             Restart::Reload => "reload",
             Restart::Memory => "memory",
             Restart::Unresponsive => "unresponsive",
+            Restart::Resize => "resize",
         }
     }
 }
@@ -147,6 +150,12 @@ pub enum Notice {
     },
     /// A rolling reload of `workers`, `parallel` at a time.
     ReloadStarted {
+        workers: usize,
+        parallel: u32,
+    },
+    /// After a live resize, `workers` run with an older plan's
+    /// environment: replaced as in a rolling reload, `parallel` at a time.
+    Refreshing {
         workers: usize,
         parallel: u32,
     },
@@ -300,6 +309,7 @@ impl Notice {
             | StopRequested { .. }
             | Stopped { .. }
             | ReloadStarted { .. }
+            | Refreshing { .. }
             | ReloadQueued
             | ReloadSkipped { .. }
             | ReloadComplete { .. }

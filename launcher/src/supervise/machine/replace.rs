@@ -247,7 +247,12 @@ impl Supervisor {
             let Some(id) = r.pending.pop_front() else {
                 break;
             };
-            if self.replace(now, id, Restart::Reload, out) {
+            let why = if r.refresh {
+                Restart::Resize
+            } else {
+                Restart::Reload
+            };
+            if self.replace(now, id, why, out) {
                 if let Some(r) = &mut self.reload {
                     r.active.insert(id);
                 }

@@ -1,11 +1,13 @@
 //! `Scale`: grow by spawning new ids, shrink by retiring the highest.
+//! `Resize`: scale, then refresh the workers started under an older
+//! environment generation, as in a rolling reload.
 
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
 use super::slot::{New, Slot, Worker};
-use super::{notice, Action, Notice, Phase, Supervisor};
+use super::{notice, Action, Notice, Phase, Reload, Supervisor, WorkerId};
 
 impl Supervisor {
     /// Runs `n` workers from now on.
@@ -72,5 +74,47 @@ impl Supervisor {
             }
         }
         self.pump_reload(now, out);
+    }
+
+    /// A live resize: `workers` from now on, and processes started from
+    /// now on get environment generation `env`; the ready workers started
+    /// under an older one are replaced as in a rolling reload.
+    pub(super) fn resize(&mut self, now: Instant, workers: u32, env: u64, out: &mut Vec<Action>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.env = env;
+        self.scale(now, workers, out);
+        if self.reload.is_some() {
+            // The next resize tick asks again once the reload is over.
+            return;
+        }
+        let pending: std::collections::VecDeque<WorkerId> = self.stale().collect();
+        if pending.is_empty() {
+            return;
+        }
+        notice(
+            out,
+            Notice::Refreshing {
+                workers: pending.len(),
+                parallel: self.policy.reload_parallelism.max(1),
+            },
+        );
+        self.reload = Some(Reload {
+            pending,
+            refresh: true,
+            ..Reload::default()
+        });
+        self.pump_reload(now, out);
+    }
+
+    /// The wanted workers whose serving process is ready, on its own, and
+    /// was started under an older environment generation than the
+    /// current one.
+    pub(super) fn stale(&self) -> impl Iterator<Item = WorkerId> + '_ {
+        (0..self.desired).filter(|&id| {
+            matches!(self.workers.get(id as usize).map(|w| w.slot),
+                Some(Slot::Running(p)) if p.ready && p.env != self.env)
+        })
     }
 }

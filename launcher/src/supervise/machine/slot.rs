@@ -20,6 +20,8 @@ pub(super) struct Proc {
     pub ready_at: Option<Instant>,
     /// Killed when not ready by then (`None`: no deadline, or ready).
     pub ready_deadline: Option<Instant>,
+    /// The environment generation it was started with (see `Resize`).
+    pub env: u64,
 }
 
 impl Proc {

@@ -83,6 +83,10 @@ impl fmt::Display for Notice {
             ReloadStarted { workers, parallel } => {
                 write!(f, "rolling reload of {workers} worker(s), {parallel} at a time")
             }
+            Refreshing { workers, parallel } => write!(
+                f,
+                "the new plan changes the workers' environment: replacing {workers} worker(s) started under the old one, {parallel} at a time, as in a rolling reload"
+            ),
             ReloadQueued => f.write_str("reload requested during a reload: one more round follows this one"),
             ReloadSkipped { worker } => write!(
                 f,

@@ -15,7 +15,6 @@ use crate::control::protocol::{Request, Response};
 use crate::control::scale::ScaleTarget;
 use crate::control::server::{self, ControlCommand};
 use crate::observe::ClusterSnapshot;
-use crate::plan::size::human_bytes;
 use crate::plan::Plan;
 use crate::supervise::config::SocketStrategy;
 use crate::supervise::machine::admission::{scale_cap, ReloadAdmitted};
@@ -71,43 +70,40 @@ impl Run<'_> {
         self.current.as_ref().unwrap_or(self.plan)
     }
 
-    /// Live resize: probes and plans again; when the CPU or memory limit
-    /// changed, the new plan is in force and the pool grows or shrinks to
-    /// its count (unless the count was given, or a reload runs: then the
-    /// next tick tries again).
+    /// Live resize: probes and plans again; once the CPU or memory limit
+    /// changed and held ([`crate::supervise::resize`]'s hysteresis), the
+    /// new plan is in force: the pool grows or shrinks to its count
+    /// (unless the count was given) and the workers started under the old
+    /// environment are replaced as in a rolling reload. While a reload
+    /// runs, the next tick asks again.
     pub(super) fn resize(&mut self, queue: &mut VecDeque<Event>) {
         let Some(r) = &self.resize else { return };
         if self.cfg.resize_interval.is_none() || !self.supervisor.accepting_commands() {
             return;
         }
-        let Some(new) = (r.replan)() else { return };
-        let old = self.plan();
-        let limits_changed = new.effective_cpus.value != old.effective_cpus.value
-            || new.memory.as_ref().map(|m| m.value) != old.memory.as_ref().map(|m| m.value);
-        if limits_changed {
-            let mem = |p: &Plan| {
-                p.memory
-                    .as_ref()
-                    .map_or("unlimited".to_owned(), |m| human_bytes(m.value))
-            };
+        let Some(fresh) = (r.replan)() else { return };
+        let fixed = r.fixed.clone();
+        let in_force = self.current.as_ref().unwrap_or(self.plan);
+        if let Some(applied) = self.resizer.tick(Instant::now(), in_force, fresh) {
             self.logger.info(&format!(
-                "limits changed: CPUs {} -> {}, memory {} -> {}; the plan now says {} worker(s){}",
-                old.effective_cpus.value,
-                new.effective_cpus.value,
-                mem(old),
-                mem(&new),
-                new.workers,
-                r.fixed
+                "limits changed: {}; the plan now says {} worker(s){}",
+                applied.changes,
+                applied.plan.workers,
+                fixed
                     .as_ref()
                     .map(|f| format!(" (the count stays: {f})"))
                     .unwrap_or_default()
             ));
-            self.current = Some(new);
+            self.current = Some(applied.plan);
             self.cap = scale_cap(self.plan());
         }
         let want = self.plan().workers.max(1);
-        if let Some(n) = self.supervisor.admit_resize(want, r.fixed.is_some()) {
-            queue.push_back(Event::Scale { workers: n });
+        let env = self.resizer.env();
+        if let Some(event) = self
+            .supervisor
+            .admit_live_resize(want, env, fixed.is_some())
+        {
+            queue.push_back(event);
         }
     }
 

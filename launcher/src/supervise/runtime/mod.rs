@@ -101,6 +101,8 @@ struct Run<'a> {
     /// The latest plan after a live resize.
     current: Option<Plan>,
     resize: Option<Resize<'a>>,
+    /// When a resize's new plan is put in force (hysteresis).
+    resizer: crate::supervise::resize::Resizer,
     logger: Logger,
     program: PathBuf,
     settings: Settings,

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::control::open_surfaces;
 use super::{Resize, Run, WorkerIo};
+use crate::supervise::resize::Resizer;
 use crate::exit;
 use crate::plan::Plan;
 use crate::supervise::config::{ReadyCheck, RunConfig, SocketStrategy};
@@ -103,6 +104,7 @@ impl<'a> Run<'a> {
             plan,
             current: None,
             resize,
+            resizer: Resizer::new(cfg.resize_interval.unwrap_or_default()),
             logger,
             program,
             io: (0..settings.workers).map(|_| WorkerIo::default()).collect(),

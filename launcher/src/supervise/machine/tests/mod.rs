@@ -4,6 +4,7 @@
 mod exits;
 mod health;
 mod reload;
+mod resize;
 mod scale;
 mod start;
 mod stop;
