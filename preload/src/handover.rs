@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU16, AtomicUsize, Ordering};
 
 use libc::{c_int, c_long, c_void, socklen_t};
 
+use crate::real::{missing, Real};
+
 static STOP_PAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 static HANDOVER_FD: AtomicI32 = AtomicI32::new(-1);
 static STOP_FD: AtomicI32 = AtomicI32::new(-1);
@@ -200,37 +202,17 @@ type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 type SyscallFn = unsafe extern "C" fn(c_long, ...) -> c_long;
 type ShutdownFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 
-/// The next definition of `name` (libc's), cached without locks: two
-/// threads racing here both store the same pointer.
-fn next(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
-    let mut p = cache.load(Ordering::Relaxed);
-    if p == 0 {
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-        cache.store(p, Ordering::Relaxed);
-    }
-    p
-}
-
-fn enosys() -> c_int {
-    // SAFETY: __errno_location returns this thread's errno.
-    unsafe { *libc::__errno_location() = libc::ENOSYS };
-    -1
-}
-
 /// The interposed `close()`.
 ///
 /// # Safety
 /// Called by C code with close(2)'s argument.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    static REAL: AtomicUsize = AtomicUsize::new(0);
+    // SAFETY: the C prototype of close(2).
+    static REAL: Real<CloseFn> = unsafe { Real::new(c"close") };
     before_close(fd);
-    match next(&REAL, c"close") {
-        0 => enosys(),
-        // SAFETY: the pointer is libc's close, whose signature is CloseFn.
-        p => unsafe { std::mem::transmute::<usize, CloseFn>(p)(fd) },
-    }
+    // SAFETY: the caller's argument, forwarded to libc's close.
+    REAL.forward(|f| unsafe { f(fd) })
 }
 
 /// The interposed `syscall()`: only `SYS_close` is looked at; every call
@@ -251,15 +233,16 @@ pub unsafe extern "C" fn syscall(
     a5: c_long,
     a6: c_long,
 ) -> c_long {
-    static REAL: AtomicUsize = AtomicUsize::new(0);
+    // SAFETY: the C prototype of syscall(2), variadic.
+    static REAL: Real<SyscallFn> = unsafe { Real::new(c"syscall") };
     if n == libc::SYS_close {
         before_close(a1 as c_int);
     }
-    match next(&REAL, c"syscall") {
-        0 => enosys() as c_long,
-        // SAFETY: the pointer is libc's syscall, a variadic C function;
-        // the caller's own arguments are passed on unchanged.
-        p => unsafe { std::mem::transmute::<usize, SyscallFn>(p)(n, a1, a2, a3, a4, a5, a6) },
+    match REAL.get() {
+        None => c_long::from(missing()),
+        // SAFETY: libc's syscall; the caller's own arguments are passed on
+        // unchanged.
+        Some(f) => unsafe { f(n, a1, a2, a3, a4, a5, a6) },
     }
 }
 
@@ -270,16 +253,13 @@ pub unsafe extern "C" fn syscall(
 /// Called by C code with shutdown(2)'s arguments.
 #[no_mangle]
 pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
-    static REAL: AtomicUsize = AtomicUsize::new(0);
+    // SAFETY: the C prototype of shutdown(2).
+    static REAL: Real<ShutdownFn> = unsafe { Real::new(c"shutdown") };
     if shutdown_is_shared_listener(fd) {
         return 0;
     }
-    match next(&REAL, c"shutdown") {
-        0 => enosys(),
-        // SAFETY: the pointer is libc's shutdown, whose signature is
-        // ShutdownFn.
-        p => unsafe { std::mem::transmute::<usize, ShutdownFn>(p)(fd, how) },
-    }
+    // SAFETY: the caller's arguments, forwarded to libc's shutdown.
+    REAL.forward(|f| unsafe { f(fd, how) })
 }
 
 #[cfg(test)]

@@ -32,10 +32,13 @@
 
 mod exec_guard;
 mod handover;
+mod real;
 
 use std::sync::OnceLock;
 
 use libc::{c_int, c_void, sockaddr, socklen_t};
+
+use real::Real;
 
 /// The inherited listening socket and the port it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,24 +122,14 @@ static AT_LOAD: extern "C" fn() = at_load;
 /// Called by C code with listen(2)'s arguments.
 #[no_mangle]
 pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
-    static REAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    // SAFETY: the C prototype of listen(2).
+    static REAL: Real<ListenFn> = unsafe { Real::new(c"listen") };
     let port = handover::port();
     if port != 0 && handover::local_port(fd) == Some(port) {
         handover::serving(fd, false);
     }
-    let mut p = REAL.load(std::sync::atomic::Ordering::Relaxed);
-    if p == 0 {
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"listen".as_ptr()) } as usize;
-        REAL.store(p, std::sync::atomic::Ordering::Relaxed);
-    }
-    if p == 0 {
-        // SAFETY: __errno_location returns this thread's errno.
-        unsafe { *libc::__errno_location() = libc::ENOSYS };
-        return -1;
-    }
-    // SAFETY: the pointer is libc's listen, whose signature is ListenFn.
-    unsafe { std::mem::transmute::<usize, ListenFn>(p)(fd, backlog) }
+    // SAFETY: the caller's arguments, forwarded to libc's listen.
+    REAL.forward(|f| unsafe { f(fd, backlog) })
 }
 
 fn target() -> Option<Target> {
@@ -150,17 +143,9 @@ fn target() -> Option<Target> {
 }
 
 fn real_bind() -> Option<BindFn> {
-    static REAL: OnceLock<usize> = OnceLock::new();
-    let ptr = *REAL.get_or_init(|| {
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name is the
-        // documented way to find the next definition of a symbol.
-        unsafe { libc::dlsym(libc::RTLD_NEXT, c"bind".as_ptr()) as usize }
-    });
-    if ptr == 0 {
-        return None;
-    }
-    // SAFETY: the pointer is libc's `bind`, whose C signature is BindFn.
-    Some(unsafe { std::mem::transmute::<usize, BindFn>(ptr) })
+    // SAFETY: the C prototype of bind(2).
+    static REAL: Real<BindFn> = unsafe { Real::new(c"bind") };
+    REAL.get()
 }
 
 fn is_tcp(fd: c_int) -> bool {

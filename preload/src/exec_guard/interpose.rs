@@ -1,61 +1,11 @@
 //! The interposed exec functions: each asks the guard, then calls libc's
 //! own definition (found with `dlsym(RTLD_NEXT)` when the shim loads).
 
-use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use libc::{c_char, c_int};
 
-use super::os::{set_errno, CPath};
+use super::os::CPath;
 use super::{refuse, refuse_search};
-
-/// libc's definition of an interposed function of type `F` (a function
-/// pointer type), found once.
-struct Real<F> {
-    name: &'static std::ffi::CStr,
-    ptr: AtomicUsize,
-    ty: PhantomData<F>,
-}
-
-impl<F: Copy> Real<F> {
-    /// # Safety
-    /// `F` is the function pointer type of libc's `name`.
-    const unsafe fn new(name: &'static std::ffi::CStr) -> Real<F> {
-        Real {
-            name,
-            ptr: AtomicUsize::new(0),
-            ty: PhantomData,
-        }
-    }
-
-    /// The address, 0 when libc has none.
-    fn address(&self) -> usize {
-        let p = self.ptr.load(Ordering::Relaxed);
-        if p != 0 {
-            return p;
-        }
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name is the
-        // documented way to find the next definition of a symbol.
-        let p = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) } as usize;
-        self.ptr.store(p, Ordering::Relaxed);
-        p
-    }
-
-    /// -1 when the guard `refused` the exec; else what libc's own
-    /// definition, handed to `call`, returns (-1 with ENOSYS when libc has
-    /// none).
-    fn forward(&self, refused: bool, call: impl FnOnce(F) -> c_int) -> c_int {
-        if refused {
-            return -1;
-        }
-        match self.address() {
-            0 => missing(),
-            // SAFETY: a non-null address of libc's definition of `name`,
-            // whose type is `F` (the contract of `new`).
-            f => call(unsafe { std::mem::transmute_copy::<usize, F>(&f) }),
-        }
-    }
-}
+use crate::real::Real;
 
 // SAFETY: the C prototype of execve(2).
 static REAL_EXECVE: Real<ExecveFn> = unsafe { Real::new(c"execve") };
@@ -97,12 +47,6 @@ fn current_env() -> Argv {
     unsafe { std::ptr::addr_of!(environ).read() }
 }
 
-/// -1 with ENOSYS: libc has no such function (never on glibc).
-fn missing() -> c_int {
-    set_errno(libc::ENOSYS);
-    -1
-}
-
 /// The interposed `execve()`: see the module's diagram.
 ///
 /// # Safety
@@ -111,7 +55,7 @@ fn missing() -> c_int {
 pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
     // SAFETY: the caller's arguments, as execve(2) takes them, judged and
     // forwarded to libc's execve.
-    unsafe { REAL_EXECVE.forward(refuse(path, envp), |f| f(path, argv, envp)) }
+    unsafe { REAL_EXECVE.forward_unless(refuse(path, envp), |f| f(path, argv, envp)) }
 }
 
 /// The interposed `execv()`.
@@ -122,7 +66,7 @@ pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> 
 pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
     // SAFETY: the caller's path (judged with libc's own environment) and
     // arguments, forwarded to libc's execv.
-    unsafe { REAL_EXECV.forward(refuse(path, current_env()), |f| f(path, argv)) }
+    unsafe { REAL_EXECV.forward_unless(refuse(path, current_env()), |f| f(path, argv)) }
 }
 
 /// The interposed `execvp()`.
@@ -133,7 +77,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
     // SAFETY: the caller's file name (judged with libc's own environment)
     // and arguments, forwarded to libc's execvp.
-    unsafe { REAL_EXECVP.forward(refuse_search(file, current_env()), |f| f(file, argv)) }
+    unsafe { REAL_EXECVP.forward_unless(refuse_search(file, current_env()), |f| f(file, argv)) }
 }
 
 /// The interposed `execvpe()`.
@@ -144,7 +88,7 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
 pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     // SAFETY: the caller's arguments, judged and forwarded to libc's
     // execvpe.
-    unsafe { REAL_EXECVPE.forward(refuse_search(file, envp), |f| f(file, argv, envp)) }
+    unsafe { REAL_EXECVPE.forward_unless(refuse_search(file, envp), |f| f(file, argv, envp)) }
 }
 
 /// The interposed `fexecve()`: the program is judged through
@@ -161,7 +105,7 @@ pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
     // forwarded to libc's fexecve.
     unsafe {
         let refused = path.set(&[b"/proc/self/fd/", &digits[..n]]) && refuse(path.as_ptr(), envp);
-        REAL_FEXECVE.forward(refused, |f| f(fd, argv, envp))
+        REAL_FEXECVE.forward_unless(refused, |f| f(fd, argv, envp))
     }
 }
 
