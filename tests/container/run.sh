@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# The container tier: corefit as the ENTRYPOINT of real containers, run by a
+# real OCI runtime (podman 4.3 + runc from Debian 12), limits set through the
+# runtime's own flags. No registry is reachable: every image is built here
+# (tests/container/lib.sh). docs/containers.md says what each check shows.
+#
+#   tests/container/run.sh            (after tests/container/setup.sh)
+#
+# Prints one PASS or FAIL line per check and exits non-zero if any failed.
+# Every container it starts carries the label corefit.tier.run=<this pid>
+# and is removed on exit; every wait has a deadline.
+#
+# COREFIT_BIN: the corefit under test (default target/debug/corefit, built
+# by `cargo build --workspace --all-targets --locked` as the test command
+# does). The launcher image gets a static corefit built here for
+# x86_64-unknown-linux-musl (in the background while the first checks run),
+# or COREFIT_STATIC_BIN if set.
+# COREFIT_SKIP_BUILD=1: use the binaries as they are (no cargo build).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=tests/container/lib.sh
+source tests/container/lib.sh
+started=$(date +%s)
+
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); printf 'PASS %s\n' "$*"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*"; }
+elapsed() { echo "$(($(date +%s) - started))s"; }
+
+command -v podman >/dev/null || ct_die "podman is missing: run tests/container/setup.sh"
+ct_configure
+ct_host_before
+
+RUN_ID=$$
+LABEL="corefit.tier.run=$RUN_ID"
+# Every podman call of the tier has a deadline (a stuck runtime fails the
+# run instead of hanging it).
+tpod() { timeout -k 5 60 podman "$@"; }
+# The runtime's flags every container gets; runc, cgroupfs and the storage
+# under ~/.cache come from the configuration in lib.sh.
+RUN=(--pull=never --label "$LABEL" --network none
+  --ulimit nofile=20000:20000 --ulimit nproc=32768:32768)
+MUSL_PID=
+cleanup() {
+  [ -n "$MUSL_PID" ] && kill "$MUSL_PID" 2>/dev/null
+  local ids
+  ids=$(podman ps -aq --filter "label=$LABEL")
+  [ -n "$ids" ] && podman rm -f -t 0 $ids >/dev/null 2>&1
+  ct_host_after
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Containers of an earlier run of the tier that was killed before its trap
+# ran (its pid is gone): this store holds only the tier's containers.
+for c in $(podman ps -aq --filter label=corefit.tier.run); do
+  owner=$(podman inspect -f '{{index .Config.Labels "corefit.tier.run"}}' "$c" 2>/dev/null)
+  kill -0 "$owner" 2>/dev/null || podman rm -f -t 0 "$c" >/dev/null 2>&1
+done
+
+# --- the binaries and images -------------------------------------------------
+COREFIT_BIN=${COREFIT_BIN:-target/debug/corefit}
+if [ -z "${COREFIT_SKIP_BUILD:-}" ]; then
+  cargo build --workspace --all-targets --locked -q || ct_die "cargo build failed"
+fi
+[ -x "$COREFIT_BIN" ] || ct_die "$COREFIT_BIN is missing (cargo build -p corefit)"
+MUSL_LOG=$(mktemp /tmp/corefit-container-musl.XXXXXX)
+if [ -n "${COREFIT_STATIC_BIN:-}" ]; then
+  MUSL_BIN=$COREFIT_STATIC_BIN
+  true &
+else
+  MUSL_BIN=target/x86_64-unknown-linux-musl/debug/corefit
+  cargo build --locked -q -p corefit --bin corefit --target x86_64-unknown-linux-musl >"$MUSL_LOG" 2>&1 &
+fi
+MUSL_PID=$!
+
+tests/container/setup.sh >/dev/null 2>&1 || ct_die "tests/container/setup.sh failed"
+IMAGE=$(ct_build_test_image "$COREFIT_BIN") || ct_die "building the test image failed"
+CLIENT=$(cat tests/container/client.js)
+echo "container tier: $(podman --version), $(runc --version | head -1); image $IMAGE ($(elapsed))"
+
+# --- helpers -------------------------------------------------------------------
+NAMES=()
+start() { # NAME podman-run-args... : a detached container
+  local name="corefit-tier-$RUN_ID-$1"
+  shift
+  NAMES+=("$name")
+  tpod run -d --name "$name" "${RUN[@]}" "$@" >/dev/null
+}
+cname() { echo "corefit-tier-$RUN_ID-$1"; }
+
+# serve NAME WANT PORT: waits (deadline 30 s) until WANT distinct worker pids
+# answered GET / on PORT inside the container; prints the client's JSON.
+serve() {
+  tpod exec -e "URL=http://127.0.0.1:$3/" -e "WANT=$2" -e DEADLINE_S=30 "$(cname "$1")" node -e "$CLIENT"
+}
+
+# plan_json podman-run-args... : `corefit plan --json` in a fresh container.
+plan_json() { tpod run --rm "${RUN[@]}" "$@" plan --json 2>/dev/null; }
+
+# check NAME JSON JQ-EXPRESSION [what to show on failure]
+check() {
+  if jq -e "$3" >/dev/null 2>&1 <<<"$2"; then
+    pass "$1"
+  else
+    fail "$1: $(jq -c "${4:-.}" <<<"$2" 2>/dev/null || echo "${2:0:400}")"
+  fi
+}
+
+# stop_code NAME: podman stop with a 20 s timeout (well past corefit's grace
+# in these checks), then the container's exit code.
+stop_code() {
+  tpod stop -t 20 "$(cname "$1")" >/dev/null
+  tpod inspect -f '{{.State.ExitCode}}' "$(cname "$1")"
+}
+
+# wait_log NAME PATTERN: the container's log holds PATTERN (deadline 20 s).
+wait_log() {
+  local deadline=$(($(date +%s) + 20))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    tpod logs "$(cname "$1")" 2>&1 | grep -q -- "$2" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+K8S=(-e KUBERNETES_SERVICE_HOST=10.96.0.1 -e KUBERNETES_SERVICE_PORT=443)
+SHOW='{decision: {mode: .decision.mode, workers: .decision.workers, cpus: .decision.effective_cpus, memory: .decision.memory}, warnings: (.warnings + .decision.warnings)}'
+
+# --- 2 (started first: the workers boot while the plan checks run) -----------
+for s in proxy shared inject; do
+  start "k8s-$s" --cpus 2 --memory 3g "${K8S[@]}" -e PORT=8080 "$IMAGE" --socket "$s" -- node server.js ||
+    fail "cluster $s: the container did not start"
+done
+# --- 5 (long-lived ones) ---------------------------------------------------------
+start stop --cpus 2 "$IMAGE" -- node server.js || fail "PID 1 stop: the container did not start"
+start ignore --cpus 1 -e IGNORE_SIGTERM=1 "$IMAGE" --grace-period 2s -- node server.js ||
+  fail "PID 1 ignore: the container did not start"
+start orphan --cpus 1 -e ORPHAN_SLEEP=1 "$IMAGE" -- node orphans.js || fail "PID 1 orphan: the container did not start"
+
+# --- 1. --cpus 1.5 --memory 768m -------------------------------------------------
+j=$(plan_json --cpus 1.5 --memory 768m "$IMAGE")
+check "plan --cpus 1.5 --memory 768m: 1.5 CPUs, 768 MiB, single mode" "$j" \
+  '.decision.effective_cpus.value == 1.5 and .decision.memory.value == 805306368 and .decision.mode == "single" and .decision.workers == 1' "$SHOW"
+
+# --- 2. --cpus 2 --memory 3g in Kubernetes: the plan -----------------------------
+j=$(plan_json --cpus 2 --memory 3g "${K8S[@]}" "$IMAGE")
+check "plan --cpus 2 --memory 3g, Kubernetes: cluster mode, 2 workers" "$j" \
+  '.inputs.platform.kind == "kubernetes" and .decision.effective_cpus.value == 2 and .decision.memory.value == 3221225472 and .decision.mode == "cluster" and .decision.workers == 2' "$SHOW"
+
+# --- 3. --cpuset-cpus 0 ------------------------------------------------------------
+j=$(plan_json --cpuset-cpus 0 "$IMAGE")
+check "plan --cpuset-cpus 0: 1 CPU, single mode" "$j" \
+  '.decision.effective_cpus.value == 1 and .decision.mode == "single"' "$SHOW"
+
+# --- 4. private cgroup namespace ---------------------------------------------------
+j=$(plan_json --cgroupns private --cpus 1.5 --memory 768m "$IMAGE")
+check "plan --cgroupns private (fresh cgroup mount): limits found" "$j" \
+  '.decision.effective_cpus.value == 1.5 and .decision.memory.value == 805306368' "$SHOW"
+j=$(plan_json --cgroupns private -v /sys/fs/cgroup:/sys/fs/cgroup:ro --cpus 1.5 --memory 768m "$IMAGE")
+if jq -e '.decision.effective_cpus.value == 1.5 and .decision.memory.value == 805306368' >/dev/null 2>&1 <<<"$j"; then
+  pass "plan --cgroupns private -v /sys/fs/cgroup:ro (host's mount): limits found ($(jq -r '.decision.effective_cpus.source' <<<"$j"))"
+elif jq -e '[(.warnings + .decision.warnings)[] | select(test("cgroup"))] | length > 0' >/dev/null 2>&1 <<<"$j"; then
+  pass "plan --cgroupns private -v /sys/fs/cgroup:ro (host's mount): limits not found, warned: $(jq -c '[(.warnings + .decision.warnings)[] | select(test("cgroup"))]' <<<"$j")"
+else
+  fail "plan --cgroupns private -v /sys/fs/cgroup:ro (host's mount): neither the limits nor a warning naming the cgroup files: $(jq -c "$SHOW" <<<"$j" 2>/dev/null || echo "${j:0:400}")"
+fi
+echo "-- plans done ($(elapsed))"
+
+# --- 2. cluster mode serving from 2 Node workers through one port ----------------
+for s in proxy shared inject; do
+  out=$(serve "k8s-$s" 2 8080)
+  check "cluster --socket $s (--cpus 2 --memory 3g, Kubernetes): 2 Node worker pids answer on :8080" "$out" \
+    '.pids | length == 2'
+done
+echo "-- cluster done ($(elapsed))"
+
+# --- 5. PID 1 ------------------------------------------------------------------
+# --cpus 1 where one worker is meant (single mode, no restarts: the app's
+# exit is the run's); `stop` runs 2 workers.
+c=$(cname stop)
+serve stop 1 3000 >/dev/null || fail "PID 1 stop: the app never answered"
+pid1=$(tpod exec "$c" cat /proc/1/cmdline | tr '\0' ' ')
+case $pid1 in
+  corefit*) pass "PID 1 is corefit ($pid1)" ;;
+  *) fail "PID 1 is not corefit: $pid1" ;;
+esac
+code=$(stop_code stop)
+if [ "$code" = 0 ] && tpod logs "$c" 2>&1 | grep -q 'exiting with code 0'; then
+  pass "podman stop: corefit stops the app gracefully and exits 0"
+else
+  fail "podman stop: exit code $code; log: $(tpod logs "$c" 2>&1 | tail -3 | tr '\n' '|')"
+fi
+
+c=$(cname ignore)
+serve ignore 1 3000 >/dev/null || fail "PID 1 ignore: the app never answered"
+code=$(stop_code ignore)
+if [ "$code" = 137 ] && tpod logs "$c" 2>&1 | grep -q 'sending SIGKILL' &&
+  tpod logs "$c" 2>&1 | grep -q 'exiting with code 137'; then
+  pass "a worker that ignores SIGTERM is killed after --grace-period 2s by corefit: exit 137"
+else
+  fail "SIGTERM ignored: exit code $code; log: $(tpod logs "$c" 2>&1 | tail -3 | tr '\n' '|')"
+fi
+
+c=$(cname orphan)
+if wait_log orphan '^orphan [0-9]'; then
+  opid=$(tpod logs "$c" 2>&1 | sed -n 's/^orphan \([0-9]*\).*/\1/p' | head -1)
+  deadline=$(($(date +%s) + 15))
+  state=alive
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    # Field 3 of /proc/PID/stat is the state; the file is gone once reaped.
+    state=$(tpod exec "$c" sh -c "cat /proc/$opid/stat 2>/dev/null || echo gone" | awk '{print ($1 == "gone") ? "gone" : $3}')
+    [ "$state" = gone ] && break
+    sleep 0.2
+  done
+  if [ "$state" = gone ]; then
+    pass "an orphan (pid $opid in the container) that exits is reaped by corefit as PID 1"
+  else
+    fail "the orphan (pid $opid) is still there (state $state) 15 s on"
+  fi
+else
+  fail "orphans.js never printed its orphan's pid"
+fi
+
+for want in 0 42; do
+  tpod run --rm "${RUN[@]}" --cpus 1 "$IMAGE" -- node -e "process.exit($want)" >/dev/null 2>&1
+  code=$?
+  [ "$code" = "$want" ] && pass "the app's exit code $want is the container's (--cpus 1: one worker)" || fail "app exit $want: container exited $code"
+done
+tpod run --rm "${RUN[@]}" --cpus 1 "$IMAGE" -- /app/no-such-command >/dev/null 2>&1
+code=$?
+[ "$code" = 127 ] && pass "a missing command: 127" || fail "a missing command: container exited $code"
+tpod run --rm "${RUN[@]}" --cpus 1 "$IMAGE" -- /app/server.js >/dev/null 2>&1
+code=$?
+[ "$code" = 126 ] && pass "a non-executable command: 126" || fail "a non-executable command: container exited $code"
+echo "-- PID 1 done ($(elapsed))"
+
+# --- 6. the images the project ships ----------------------------------------------
+# As the chart runs containers: a non-root uid, a read-only root filesystem
+# (without the /tmp podman would add: Kubernetes adds none), no capabilities.
+CHART=(--read-only --read-only-tmpfs=false --cap-drop all)
+if ! wait "$MUSL_PID"; then
+  fail "cargo build --target x86_64-unknown-linux-musl: $(tail -5 "$MUSL_LOG" | tr '\n' '|')"
+fi
+MUSL_PID=
+rm -f "$MUSL_LOG"
+if ldd "$MUSL_BIN" 2>/dev/null | grep -q '=>'; then
+  fail "the launcher image's corefit ($MUSL_BIN) is dynamically linked"
+fi
+LAUNCHER=$(ct_launcher_tag)
+if ct_build_launcher "$MUSL_BIN" && ct_build_example; then
+  pass "images built with --pull=never: $LAUNCHER ($(ct_image_size "$LAUNCHER")), corefit/node-app:0.1.0 ($(ct_image_size corefit/node-app:0.1.0)), stand-ins $CT_BUSYBOX ($(ct_image_size "$CT_BUSYBOX")), $CT_NODE ($(ct_image_size "$CT_NODE")), test image ($(ct_image_size "$IMAGE"))"
+else
+  fail "building the shipped images"
+fi
+
+out=$(tpod run --rm "${RUN[@]}" --user 65532:65532 "${CHART[@]}" "$LAUNCHER" 2>&1)
+[[ $out == *"Usage: corefit"* ]] && pass "$LAUNCHER as uid 65532, read-only, no capabilities: corefit --help" ||
+  fail "$LAUNCHER --help: ${out:0:300}"
+j=$(plan_json --user 65532:65532 "${CHART[@]}" --cpus 1.5 --memory 768m "$LAUNCHER")
+check "$LAUNCHER (static corefit): plan --cpus 1.5 --memory 768m gives 1.5 CPUs, 768 MiB" "$j" \
+  '.decision.effective_cpus.value == 1.5 and .decision.memory.value == 805306368' "$SHOW"
+
+# The operator's InitContainer launcher mode: an emptyDir mounted at the
+# directory operator/src/desired.rs names, `cp /corefit <dir>/corefit`, then
+# the app's container runs <dir>/corefit.
+dir=$(sed -n 's/^const LAUNCHER_DIR: &str = "\(.*\)";/\1/p' operator/src/desired.rs)
+vol=$(mktemp -d /tmp/corefit-container-launcher.XXXXXX)
+chmod 0777 "$vol"
+out=$(tpod run --rm "${RUN[@]}" --user 65532:65532 "${CHART[@]}" -v "$vol:$dir" --entrypoint cp "$LAUNCHER" /corefit "$dir/corefit" 2>&1)
+code=$?
+if [ "$code" = 0 ] && [ -x "$vol/corefit" ]; then
+  out=$(tpod run --rm "${RUN[@]}" --user 1000:1000 "${CHART[@]}" -v "$vol:$dir:ro" --entrypoint "$dir/corefit" \
+    --cpus 1.5 --memory 768m "$CT_NODE" plan --json 2>/dev/null)
+  check "InitContainer mode: cp /corefit $dir/corefit from $LAUNCHER into an emptyDir, run from the app's image" "$out" \
+    '.decision.effective_cpus.value == 1.5'
+else
+  fail "InitContainer mode: \`cp /corefit $dir/corefit\` in $LAUNCHER with a volume at $dir (operator/src/desired.rs): exit $code: ${out:0:300}"
+fi
+rm -rf "$vol"
+
+APP=corefit/node-app:0.1.0
+start app --user 1000:1000 "${CHART[@]}" --cpus 2 --memory 1g "${K8S[@]}" "$APP" ||
+  fail "$APP: the container did not start"
+start app-inject --user 1000:1000 "${CHART[@]}" --cpus 2 --memory 1g "${K8S[@]}" "$APP" --socket inject -- node server.js ||
+  fail "$APP --socket inject: the container did not start"
+out=$(serve app 2 8080)
+check "$APP as uid 1000, read-only, no capabilities, --cpus 2 in Kubernetes: 2 workers answer on :8080" "$out" '.pids | length == 2'
+out=$(serve app-inject 2 8080)
+check "$APP --socket inject (the launcher image's static corefit, its embedded shim in glibc Node): 2 workers answer on :8080" "$out" '.pids | length == 2'
+for n in app app-inject; do
+  code=$(stop_code "$n")
+  [ "$code" = 0 ] && pass "podman stop $APP ($n): exit 0" ||
+    fail "podman stop $APP ($n): exit $code; log: $(tpod logs "$(cname "$n")" 2>&1 | tail -3 | tr '\n' '|')"
+done
+
+echo
+echo "container tier: $PASSED passed, $FAILED failed in $(elapsed)"
+[ "$FAILED" = 0 ]
