@@ -214,7 +214,7 @@ fn layout_phrase(l: CgroupLayout) -> &'static str {
 fn overrides_phrase(o: &Overrides) -> String {
     let mut parts = Vec::new();
     if let Some(m) = &o.mode {
-        parts.push(format!("{} = {:?}", m.source, m.value).to_lowercase());
+        parts.push(format!("{} = {}", m.source, m.value.as_str()));
     }
     if let Some(w) = &o.workers {
         parts.push(match w.value {
@@ -281,5 +281,42 @@ mod tests {
         assert!(!text.contains("s3cr3t") && !json.contains("s3cr3t"));
         // The plan itself keeps the value: the workers get it.
         assert_eq!(report.decision.worker_env.common["API_TOKEN"], "tok-s3cr3t");
+    }
+
+    /// The overrides line keeps the variables' names as given, and the CPU
+    /// line says the count once: found by hand in `corefit plan` output
+    /// ("corefit_mode = cluster", "1 CPU (the CPU affinity mask (1 CPUs))").
+    #[test]
+    fn overrides_and_cpus_read_as_written() {
+        let limits = Limits {
+            cgroup: CgroupLayout::V2,
+            cpu: CpuFacts {
+                host_cpus: 4,
+                affinity_cpus: Some(1),
+                quota: None,
+                cpuset: None,
+            },
+            memory: MemoryFacts {
+                host_bytes: Some(1 << 30),
+                limit: None,
+                high: None,
+            },
+        };
+        let env: crate::plan::Env = [("COREFIT_MODE", "cluster"), ("WEB_CONCURRENCY", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let overrides = crate::plan::resolve(&Default::default(), &env).unwrap();
+        let platform = Platform::new(PlatformKind::Vps, "test");
+        let plan = crate::plan::plan(&limits, &platform, &overrides);
+        let text = Report::new(limits, platform, overrides, plan, Vec::new()).to_text();
+        assert!(
+            text.contains("  overrides     COREFIT_MODE = cluster, WEB_CONCURRENCY = 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  CPUs          1 CPU (the CPU affinity mask)\n"),
+            "{text}"
+        );
     }
 }

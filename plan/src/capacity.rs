@@ -33,21 +33,22 @@ impl Capacity {
             platform,
             cpu.host_cpus,
             [
-                cpu.affinity_cpus.map(|a| Bound {
+                // The value is said beside the source: "1 CPU (the CPU affinity mask)".
+                Candidate::found(cpu.affinity_cpus.map(|a| Bound {
                     value: a as f64,
-                    source: format!("the CPU affinity mask ({a} CPUs)"),
-                }),
-                cpu.cpuset.as_ref().map(|s| Bound {
+                    source: "the CPU affinity mask".to_owned(),
+                })),
+                Candidate::found(cpu.cpuset.as_ref().map(|s| Bound {
                     value: s.cpus as f64,
                     source: format!("{} cpuset {} ({})", s.source.cgroup, s.list, s.source.file),
-                }),
-                cpu.quota.as_ref().map(|q| Bound {
+                })),
+                Candidate::set(cpu.quota.as_ref().map(|q| Bound {
                     value: q.cpus(),
                     source: format!(
                         "{} quota {}/{} ({})",
                         q.source.cgroup, q.quota_us, q.period_us, q.source.file
                     ),
-                }),
+                })),
             ],
             cpu.quota.is_some(),
             mem.host_bytes.map(|b| Bound {
@@ -74,7 +75,7 @@ impl Capacity {
         Capacity::narrowed(
             platform,
             pod.node_cpus,
-            [pod.cpus.as_ref().map(cpu_hint)],
+            [Candidate::set(pod.cpus.as_ref().map(cpu_hint))],
             pod.cpus.is_some(),
             None,
             [pod.memory.as_ref().map(memory_hint)],
@@ -87,12 +88,12 @@ impl Capacity {
     fn narrowed<const C: usize, const M: usize>(
         platform: &Platform,
         host_cpus: u32,
-        cpu: [Option<Bound<f64>>; C],
+        cpu: [Candidate; C],
         cpu_set: bool,
         host_memory: Option<Bound<u64>>,
         memory: [Option<Bound<u64>>; M],
     ) -> Capacity {
-        let platform_cpus = platform.cpu_hint.as_ref().map(cpu_hint);
+        let platform_cpus = Candidate::set(platform.cpu_hint.as_ref().map(cpu_hint));
         let (cpus, narrowed) = narrowest_cpus(host_cpus, cpu.into_iter().chain([platform_cpus]));
         // A quota or a published size is a limit someone set, even when it
         // is above the host's size: more CPUs must never mean fewer workers.
@@ -109,11 +110,32 @@ impl Capacity {
     }
 }
 
+/// A CPU count the host's may be narrowed to.
+#[derive(Debug, Clone, PartialEq)]
+struct Candidate {
+    bound: Option<Bound<f64>>,
+    /// A limit someone set (a quota, a stated or published size), not a
+    /// fact of the machine (an affinity mask, a cpuset): equal to the
+    /// host's count, it is still what the CPUs come from.
+    set: bool,
+}
+
+impl Candidate {
+    fn found(bound: Option<Bound<f64>>) -> Candidate {
+        Candidate { bound, set: false }
+    }
+
+    fn set(bound: Option<Bound<f64>>) -> Candidate {
+        Candidate { bound, set: true }
+    }
+}
+
 /// The host's CPUs (at least 1), narrowed by every finite, positive,
-/// smaller candidate; true when one narrowed it.
+/// smaller candidate; true when one narrowed it. A limit someone set
+/// equal to the host's count takes the host's place as the source.
 fn narrowest_cpus(
     host_cpus: u32,
-    candidates: impl IntoIterator<Item = Option<Bound<f64>>>,
+    candidates: impl IntoIterator<Item = Candidate>,
 ) -> (Bound<f64>, bool) {
     let host = host_cpus.max(1);
     let mut best = Bound {
@@ -121,10 +143,18 @@ fn narrowest_cpus(
         source: format!("the host's {host} online CPUs"),
     };
     let mut narrowed = false;
-    for c in candidates.into_iter().flatten() {
-        if c.value.is_finite() && c.value > 0.0 && c.value < best.value {
+    let mut named = false;
+    for Candidate { bound, set } in candidates {
+        let Some(c) = bound.filter(|c| c.value.is_finite() && c.value > 0.0) else {
+            continue;
+        };
+        if c.value < best.value {
             best = c;
             narrowed = true;
+            named = true;
+        } else if set && !named && c.value == best.value {
+            best = c;
+            named = true;
         }
     }
     (best, narrowed)
@@ -283,5 +313,88 @@ mod tests {
         assert!(c.cpu_limited);
         assert_eq!(c.memory, None);
         assert!(!c.memory_limited);
+    }
+
+    /// Limits for `host` CPUs with an affinity mask, a cpuset and a quota.
+    fn limits(host: u32, affinity: Option<u32>, cpuset: Option<u32>, quota: Option<f64>) -> Limits {
+        use crate::facts::{CgroupVersion, CpuQuota, CpusetLimit, LimitSource};
+        let src = |file: &str| LimitSource {
+            cgroup: CgroupVersion::V1,
+            file: file.to_owned(),
+        };
+        Limits {
+            cgroup: CgroupLayout::V1,
+            cpu: CpuFacts {
+                host_cpus: host,
+                affinity_cpus: affinity,
+                quota: quota.map(|q| CpuQuota {
+                    quota_us: (q * 100_000.0) as u64,
+                    period_us: 100_000,
+                    source: src("/q"),
+                }),
+                cpuset: cpuset.map(|n| CpusetLimit {
+                    cpus: n,
+                    list: format!("0-{}", n - 1),
+                    source: src("/s"),
+                }),
+            },
+            memory: MemoryFacts {
+                host_bytes: Some(8 << 30),
+                limit: None,
+                high: None,
+            },
+        }
+    }
+
+    fn cpus_source(l: &Limits) -> String {
+        Capacity::observed(l, &Platform::new(PlatformKind::Vps, "test"))
+            .cpus
+            .source
+    }
+
+    /// A quota equal to the host's count is what the CPUs come from (the
+    /// reason names it, not the host); an affinity mask or cpuset equal to
+    /// the host's count is not a limit and leaves the host named.
+    #[test]
+    fn a_quota_equal_to_the_host_is_named_as_the_source() {
+        let src = cpus_source(&limits(2, Some(2), Some(2), Some(2.0)));
+        assert_eq!(src, "cgroup v1 quota 200000/100000 (/q)");
+        let src = cpus_source(&limits(2, Some(2), Some(2), None));
+        assert_eq!(src, "the host's 2 online CPUs");
+        // A smaller cpuset still wins over a quota of the host's size.
+        let src = cpus_source(&limits(4, None, Some(2), Some(4.0)));
+        assert!(src.starts_with("cgroup v1 cpuset 0-1"), "{src}");
+        // And the reason says so.
+        let p = plan(
+            &limits(2, Some(2), Some(2), Some(2.0)),
+            &Platform::new(PlatformKind::Vps, "test"),
+            &Overrides::default(),
+        );
+        assert!(
+            p.reasons
+                .iter()
+                .any(|r| r.starts_with("2 CPUs from cgroup v1 quota 200000/100000")),
+            "{:?}",
+            p.reasons
+        );
+    }
+
+    /// The affinity mask's source does not repeat the count the sentence
+    /// already says: "1 CPU (the CPU affinity mask)".
+    #[test]
+    fn the_affinity_mask_is_named_without_its_count() {
+        let p = plan(
+            &limits(2, Some(1), None, None),
+            &Platform::new(PlatformKind::Vps, "test"),
+            &Overrides::default(),
+        );
+        assert_eq!(p.effective_cpus.source, "the CPU affinity mask");
+        assert!(
+            p.reasons
+                .iter()
+                .any(|r| r == "1 CPU from the CPU affinity mask"),
+            "{:?}",
+            p.reasons
+        );
     }
 }

@@ -42,6 +42,16 @@ pub enum ModeChoice {
     Cluster,
 }
 
+impl ModeChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeChoice::Auto => "auto",
+            ModeChoice::Single => "single",
+            ModeChoice::Cluster => "cluster",
+        }
+    }
+}
+
 /// The worker count asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
