@@ -248,15 +248,14 @@ mod tests {
     use super::*;
     use crate::plan::facts::{CpuFacts, MemoryFacts, PlatformKind};
 
-    /// A secret-looking variable in the printed worker environment shows
-    /// its name, never its value, in text and in JSON.
-    #[test]
-    fn secret_values_are_redacted_in_text_and_json() {
-        let limits = Limits {
+    /// A cgroup v2 host with `host_cpus` CPUs (`affinity` of them in the
+    /// affinity mask), 1 GiB of memory and no limits.
+    fn unlimited_v2(host_cpus: u32, affinity: Option<u32>) -> Limits {
+        Limits {
             cgroup: CgroupLayout::V2,
             cpu: CpuFacts {
-                host_cpus: 2,
-                affinity_cpus: None,
+                host_cpus,
+                affinity_cpus: affinity,
                 quota: None,
                 cpuset: None,
             },
@@ -265,7 +264,14 @@ mod tests {
                 limit: None,
                 high: None,
             },
-        };
+        }
+    }
+
+    /// A secret-looking variable in the printed worker environment shows
+    /// its name, never its value, in text and in JSON.
+    #[test]
+    fn secret_values_are_redacted_in_text_and_json() {
+        let limits = unlimited_v2(2, None);
         let platform = Platform::new(PlatformKind::Vps, "test");
         let overrides = Overrides::default();
         let mut plan = crate::plan::plan(&limits, &platform, &overrides);
@@ -288,20 +294,7 @@ mod tests {
     /// ("corefit_mode = cluster", "1 CPU (the CPU affinity mask (1 CPUs))").
     #[test]
     fn overrides_and_cpus_read_as_written() {
-        let limits = Limits {
-            cgroup: CgroupLayout::V2,
-            cpu: CpuFacts {
-                host_cpus: 4,
-                affinity_cpus: Some(1),
-                quota: None,
-                cpuset: None,
-            },
-            memory: MemoryFacts {
-                host_bytes: Some(1 << 30),
-                limit: None,
-                high: None,
-            },
-        };
+        let limits = unlimited_v2(4, Some(1));
         let env: crate::plan::Env = [("COREFIT_MODE", "cluster"), ("WEB_CONCURRENCY", "3")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))

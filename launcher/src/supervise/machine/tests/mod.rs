@@ -131,3 +131,20 @@ pub(super) fn term(pid: i32) -> Action {
 pub(super) fn kill9(pid: i32) -> Action {
     signal(pid, Signal::SIGKILL)
 }
+
+/// What retiring the workers `ids` (started by `started`) asks: each is
+/// taken out of routing, then told to stop.
+pub(super) fn retire(ids: &[WorkerId]) -> Vec<Action> {
+    ids.iter()
+        .flat_map(|&id| [Action::Unroute { id }, term(pid_of(id))])
+        .collect()
+}
+
+/// A tick just before `due` does nothing; the actions of the tick at `due`.
+pub(super) fn tick_until(s: &mut Supervisor, due: Instant) -> Vec<Action> {
+    assert!(
+        acts(s.handle(due - secs(0.001), Event::Tick)).is_empty(),
+        "nothing happens before {due:?}"
+    );
+    s.handle(due, Event::Tick)
+}

@@ -50,16 +50,7 @@ fn a_grow_spawns_the_new_worker_and_replaces_the_stale_one_once_ready() {
 fn a_shrink_retires_the_highest_and_replaces_the_rest() {
     let (mut s, t0) = ready(checked(3));
     let a = acts(s.handle(t0, resize(1, 1)));
-    assert_eq!(
-        a,
-        vec![
-            Action::Unroute { id: 1 },
-            term(101),
-            Action::Unroute { id: 2 },
-            term(102),
-            Action::Spawn { id: 0 },
-        ]
-    );
+    assert_eq!(a, [retire(&[1, 2]), vec![Action::Spawn { id: 0 }]].concat());
     s.handle(t0, Event::Spawned { id: 0, pid: 200 });
     let a = acts(s.handle(t0, Event::Ready { id: 0, pid: 200 }));
     assert_eq!(a, vec![Action::Route { id: 0 }, term(100)]);

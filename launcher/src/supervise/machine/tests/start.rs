@@ -20,8 +20,7 @@ fn routes_only_after_ready_and_kills_on_ready_timeout() {
     assert_eq!(s.next_deadline(), Some(t0 + secs(5.0)));
     // A stale ready (other pid) changes nothing.
     assert!(acts(s.handle(t0, Event::Ready { id: 0, pid: 8 })).is_empty());
-    assert!(acts(s.handle(t0 + secs(4.9), Event::Tick)).is_empty());
-    let a = s.handle(t0 + secs(5.0), Event::Tick);
+    let a = tick_until(&mut s, t0 + secs(5.0));
     assert_eq!(
         notices(&a)[0],
         Notice::NotReady {

@@ -28,8 +28,7 @@ fn a_worker_ignoring_sigterm_is_killed_after_grace() {
     let (mut s, t0) = started(policy(2, true));
     s.handle(t0, Event::Signal(Signal::SIGINT));
     s.handle(t0 + secs(1.0), exited(100, ExitReason::Signal(2)));
-    assert!(acts(s.handle(t0 + secs(24.9), Event::Tick)).is_empty());
-    let a = s.handle(t0 + secs(25.0), Event::Tick);
+    let a = tick_until(&mut s, t0 + secs(25.0));
     assert_eq!(
         notices(&a)[0],
         Notice::KilledAfterGrace {
