@@ -47,6 +47,18 @@ fn own_v1_dir(mounts: &[CgroupMount], controller: &str) -> Option<PathBuf> {
     Some(Path::new(&mount.mount_point).join(rel))
 }
 
+/// `sh -c script` in an empty environment but `PATH` and `COREFIT` (this
+/// build's corefit, which the script ends by exec'ing).
+fn shell_to_corefit(script: &str, path: &str) -> Command {
+    let mut sh = Command::new("/bin/sh");
+    sh.arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", path)
+        .env("COREFIT", env!("CARGO_BIN_EXE_corefit"));
+    sh
+}
+
 fn is_root() -> bool {
     read("/proc/self/status")
         .lines()
@@ -115,12 +127,7 @@ fn corefit_plan_inside_a_real_cgroup() {
         script.push_str(&format!("echo $$ > '{}' && ", f.display()));
     }
     script.push_str("exec \"$COREFIT\" plan --json");
-    let out = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&script)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("COREFIT", env!("CARGO_BIN_EXE_corefit"))
+    let out = shell_to_corefit(&script, "/usr/bin:/bin")
         .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
         .output()
         .expect("run corefit plan");
@@ -201,12 +208,7 @@ fn corefit_plan_in_a_private_cgroup_namespace_without_a_fresh_mount() {
         cpu.0.join("cgroup.procs").display(),
         mem.0.join("cgroup.procs").display(),
     );
-    let out = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&script)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
-        .env("COREFIT", env!("CARGO_BIN_EXE_corefit"))
+    let out = shell_to_corefit(&script, "/usr/bin:/bin:/usr/sbin:/sbin")
         .output()
         .expect("run unshare -C corefit plan");
     let (stdout, stderr) = (

@@ -2,7 +2,7 @@
 //! must read right, plus every file made empty, non-numeric, negative and
 //! overflowing.
 
-use corefit::plan::facts::{CgroupLayout, CgroupVersion, Limits};
+use corefit::plan::facts::{CgroupLayout, CgroupVersion, LimitSource, Limits};
 use corefit::probe::{self, LiveFacts, Warnings};
 use corefit_test_support::facts::{copy_fixture, fixture, fixture_with};
 
@@ -32,6 +32,15 @@ fn probe(root: &std::path::Path) -> (Limits, Warnings) {
     (l, w)
 }
 
+/// The limit was read from a file whose path ends with `suffix`.
+fn assert_read_from(source: &LimitSource, suffix: &str) {
+    assert!(
+        source.file.ends_with(suffix),
+        "{} not {suffix}",
+        source.file
+    );
+}
+
 const MIB: u64 = 1024 * 1024;
 
 #[test]
@@ -42,11 +51,7 @@ fn v2_leaf_quota() {
     assert_eq!((q.quota_us, q.period_us), (200000, 100000));
     assert_eq!(q.cpus(), 2.0);
     assert_eq!(q.source.cgroup, CgroupVersion::V2);
-    assert!(
-        q.source.file.ends_with("kubepods/pod1/ctr/cpu.max"),
-        "{}",
-        q.source.file
-    );
+    assert_read_from(&q.source, "kubepods/pod1/ctr/cpu.max");
     assert_eq!(l.memory.limit.unwrap().bytes, 1024 * MIB);
     assert_eq!(l.memory.high, None);
     assert_eq!(l.cpu.host_cpus, 8);
@@ -58,14 +63,10 @@ fn v2_nested_ancestor_smaller_than_leaf_wins() {
     let l = probe_clean("cgroup-v2-nested");
     let q = l.cpu.quota.unwrap();
     assert_eq!(q.cpus(), 1.0, "the pod's 1 CPU bounds the container's 4");
-    assert!(
-        q.source.file.ends_with("kubepods/pod1/cpu.max"),
-        "{}",
-        q.source.file
-    );
+    assert_read_from(&q.source, "kubepods/pod1/cpu.max");
     let m = l.memory.limit.unwrap();
     assert_eq!(m.bytes, 1024 * MIB);
-    assert!(m.source.file.ends_with("kubepods/pod1/memory.max"));
+    assert_read_from(&m.source, "kubepods/pod1/memory.max");
     assert_eq!(l.memory.high.unwrap().bytes, 768 * MIB);
 }
 
@@ -97,13 +98,7 @@ fn v1_cpu_cpuacct_comounted() {
     let q = l.cpu.quota.unwrap();
     assert_eq!((q.quota_us, q.period_us), (150000, 100000));
     assert_eq!(q.source.cgroup, CgroupVersion::V1);
-    assert!(
-        q.source
-            .file
-            .ends_with("cpu,cpuacct/docker/abc/cpu.cfs_quota_us"),
-        "{}",
-        q.source.file
-    );
+    assert_read_from(&q.source, "cpu,cpuacct/docker/abc/cpu.cfs_quota_us");
     assert_eq!(l.memory.limit.unwrap().bytes, 768 * MIB);
     assert_eq!(l.cpu.cpuset.unwrap().cpus, 8);
 }
@@ -114,13 +109,7 @@ fn v1_nested_path_with_namespaced_root() {
     let q = l.cpu.quota.unwrap();
     assert_eq!(q.cpus(), 2.5, "the mounted root's 2.5 bounds the child's 3");
     // The mount root is the container's cgroup: its files sit at the mount point.
-    assert!(
-        q.source
-            .file
-            .ends_with("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us"),
-        "{}",
-        q.source.file
-    );
+    assert_read_from(&q.source, "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us");
     let m = l.memory.limit.unwrap();
     assert_eq!(
         m.bytes,
@@ -277,19 +266,10 @@ fn hidden_namespace_root_is_found_by_its_cgroup_procs() {
     let l = probe_clean("cgroup-v1-namespace-hidden");
     let q = l.cpu.quota.unwrap();
     assert_eq!(q.cpus(), 1.5, "docker/ctr's quota, not a sibling's or none");
-    assert!(
-        q.source
-            .file
-            .ends_with("cpu,cpuacct/docker/ctr/cpu.cfs_quota_us"),
-        "{}",
-        q.source.file
-    );
+    assert_read_from(&q.source, "cpu,cpuacct/docker/ctr/cpu.cfs_quota_us");
     let m = l.memory.limit.unwrap();
     assert_eq!(m.bytes, 768 * MIB);
-    assert!(m
-        .source
-        .file
-        .ends_with("memory/docker/ctr/memory.limit_in_bytes"));
+    assert_read_from(&m.source, "memory/docker/ctr/memory.limit_in_bytes");
 
     let l = probe_clean("cgroup-v2-namespace-hidden");
     assert_eq!(l.cpu.quota.unwrap().cpus(), 1.5);
