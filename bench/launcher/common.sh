@@ -90,3 +90,19 @@ cleanup() {
   stop_config || true
   rm -rf "$WORK"
 }
+
+# interleaved MEASURE: ROUNDS rounds of every configuration in CONFIGS in
+# turn (A B C ... A B C ...), each started on a free port by the script's
+# start_config, measured by `MEASURE ROUND CONFIG PORT`, then stopped by
+# its stop_config.
+interleaved() {
+  local round config port
+  for round in $(seq 1 "$ROUNDS"); do
+    for config in $CONFIGS; do
+      port=$(free_port)
+      start_config "$config" "$port"
+      "$1" "$round" "$config" "$port"
+      stop_config
+    done
+  done
+}

@@ -139,28 +139,28 @@ RESULTS=$OUT/restart.tsv
 mkdir -p "$OUT"
 printf 'round\tconfig\tkill\tms\trequests\tfailed\tslowest_ms\treaped_ms\tspawned_ms\tready_ms\n' >"$RESULTS"
 log "node $NODE_VERSION, $ROUNDS round(s) x $KILLS kill(s), $SETTLE s between kills, configs: $CONFIGS"
-for round in $(seq 1 "$ROUNDS"); do
-  for config in $CONFIGS; do
-    port=$(free_port)
-    start_config "$config" "$port"
+# kills ROUND CONFIG PORT: KILLS times, SIGKILL the older worker of the
+# configuration serving on PORT and time its replacement.
+kills() {
+  local round=$1 config=$2 port=$3 pids kill victim line
+  local ms requests failed slowest kill_epoch reaped spawned ready
+  pids=$(wait_workers "$port")
+  for kill in $(seq 1 "$KILLS"); do
+    sleep "$SETTLE"
+    victim=${pids%%,*}
+    if ! line=$("$PY" "$PROBE" "$port" "$victim" "$pids" 10); then
+      cat "$WORK/$config-$port.log" >&2
+      die "$config: no new worker answered within 10 s of SIGKILL ($line)"
+    fi
+    read -r ms requests failed slowest kill_epoch <<<"$line"
     pids=$(wait_workers "$port")
-    for kill in $(seq 1 "$KILLS"); do
-      sleep "$SETTLE"
-      victim=${pids%%,*}
-      if ! line=$("$PY" "$PROBE" "$port" "$victim" "$pids" 10); then
-        cat "$WORK/$config-$port.log" >&2
-        die "$config: no new worker answered within 10 s of SIGKILL ($line)"
-      fi
-      read -r ms requests failed slowest kill_epoch <<<"$line"
-      pids=$(wait_workers "$port")
-      read -r reaped spawned ready <<<"$(phases "$WORK/$config-$port.log" "$victim" "$kill_epoch")"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$config" "$kill" "$ms" "$requests" "$failed" "$slowest" \
-        "$reaped" "$spawned" "$ready" >>"$RESULTS"
-      log "round $round $config kill $kill: new pid answering after $ms ms ($requests requests, $failed failed, slowest $slowest ms; corefit: reaped +$reaped, spawned +$spawned, ready +$ready ms)"
-    done
-    stop_config
+    read -r reaped spawned ready <<<"$(phases "$WORK/$config-$port.log" "$victim" "$kill_epoch")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$config" "$kill" "$ms" "$requests" "$failed" "$slowest" \
+      "$reaped" "$spawned" "$ready" >>"$RESULTS"
+    log "round $round $config kill $kill: new pid answering after $ms ms ($requests requests, $failed failed, slowest $slowest ms; corefit: reaped +$reaped, spawned +$spawned, ready +$ready ms)"
   done
-done
+}
+interleaved kills
 
 "$PY" - "$RESULTS" <<'PY' | tee "$OUT/restart-summary.md"
 import csv, statistics, sys

@@ -106,20 +106,18 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 RESULTS=$OUT/results.tsv
 printf 'round\tconfig\troute\trps\tp99_ms\terrors\tsupervisor_rss_kib\tsupervisor_hwm_kib\n' >"$RESULTS"
 log "node $NODE_VERSION, wrk -t1 -c$CONNECTIONS -d${DURATION}s, $ROUNDS round(s), configs: $CONFIGS"
-for round in $(seq 1 "$ROUNDS"); do
-  for config in $CONFIGS; do
-    port=$(free_port)
-    start_config "$config" "$port"
-    run_wrk "$port" hello 1 >/dev/null # warm up (JIT, connections)
-    for route in $ROUTES; do
-      read -r rps p99 errors < <(run_wrk "$port" "$route" "$DURATION")
-      if [ "$config" = single ]; then rss=-; hwm=-; else rss=$(rss_kib "$CURRENT_PID"); hwm=$(hwm_kib "$CURRENT_PID"); fi
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$config" "$route" "$rps" "$p99" "$errors" "$rss" "$hwm" >>"$RESULTS"
-      log "round $round $config /$route: $rps req/s, p99 ${p99} ms, errors $errors, supervisor RSS ${rss} KiB"
-    done
-    stop_config
+# measure ROUND CONFIG PORT: every route of the configuration serving on PORT.
+measure() {
+  local round=$1 config=$2 port=$3 route rps p99 errors rss hwm
+  run_wrk "$port" hello 1 >/dev/null # warm up (JIT, connections)
+  for route in $ROUTES; do
+    read -r rps p99 errors < <(run_wrk "$port" "$route" "$DURATION")
+    if [ "$config" = single ]; then rss=-; hwm=-; else rss=$(rss_kib "$CURRENT_PID"); hwm=$(hwm_kib "$CURRENT_PID"); fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$config" "$route" "$rps" "$p99" "$errors" "$rss" "$hwm" >>"$RESULTS"
+    log "round $round $config /$route: $rps req/s, p99 ${p99} ms, errors $errors, supervisor RSS ${rss} KiB"
   done
-done
+}
+interleaved measure
 
 {
   python3 "$ROOT/bench/launcher/summarize.py" "$RESULTS" "$NODE_VERSION" "wrk -t1 -c$CONNECTIONS -d${DURATION}s"
