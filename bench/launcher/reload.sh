@@ -31,13 +31,30 @@
 # 2...); the summary gives each configuration's figures beside PM2's and
 # Node cluster's from the same run.
 #
+# Network namespace: by default everything runs in the host's (and its
+# net.ipv4.tcp_migrate_req, 0 unless the host set it). NETNS=1 runs the
+# whole comparison, every launcher alike, in a network namespace of its own
+# (`unshare -n`, `unshare -rn` when not root; loopback only) with
+# tcp_migrate_req=1 set there (never on the host), as a container can have
+# it (docs/sockets.md): corefit is built and the tools installed first, then
+# the script runs itself again inside the namespace.
+#
+# Load: each run's 1-minute load average at its start is recorded (column
+# load1; the benchmark's own previous run counts in it). QUIET_LOAD=2.5 waits
+# before each round, polling /proc/loadavg every 20 s, until the 1-minute
+# load is under it: at most QUIET_WAIT s (default 1500) before round 1 and
+# QUIET_WAIT_ROUND s (default 120) before each later round, then measures
+# anyway and says so.
+#
 # Usage: bench/launcher/reload.sh             3 rounds (~15 min)
 #        QUICK=1 bench/launcher/reload.sh     1 round (~4 min)
+#        NETNS=1 APPS="express slow" bench/launcher/reload.sh
 # Knobs: ROUNDS, DURATION (s, default 9), SLOW_DURATION (s, default 12),
 #        RELOAD_AT (s, default 2), CONNECTIONS (default 8),
 #        CONFIGS="proxy shared inject pm2 cluster",
-#        APPS="express fastify fastapi go slow", COREFIT (a binary to
-#        measure instead of building release), COREFIT_BENCH_CACHE, OUT.
+#        APPS="express fastify fastapi go slow", NETNS (0|1), QUIET_LOAD,
+#        QUIET_WAIT, QUIET_WAIT_ROUND, COREFIT (a binary to measure instead
+#        of building release), COREFIT_BENCH_CACHE, OUT.
 set -euo pipefail
 BENCH_NAME=reload-bench
 # shellcheck source=bench/launcher/common.sh
@@ -51,6 +68,8 @@ RELOAD_AT=${RELOAD_AT:-2}
 CONNECTIONS=${CONNECTIONS:-8}
 CONFIGS=${CONFIGS:-"proxy shared inject pm2 cluster"}
 APPS=${APPS:-"express fastify fastapi go slow"}
+NETNS=${NETNS:-0}
+case $NETNS in 0 | 1) ;; *) die "NETNS must be 0 or 1, not '$NETNS'" ;; esac
 
 for tool in curl python3; do
   command -v "$tool" >/dev/null || die "$tool not found"
@@ -65,6 +84,48 @@ NODE_MODULES=$("$ROOT/tests/apps/setup-node-apps.sh")
 VENV=$("$ROOT/tests/apps/setup-python-apps.sh")
 GO_APPS=$("$ROOT/tests/apps/setup-go-apps.sh")
 APPS_DIR=$ROOT/tests/apps
+
+# NETNS=1: everything above ran in the host's namespace (the build, npm and
+# the app caches may need it); now the script runs again in a namespace of
+# its own, where all of it is warm, with COREFIT set.
+if [ "$NETNS" = 1 ] && [ "${RELOAD_NETNS_INSIDE:-0}" != 1 ]; then
+  for tool in unshare ip sysctl; do
+    command -v "$tool" >/dev/null || die "$tool not found (NETNS=1)"
+  done
+  NS=(unshare -n)
+  [ "$(id -u)" = 0 ] || NS=(unshare -rn)
+  exec "${NS[@]}" env RELOAD_NETNS_INSIDE=1 COREFIT="$COREFIT" bash "$ROOT/bench/launcher/reload.sh"
+fi
+if [ "${RELOAD_NETNS_INSIDE:-0}" = 1 ]; then
+  ip link set lo up
+  sysctl -q -w net.ipv4.tcp_migrate_req=1
+  NAMESPACE="own network namespace"
+else
+  NAMESPACE="host network namespace"
+fi
+MIGRATE=$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo "?")
+
+# load1: the 1-minute load average now.
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# wait_quiet SECONDS: with QUIET_LOAD set, waits (polling every 20 s, at most
+# SECONDS) until the 1-minute load is under QUIET_LOAD.
+wait_quiet() {
+  [ -n "${QUIET_LOAD:-}" ] || return 0
+  local max=$1 start=$SECONDS load
+  while :; do
+    load=$(load1)
+    if awk -v a="$load" -v b="$QUIET_LOAD" 'BEGIN {exit !(a < b)}'; then
+      log "load $load < $QUIET_LOAD after $((SECONDS - start)) s of waiting"
+      return 0
+    fi
+    if [ $((SECONDS - start)) -ge "$max" ]; then
+      log "warning: load $load still >= $QUIET_LOAD after $((SECONDS - start)) s: measuring anyway"
+      return 0
+    fi
+    sleep 20
+  done
+}
 
 scratch "$NODE_BIN_DIR"
 CURRENT_NAME=""
@@ -199,15 +260,24 @@ wrk_reload_figures() {
 }
 
 RESULTS=$OUT/reload.tsv
-printf 'round\tconfig\tapp\trequests\tfailed\tconnect\tread\twrite\ttimeout\tnon2xx\tmax_ms\tpids_changed\treload_s\n' >"$RESULTS"
-log "corefit $COREFIT ($(git -C "$ROOT" rev-parse --short HEAD)), node $NODE_VERSION, wrk -t1 -c$CONNECTIONS -d${DURATION}s (slow: ${SLOW_DURATION}s), reload at ${RELOAD_AT}s, $ROUNDS round(s)"
+printf 'round\tconfig\tapp\trequests\tfailed\tconnect\tread\twrite\ttimeout\tnon2xx\tmax_ms\tpids_changed\treload_s\tload1\n' >"$RESULTS"
+SETUP="$NAMESPACE, tcp_migrate_req=$MIGRATE"
+log "corefit $COREFIT (repository at $(git -C "$ROOT" rev-parse --short HEAD)), node $NODE_VERSION, wrk -t1 -c$CONNECTIONS -d${DURATION}s (slow: ${SLOW_DURATION}s), reload at ${RELOAD_AT}s, $ROUNDS round(s), $SETUP"
+started=$SECONDS
 for round in $(seq 1 "$ROUNDS"); do
+  if [ "$round" = 1 ]; then
+    wait_quiet "${QUIET_WAIT:-1500}"
+  else
+    wait_quiet "${QUIET_WAIT_ROUND:-120}"
+  fi
+  log "round $round starts, load average $(cut -d' ' -f1-3 /proc/loadavg)"
   for app in $APPS; do
     duration=$DURATION
     [ "$app" = slow ] && duration=$SLOW_DURATION
     for config in $CONFIGS; do
       applies "$config" "$app" || continue
       port=$(free_port)
+      load=$(load1)
       start_config "$config" "$app" "$port"
       before=$(worker_pids "$port")
       wrk -t1 -c"$CONNECTIONS" -d"$duration"s --timeout 10s "http://127.0.0.1:$port/" >"$WORK/wrk.out" 2>&1 &
@@ -227,15 +297,16 @@ for round in $(seq 1 "$ROUNDS"); do
       done
       [ "$changed" = 2 ] || log "warning: $config/$app: $changed of 2 worker pids changed"
       reload_s=$(python3 -c "print(round($t1 - $t0, 2))")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$config" "$app" "$requests" "$failed" \
-        "$connect" "$read" "$write" "$timeout" "$non2xx" "$max_ms" "$changed" "$reload_s" >>"$RESULTS"
-      log "round $round $config/$app: $requests requests, $failed failed (connect $connect, read $read, write $write, timeout $timeout, non-2xx $non2xx), max latency ${max_ms} ms, $changed of 2 pids changed, reload took ${reload_s}s"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$config" "$app" "$requests" "$failed" \
+        "$connect" "$read" "$write" "$timeout" "$non2xx" "$max_ms" "$changed" "$reload_s" "$load" >>"$RESULTS"
+      log "round $round $config/$app: $requests requests, $failed failed (connect $connect, read $read, write $write, timeout $timeout, non-2xx $non2xx), max latency ${max_ms} ms, $changed of 2 pids changed, reload took ${reload_s}s, load $load at start"
       stop_config
     done
   done
 done
+log "$ROUNDS round(s) in $((SECONDS - started)) s (waits for a quiet machine included)"
 
-python3 - "$RESULTS" <<'PY' | tee "$OUT/reload-summary.md"
+python3 - "$RESULTS" "$SETUP" <<'PY' | tee "$OUT/reload-summary.md"
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 LABEL = {"proxy": "corefit proxy", "shared": "corefit shared", "inject": "corefit inject",
@@ -251,8 +322,19 @@ def ratio(a, b):
         return "=" if a == 0 else "inf"
     return f"{a / b:.2f}x"
 
-print("| app | configuration | failed per run | kinds (connect/read/write/timeout/non-2xx) | max latency ms per run | failed vs PM2 / vs cluster | max latency vs PM2 / vs cluster | pids changed | reload s |")
-print("|---|---|---|---|---|---|---|---|---|")
+def num(x):
+    return "-" if x is None else f"{x:g}"
+
+def versus(f, config, by_fig):
+    """'0 vs 10 (PM2) / 11 (Node cluster)': median failed against theirs."""
+    theirs = [f"{num(by_fig(c, 'failed'))} ({name})" for c, name in (("pm2", "PM2"), ("cluster", "Node cluster"))
+              if by_fig(c, "failed") is not None and c != config]
+    return f"{num(f)} vs {' / '.join(theirs)}" if theirs else num(f)
+
+print(f"{sys.argv[2]}; medians over the runs, compared with PM2's and Node cluster's from the same run")
+print()
+print("| app | configuration | failed per run | kinds (connect/read/write/timeout/non-2xx) | median failed vs PM2 / Node cluster | max latency ms per run | median max ms | vs PM2 / vs cluster | pids changed | reload s | load1 at start |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 apps = list(dict.fromkeys(r["app"] for r in rows))
 for app in apps:
     by = {}
@@ -267,10 +349,10 @@ for app in apps:
         kinds = "/".join(str(sum(int(r[k]) for r in rs)) for k in ("connect", "read", "write", "timeout", "non2xx"))
         maxes = [float(r["max_ms"]) for r in rs]
         f, m = med(failed), med(maxes)
-        vs_failed = f"{ratio(f, fig('pm2', 'failed'))} / {ratio(f, fig('cluster', 'failed'))}"
         vs_max = f"{ratio(m, fig('pm2', 'max_ms'))} / {ratio(m, fig('cluster', 'max_ms'))}"
         changed = ", ".join(r["pids_changed"] + "/2" for r in rs)
         reload_s = ", ".join(r["reload_s"] for r in rs)
-        print(f"| {app} | {LABEL.get(config, config)} | {', '.join(map(str, failed))} | {kinds} | "
-              f"{', '.join(f'{x:g}' for x in maxes)} | {vs_failed} | {vs_max} | {changed} | {reload_s} |")
+        loads = ", ".join(r.get("load1", "?") for r in rs)
+        print(f"| {app} | {LABEL.get(config, config)} | {', '.join(map(str, failed))} | {kinds} | {versus(f, config, fig)} | "
+              f"{', '.join(f'{x:g}' for x in maxes)} | {m:g} | {vs_max} | {changed} | {reload_s} | {loads} |")
 PY
