@@ -633,6 +633,9 @@ async fn autoscaling_and_disruption_budget_follow_the_spec() {
         let apps = apps.clone();
         async move { apps.get(name).await.ok().and_then(|a| a.status) }
     };
+    // Who owns the Deployment's replica count, as the status says.
+    let owner =
+        move |name: &'static str| async move { status(name).await.and_then(|s| s.replicas_owner) };
 
     // 1 replica: no budget, no autoscaler; the ClusterApp owns the count.
     create_app(
@@ -642,11 +645,7 @@ async fn autoscaling_and_disruption_budget_follow_the_spec() {
     )
     .await;
     wait_until("replicasOwner ClusterApp", T, || async {
-        status("web")
-            .await
-            .and_then(|s| s.replicas_owner)
-            .as_deref()
-            == Some("ClusterApp")
+        owner("web").await.as_deref() == Some("ClusterApp")
     })
     .await;
     assert!(pdbs.get_opt("web").await.unwrap().is_none());
@@ -724,11 +723,7 @@ async fn autoscaling_and_disruption_budget_follow_the_spec() {
         app_uid
     );
     wait_until("replicasOwner HorizontalPodAutoscaler", T, || async {
-        status("web")
-            .await
-            .and_then(|s| s.replicas_owner)
-            .as_deref()
-            == Some("HorizontalPodAutoscaler")
+        owner("web").await.as_deref() == Some("HorizontalPodAutoscaler")
     })
     .await;
     let d = deps.get("web").await.unwrap();
@@ -806,11 +801,7 @@ async fn autoscaling_and_disruption_budget_follow_the_spec() {
             deps.get("web")
                 .await
                 .is_ok_and(|d| d.spec.replicas == Some(1) && owns_replicas(&d, "corefit-operator"))
-                && status("web")
-                    .await
-                    .and_then(|s| s.replicas_owner)
-                    .as_deref()
-                    == Some("ClusterApp")
+                && owner("web").await.as_deref() == Some("ClusterApp")
         },
     )
     .await;
