@@ -13,7 +13,6 @@ use tokio::task::JoinHandle;
 
 use super::control::open_surfaces;
 use super::{Resize, Run, WorkerIo};
-use crate::supervise::resize::Resizer;
 use crate::exit;
 use crate::plan::Plan;
 use crate::supervise::config::{ReadyCheck, RunConfig, SocketStrategy};
@@ -28,6 +27,7 @@ use crate::supervise::process::signals;
 use crate::supervise::report::cluster;
 use crate::supervise::report::logs::Logger;
 use crate::supervise::report::sampler::Sampler;
+use crate::supervise::resize::Resizer;
 use crate::supervise::settings::Settings;
 
 /// A failed step: the message to log and the exit code.
