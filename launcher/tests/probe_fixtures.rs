@@ -41,6 +41,25 @@ fn assert_read_from(source: &LimitSource, suffix: &str) {
     );
 }
 
+/// The CPU quota is `cpus` (`why`), read from a file ending with `file`.
+fn assert_quota(l: &Limits, cpus: f64, file: &str, why: &str) {
+    let q = l.cpu.quota.as_ref().expect("a CPU quota");
+    assert_eq!(q.cpus(), cpus, "{why}");
+    assert_read_from(&q.source, file);
+}
+
+/// The memory limit is `bytes`, read from a file ending with `file`.
+fn assert_memory_limit(l: &Limits, bytes: u64, file: &str) {
+    let m = l.memory.limit.as_ref().expect("a memory limit");
+    assert_eq!(m.bytes, bytes);
+    assert_read_from(&m.source, file);
+}
+
+/// One of the warnings names `file`.
+fn a_warning_names(w: &Warnings, file: &str) -> bool {
+    w.iter().any(|m| m.contains(file))
+}
+
 const MIB: u64 = 1024 * 1024;
 
 #[test]
@@ -61,12 +80,13 @@ fn v2_leaf_quota() {
 #[test]
 fn v2_nested_ancestor_smaller_than_leaf_wins() {
     let l = probe_clean("cgroup-v2-nested");
-    let q = l.cpu.quota.unwrap();
-    assert_eq!(q.cpus(), 1.0, "the pod's 1 CPU bounds the container's 4");
-    assert_read_from(&q.source, "kubepods/pod1/cpu.max");
-    let m = l.memory.limit.unwrap();
-    assert_eq!(m.bytes, 1024 * MIB);
-    assert_read_from(&m.source, "kubepods/pod1/memory.max");
+    assert_quota(
+        &l,
+        1.0,
+        "kubepods/pod1/cpu.max",
+        "the pod's 1 CPU bounds the container's 4",
+    );
+    assert_memory_limit(&l, 1024 * MIB, "kubepods/pod1/memory.max");
     assert_eq!(l.memory.high.unwrap().bytes, 768 * MIB);
 }
 
@@ -106,10 +126,13 @@ fn v1_cpu_cpuacct_comounted() {
 #[test]
 fn v1_nested_path_with_namespaced_root() {
     let l = probe_clean("cgroup-v1-namespaced");
-    let q = l.cpu.quota.unwrap();
-    assert_eq!(q.cpus(), 2.5, "the mounted root's 2.5 bounds the child's 3");
     // The mount root is the container's cgroup: its files sit at the mount point.
-    assert_read_from(&q.source, "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us");
+    assert_quota(
+        &l,
+        2.5,
+        "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us",
+        "the mounted root's 2.5 bounds the child's 3",
+    );
     let m = l.memory.limit.unwrap();
     assert_eq!(
         m.bytes,
@@ -163,7 +186,7 @@ fn garbage_cpu_files_are_ignored_with_a_warning_naming_the_file() {
             "{file} {what}: the garbage quota must not be used"
         );
         assert!(
-            w.iter().any(|m| m.contains(file)),
+            a_warning_names(w, file),
             "{file} {what}: expected a warning naming the file, got {w:?}"
         );
     });
@@ -177,14 +200,14 @@ fn garbage_memory_files_are_ignored_with_a_warning_naming_the_file() {
     ];
     with_garbage(&cases, |file, (what, _), l, w| {
         assert_eq!(l.memory.limit, None, "{file} {what}");
-        assert!(w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
+        assert!(a_warning_names(w, file), "{file} {what}: {w:?}");
     });
     // memory.high too, beside a valid memory.max that must survive.
     let high = ["cgroup-v2-nested/sys/fs/cgroup/kubepods/pod1/ctr/memory.high"];
     with_garbage(&high, |file, (what, _), l, w| {
         assert_eq!(l.memory.high, None, "{what}");
         assert_eq!(l.memory.limit.as_ref().unwrap().bytes, 1024 * MIB, "{what}");
-        assert!(w.iter().any(|m| m.contains(file)), "{what}: {w:?}");
+        assert!(a_warning_names(w, file), "{what}: {w:?}");
     });
 }
 
@@ -197,9 +220,9 @@ fn garbage_cpusets_are_ignored() {
     with_garbage(&cases, |file, (what, value), l, w| {
         if value.is_empty() {
             // An empty cpuset file means "inherit" in cgroup v2: no limit, no warning.
-            assert!(!w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
+            assert!(!a_warning_names(w, file), "{file} {what}: {w:?}");
         } else {
-            assert!(w.iter().any(|m| m.contains(file)), "{file} {what}: {w:?}");
+            assert!(a_warning_names(w, file), "{file} {what}: {w:?}");
         }
         // The parent's cpuset (v1: 0-7) or none (v2) remains.
         assert!(
@@ -217,10 +240,7 @@ fn garbage_proc_files_degrade_to_host_facts_with_warnings() {
         std::fs::write(dir.path().join("sys/devices/system/cpu/online"), value).unwrap();
         let (l, w) = probe(dir.path());
         assert_eq!(l.memory.host_bytes, None, "{what}");
-        assert!(
-            w.iter().any(|m| m.contains("proc/meminfo")),
-            "{what}: {w:?}"
-        );
+        assert!(a_warning_names(&w, "proc/meminfo"), "{what}: {w:?}");
         assert_eq!(
             l.cpu.host_cpus, FIXTURE_LIVE.sysconf_cpus,
             "{what}: falls back to sysconf"
@@ -248,13 +268,13 @@ fn garbage_mountinfo_and_cgroup_membership() {
     let (l, w) = probe_with("cgroup-v1-comounted", "proc/self/cgroup", "nonsense\n");
     // Without a membership line the mount points are read (here: unlimited roots).
     assert_eq!(l.cpu.quota, None);
-    assert!(w.iter().any(|m| m.contains("no cpu line")), "{w:?}");
+    assert!(a_warning_names(&w, "no cpu line"), "{w:?}");
 
     let dir = copy_fixture("cgroup-v2-leaf");
     std::fs::remove_file(dir.path().join("proc/self/mountinfo")).unwrap();
     let (l, w) = probe(dir.path());
     assert_eq!(l.cgroup, CgroupLayout::None);
-    assert!(w.iter().any(|m| m.contains("mountinfo")), "{w:?}");
+    assert!(a_warning_names(&w, "mountinfo"), "{w:?}");
 }
 
 /// A private cgroup namespace with the host's cgroupfs mounted as is:
@@ -264,12 +284,13 @@ fn garbage_mountinfo_and_cgroup_membership() {
 #[test]
 fn hidden_namespace_root_is_found_by_its_cgroup_procs() {
     let l = probe_clean("cgroup-v1-namespace-hidden");
-    let q = l.cpu.quota.unwrap();
-    assert_eq!(q.cpus(), 1.5, "docker/ctr's quota, not a sibling's or none");
-    assert_read_from(&q.source, "cpu,cpuacct/docker/ctr/cpu.cfs_quota_us");
-    let m = l.memory.limit.unwrap();
-    assert_eq!(m.bytes, 768 * MIB);
-    assert_read_from(&m.source, "memory/docker/ctr/memory.limit_in_bytes");
+    assert_quota(
+        &l,
+        1.5,
+        "cpu,cpuacct/docker/ctr/cpu.cfs_quota_us",
+        "docker/ctr's quota, not a sibling's or none",
+    );
+    assert_memory_limit(&l, 768 * MIB, "memory/docker/ctr/memory.limit_in_bytes");
 
     let l = probe_clean("cgroup-v2-namespace-hidden");
     assert_eq!(l.cpu.quota.unwrap().cpus(), 1.5);
