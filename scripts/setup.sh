@@ -51,5 +51,6 @@ tests/apps/setup-python-apps.sh >/dev/null
 # Go net/http app built dynamic and static with Debian's Go.
 tests/apps/setup-node-apps.sh >/dev/null
 tests/apps/setup-go-apps.sh >/dev/null
+tests/container/setup.sh   # the container tier: podman + runc, the musl target, base-image stand-ins
 
 echo "setup: ok"

@@ -44,6 +44,9 @@ cargo build --workspace --all-targets --locked
 step "plan, launcher and preload tests (unit, real processes, real cgroups, real Node/Python apps)"
 cargo test -p corefit-plan -p corefit -p corefit-preload --locked
 
+step "containers (podman + runc)"
+tests/container/run.sh
+
 step "operator tests (real kube-apiserver 1.20.2 on 127.0.0.1, real operator binary)"
 tests/k8s/run-operator-tests.sh --locked
 

@@ -74,13 +74,23 @@ ct_host_before() {
   done
 }
 ct_host_after() {
-  local d
-  for d in "${CT_CREATED[@]}"; do
-    case $d in
-      /run/containers) rmdir /run/containers/networks /run/containers 2>/dev/null || true ;;
-      *) [ -d "$d" ] && { rmdir "$d/conmon" 2>/dev/null; rmdir "$d" 2>/dev/null; } || true ;;
-    esac
+  local d left deadline=$(($(date +%s) + 10))
+  # A removed container's conmon leaves its cgroup a moment later: retry
+  # (deadline 10 s) until every directory this run created is gone.
+  while :; do
+    left=0
+    for d in "${CT_CREATED[@]}"; do
+      case $d in
+        /run/containers) rmdir /run/containers/networks /run/containers 2>/dev/null ;;
+        *) [ -d "$d/conmon" ] && rmdir "$d/conmon" 2>/dev/null; [ -d "$d" ] && rmdir "$d" 2>/dev/null ;;
+      esac
+      [ -e "$d" ] && left=$((left + 1))
+    done
+    [ "$left" = 0 ] || [ "$(date +%s)" -ge "$deadline" ] && break
+    sleep 0.1
   done
+  [ "$left" = 0 ] || ct_log "left behind (busy): $(for d in "${CT_CREATED[@]}"; do [ -e "$d" ] && printf '%s ' "$d"; done)"
+  return 0
 }
 
 pod() { podman "$@"; }
