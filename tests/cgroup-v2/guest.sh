@@ -81,10 +81,11 @@ mkcg cs cpuset.cpus=1 && incg cs corefit plan --json > /tmp/cs.json 2> /tmp/cs.j
 expect narrower-cpuset /tmp/cs.json \
   '"cpuset":{"cpus":1,"list":"1",' '"effective_cpus":{"value":1.0,' '"mode":"single"' '"workers":1,'
 
-# 5. A private cgroup namespace with a fresh cgroup2 mount: the mount's root
-#    is corefit's cgroup.
+# 5. A private cgroup namespace with a fresh cgroup2 mount (in a private
+#    mount namespace, over the unmounted old one: the same superblock cannot
+#    be mounted on its own mount point): the mount's root is corefit's cgroup.
 mkcg ns1 cpu.max="150000 100000" memory.max=805306368 &&
-  incg ns1 unshare -C -m sh -c 'mount -t cgroup2 none /sys/fs/cgroup && exec corefit plan --json' \
+  incg ns1 /usr/bin/unshare -C -m sh -c 'umount /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec corefit plan --json' \
     > /tmp/ns1.json 2> /tmp/ns1.json.err
 expect cgroupns-fresh-mount /tmp/ns1.json \
   '"quota_us":150000,' '"limit":{"bytes":805306368,' '"effective_cpus":{"value":1.5,' \
@@ -94,7 +95,7 @@ expect cgroupns-fresh-mount /tmp/ns1.json \
 #    is: its root reads /.., /proc/self/cgroup says 0::/): corefit must find
 #    the limits, or warn; never a silent host-sized plan.
 mkcg ns2 cpu.max="150000 100000" memory.max=805306368 &&
-  incg ns2 unshare -C sh -c 'cat /proc/self/cgroup >&2 && grep cgroup2 /proc/self/mountinfo >&2 && exec corefit plan --json' \
+  incg ns2 /usr/bin/unshare -C sh -c 'cat /proc/self/cgroup >&2 && grep cgroup2 /proc/self/mountinfo >&2 && exec corefit plan --json' \
     > /tmp/ns2.json 2> /tmp/ns2.json.err
 flat=$(tr -d ' \n\t' < /tmp/ns2.json)
 if ! grep -q '^0::/$' /tmp/ns2.json.err; then
@@ -110,8 +111,9 @@ fi
 
 # 7-8. Supervision and live resize: corefit supervises tests/apps/server.js
 #    in a cgroup of 2 CPUs and 1 GiB (cluster, 2 workers), re-reading the
-#    limits every 500 ms; cpu.max then shrinks to 1 CPU and grows back to 2
-#    under a request load.
+#    limits every 500 ms; under a request load cpu.max then shrinks to 1 CPU
+#    and grows back to 2, and memory.max shrinks to 512 MiB (1 worker) and
+#    grows back to 1 GiB.
 # workers N: the ready workers' pids, when exactly N are ready and each
 # carries COREFIT_WORKERS=N (the plan in force's environment).
 workers() {
@@ -143,60 +145,60 @@ heap_mib() {
 
 mkcg app cpu.max="200000 100000" memory.max=1073741824
 # (sh -c directly, not incg: $! must be the shell that becomes corefit)
-sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' $CG/app corefit --port 3000 --resize-interval 500ms --ready-timeout 120s -- node /app/server.js > /tmp/app.log 2>&1 &
+# Its output, each line led by the guest's uptime (the load's clock), goes
+# to /tmp/app.log.
+mkfifo /tmp/app.fifo
+while IFS= read -r line; do echo "$(cut -d' ' -f1 /proc/uptime) $line"; done < /tmp/app.fifo > /tmp/app.log &
+sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' $CG/app corefit --port 3000 --resize-interval 500ms --ready-timeout 120s -- node /app/server.js > /tmp/app.fifo 2>&1 &
 corefit_pid=$!
 started=$(now)
 if pids=$(wait_workers 2 150); then
-  seen=""
-  i=0
-  while [ $i -lt 40 ] && [ "$(echo "$seen" | grep -c .)" -lt 2 ]; do
-    pid=$(wget -q -T 10 -O - http://127.0.0.1:3000/ | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
-    [ -n "$pid" ] && ! echo "$seen" | grep -qx "$pid" && seen="$seen
-$pid"
-    i=$((i + 1))
-  done
+  seen=$(node /app/client.js pids http://127.0.0.1:3000/ 20 2>/tmp/pids.err)
   inside=1
   for p in $seen; do grep -qx "$p" $CG/app/cgroup.procs || inside=0; done
   if [ "$(echo "$seen" | grep -c .)" = 2 ] && [ $inside = 1 ]; then
     pass supervise-2-node-workers "(ready in $(($(now) - started)) s; answers from pids" $seen "in /sys/fs/cgroup/app)"
   else
-    fail supervise-2-node-workers "answers from pids [$(echo $seen)], workers [$pids], in the cgroup: $(echo $(cat $CG/app/cgroup.procs))"
+    fail supervise-2-node-workers "answers from pids [$(echo $seen)] ($(head -c 300 /tmp/pids.err)), workers [$pids], in the cgroup: $(echo $(cat $CG/app/cgroup.procs))"
   fi
 else
   fail supervise-2-node-workers "no 2 ready workers within 150 s: $(corefit status 2>&1 | head -5); log: $(tail -20 /tmp/app.log)"
 fi
 
-# A request load: sequential keep-alive-less GETs, bounded in count and time.
+# A request load: 2 keep-alive clients, bounded in count and time.
 rm -f /tmp/load.stop /tmp/load.out
-(
-  ok=0 bad=0 end=$(($(now) + 400))
-  while [ ! -e /tmp/load.stop ] && [ $((ok + bad)) -lt 20000 ] && [ "$(now)" -lt "$end" ]; do
-    if wget -q -T 15 -O /dev/null http://127.0.0.1:3000/hello; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
-    usleep 50000
-  done
-  echo "$ok $bad" > /tmp/load.out
-) &
+node /app/client.js load http://127.0.0.1:3000/hello /tmp/load.stop 400 20000 > /tmp/load.out 2> /tmp/load.err &
 load_pid=$!
 
-# resize NAME CPU_MAX N: write cpu.max, wait for N workers with the new
-# environment, check their heap ceilings fit in the 1 GiB limit.
+end=$(($(now) + 60))
+while [ ! -e /tmp/load.stop.started ] && [ "$(now)" -lt "$end" ]; do sleep 1; done
+[ -e /tmp/load.stop.started ] || fail live-resize-under-load "no answer to the load within 60 s: $(cat /tmp/load.err)"
+
+# resize NAME FILE VALUE N LIMIT_MIB: write FILE, wait for N workers with the
+# new environment, check their heap ceilings fit in LIMIT_MIB and, with 2,
+# that both answer.
 resize() {
   t0=$(now)
-  echo "$2" > $CG/app/cpu.max
-  if pids=$(wait_workers "$3" 150); then
+  echo "$3" > "$CG/app/$2"
+  if pids=$(wait_workers "$4" 150); then
     # shellcheck disable=SC2086
     heap=$(heap_mib $pids)
-    if [ "$heap" -le 1024 ]; then
-      pass "$1" "(cpu.max $2: $3 worker(s) in $(($(now) - t0)) s, heap ceilings $heap MiB <= 1024)"
+    seen=$(node /app/client.js pids http://127.0.0.1:3000/ 20 2>/tmp/pids.err)
+    if [ "$heap" -gt "$5" ]; then
+      fail "$1" "heap ceilings sum to $heap MiB above the $5 MiB limit (pids $pids)"
+    elif [ "$(echo "$seen" | grep -c .)" != "$4" ]; then
+      fail "$1" "answers from pids [$(echo $seen)], workers [$pids]"
     else
-      fail "$1" "heap ceilings sum to $heap MiB above the 1024 MiB limit (pids $pids)"
+      pass "$1" "($2 $3: $4 worker(s) ready with the new environment in $(($(now) - t0)) s, heap ceilings $heap MiB <= $5, answers from $(echo $seen))"
     fi
   else
-    fail "$1" "no $3 ready worker(s) with COREFIT_WORKERS=$3 within 150 s of cpu.max $2: $(corefit status 2>&1 | head -6); log: $(tail -15 /tmp/app.log)"
+    fail "$1" "no $4 ready worker(s) with COREFIT_WORKERS=$4 within 150 s of $2 $3: $(corefit status 2>&1 | head -6); log: $(tail -15 /tmp/app.log)"
   fi
 }
-resize live-resize-shrink "100000 100000" 1
-resize live-resize-grow "200000 100000" 2
+resize live-resize-cpu-shrink cpu.max "100000 100000" 1 1024
+resize live-resize-cpu-grow cpu.max "200000 100000" 2 1024
+resize live-resize-memory-shrink memory.max 536870912 1 512
+resize live-resize-memory-grow memory.max 1073741824 2 1024
 
 touch /tmp/load.stop
 wait $load_pid
@@ -204,7 +206,8 @@ read -r ok bad < /tmp/load.out
 if [ "$bad" = 0 ] && [ "$ok" -gt 0 ]; then
   pass live-resize-under-load "($ok requests, 0 failed)"
 else
-  fail live-resize-under-load "$bad of $((ok + bad)) requests failed; log: $(grep -v 'server.js' /tmp/app.log | tail -15)"
+  fail live-resize-under-load "$bad of $((ok + bad)) requests failed: $(cat /tmp/load.err); corefit's log (with times):"
+  grep -v 'server.js: pid [0-9]* worker' /tmp/app.log
 fi
 
 kill -TERM $corefit_pid

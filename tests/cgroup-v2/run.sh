@@ -5,7 +5,8 @@
 #   tests/cgroup-v2/run.sh        (as root; after `cargo build -p corefit`)
 #
 # Builds an initramfs (static busybox, target/debug/corefit, node and
-# util-linux's unshare with their ldd closures, tests/apps/server.js, the
+# util-linux's unshare with their ldd closures, tests/apps/server.js and
+# tests/cgroup-v2/client.js, the
 # scenarios in tests/cgroup-v2/guest.sh), boots the guest once under a hard
 # timeout and relays its `PASS name` / `FAIL name: why` lines; exits 0 when
 # the guest's scenarios all passed. Prints the guest's boot time (to the
@@ -37,7 +38,8 @@ root=$work/root
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,app}
 add() { # add FILE AS: FILE at AS in the guest, with the libraries it needs
   install -D -m 0755 "$1" "$root$2"
-  ldd "$1" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+  local lib
+  for lib in $( (ldd "$1" 2>/dev/null || true) | grep -o '/[^ ]*' || true); do
     [ -e "$root$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
   done
 }
@@ -45,7 +47,7 @@ add /bin/busybox /bin/busybox
 add "$corefit" /usr/bin/corefit
 add "$node" /usr/bin/node
 add "$cache/unshare/bin/unshare" /usr/bin/unshare
-install -m 0644 tests/apps/server.js "$root/app/server.js"
+install -m 0644 tests/apps/server.js tests/cgroup-v2/client.js "$root/app/"
 install -m 0755 tests/cgroup-v2/guest.sh "$root/guest.sh"
 cat > "$root/init" <<'EOF'
 #!/bin/busybox sh
