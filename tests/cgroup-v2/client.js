@@ -2,7 +2,7 @@
 // guest), run by tests/cgroup-v2/guest.sh with the guest's node:
 //
 //   node client.js pids URL N
-//       N GETs of URL one after another; prints each distinct "pid" of the
+//       N GETs of URL, 6 at a time; prints each distinct "pid" of the
 //       answers on a line of its own.
 //   node client.js load URL STOP_FILE SECONDS MAX
 //       2 keep-alive clients GET URL in a loop (20 ms apart) until STOP_FILE
@@ -32,11 +32,16 @@ function get(agent) {
 }
 
 async function pids(n) {
+  // 6 at a time, each on a connection of its own: corefit's proxy sends a
+  // new connection to the worker with the fewest open ones, and the load's
+  // keep-alive connections may hold one worker's.
   const seen = new Set();
-  for (let i = 0; i < n; i++) {
-    const r = await get(false); // a connection each: the proxy balances connections
-    if (r.body) seen.add(JSON.parse(r.body).pid);
-    else console.error(`client: ${url}: ${r.error}`);
+  for (let i = 0; i < n; i += 6) {
+    const batch = Array.from({ length: Math.min(6, n - i) }, () => get(false));
+    for (const r of await Promise.all(batch)) {
+      if (r.body) seen.add(JSON.parse(r.body).pid);
+      else console.error(`client: ${url}: ${r.error}`);
+    }
   }
   for (const p of seen) console.log(p);
 }

@@ -153,7 +153,7 @@ sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' $CG/app corefit --port 3000 --r
 corefit_pid=$!
 started=$(now)
 if pids=$(wait_workers 2 150); then
-  seen=$(node /app/client.js pids http://127.0.0.1:3000/ 20 2>/tmp/pids.err)
+  seen=$(node /app/client.js pids 'http://127.0.0.1:3000/slow?ms=500' 12 2>/tmp/pids.err)
   inside=1
   for p in $seen; do grep -qx "$p" $CG/app/cgroup.procs || inside=0; done
   if [ "$(echo "$seen" | grep -c .)" = 2 ] && [ $inside = 1 ]; then
@@ -183,7 +183,7 @@ resize() {
   if pids=$(wait_workers "$4" 150); then
     # shellcheck disable=SC2086
     heap=$(heap_mib $pids)
-    seen=$(node /app/client.js pids http://127.0.0.1:3000/ 20 2>/tmp/pids.err)
+    seen=$(node /app/client.js pids 'http://127.0.0.1:3000/slow?ms=500' 12 2>/tmp/pids.err)
     if [ "$heap" -gt "$5" ]; then
       fail "$1" "heap ceilings sum to $heap MiB above the $5 MiB limit (pids $pids)"
     elif [ "$(echo "$seen" | grep -c .)" != "$4" ]; then
