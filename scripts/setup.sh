@@ -52,5 +52,6 @@ tests/apps/setup-python-apps.sh >/dev/null
 tests/apps/setup-node-apps.sh >/dev/null
 tests/apps/setup-go-apps.sh >/dev/null
 tests/container/setup.sh   # the container tier: podman + runc, the musl target, base-image stand-ins
+tests/cgroup-v2/setup.sh >/dev/null   # the cgroup v2 tier: qemu, Debian's cloud kernel (docs/cgroup-v2.md)
 
 echo "setup: ok"

@@ -47,6 +47,9 @@ cargo test -p corefit-plan -p corefit -p corefit-preload --locked
 step "containers (podman + runc)"
 tests/container/run.sh
 
+step "cgroup v2 guest (QEMU TCG)"
+tests/cgroup-v2/run.sh
+
 step "operator tests (real kube-apiserver 1.20.2 on 127.0.0.1, real operator binary)"
 tests/k8s/run-operator-tests.sh --locked
 
