@@ -88,7 +88,12 @@ done
 rc=0
 wait "$qemu_pid" || rc=$?
 qemu_pid=
-tr -d '\r' < "$out" | grep -v '^\[' || true
+# The console from the guest's first line on (all of it if it never got there).
+if grep -q COREFIT-GUEST-READY "$out"; then
+  tr -d '\r' < "$out" | sed -n '/COREFIT-GUEST-READY/,$p' | sed 's/^.*\(COREFIT-GUEST-READY\)/\1/'
+else
+  tr -d '\r' < "$out"
+fi
 [ -n "$ready" ] || ready=$(tr -d '\r' < "$out" | grep -q COREFIT-GUEST-READY && echo "?" || echo never)
 guest_rc=$(tr -d '\r' < "$out" | sed -n 's/^COREFIT-GUEST-EXIT \([0-9]*\)$/\1/p' | tail -1)
 log "guest: first command $ready s after QEMU started; tier $(elapsed "$started") s in all"
