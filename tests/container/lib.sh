@@ -129,8 +129,10 @@ ct_build() { # TAG HASH CONTEXT [podman build args...]
   shift 3
   ct_log "building $tag"
   pod build --pull=never --network none -q --label "corefit.tier.hash=$hash" -t "$tag" "$@" "$ctx" >/dev/null
-  # The image this tag named before, now untagged, is of no further use.
+  # The image this tag named before, now untagged, is of no further use;
+  # nor is the context, a copy of what the image holds.
   pod image prune -f >/dev/null
+  rm -rf "$ctx"
 }
 
 # Stand-in for busybox:1.37-musl: Debian's static busybox (1.35, glibc-static
