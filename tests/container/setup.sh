@@ -19,7 +19,7 @@ export DEBIAN_FRONTEND=noninteractive
 source tests/container/lib.sh
 
 missing=()
-for p in podman runc busybox-static binutils; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in podman runc busybox-static binutils jq; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   ct_log "apt-get install ${missing[*]}"
   apt-get update -qq
