@@ -30,7 +30,7 @@ pub const MANAGER: &str = "corefit-operator";
 /// The label that ties pods to their app.
 pub const APP_LABEL: &str = "corefit.dev/app";
 /// Where an injected launcher lives in the pod.
-const LAUNCHER_DIR: &str = "/corefit/bin";
+const LAUNCHER_DIR: &str = "/corefit-bin";
 
 #[derive(Debug, Error)]
 pub enum DesiredError {

@@ -303,13 +303,13 @@ fn launcher_injection_wraps_the_command_and_shares_a_volume() {
         let m = &c.volume_mounts.as_ref().unwrap()[0];
         assert_eq!(
             (&m.name, m.mount_path.as_str()),
-            (&vol.name, "/corefit/bin")
+            (&vol.name, "/corefit-bin")
         );
     }
     let app_c = &pod.containers[0];
     assert_eq!(
         app_c.command.as_ref().unwrap(),
-        &["/corefit/bin/corefit", "--", "python", "-m", "app"]
+        &["/corefit-bin/corefit", "--", "python", "-m", "app"]
     );
     assert_eq!(app_c.args.as_ref().unwrap(), &["--port", "8080"]);
 

@@ -122,7 +122,7 @@ async fn examples_make_deployments_and_services_and_print_columns() {
     );
     assert_eq!(
         pod.containers[0].command.as_ref().unwrap()[..2],
-        ["/corefit/bin/corefit", "--"]
+        ["/corefit-bin/corefit", "--"]
     );
 
     // The printer columns, as `kubectl get clusterapps` asks for them.
@@ -841,13 +841,13 @@ async fn launcher_injection_shapes_the_pod() {
         let m = &c.volume_mounts.as_ref().unwrap()[0];
         (m.name.clone(), m.mount_path.clone())
     };
-    assert_eq!(mount(init), (vol.name.clone(), "/corefit/bin".to_owned()));
+    assert_eq!(mount(init), (vol.name.clone(), "/corefit-bin".to_owned()));
     assert_eq!(
         mount(&pod.containers[0]),
-        (vol.name.clone(), "/corefit/bin".to_owned())
+        (vol.name.clone(), "/corefit-bin".to_owned())
     );
     assert_eq!(
         pod.containers[0].command.as_ref().unwrap(),
-        &["/corefit/bin/corefit", "--", "node", "server.js"]
+        &["/corefit-bin/corefit", "--", "node", "server.js"]
     );
 }

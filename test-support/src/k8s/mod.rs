@@ -423,7 +423,7 @@ pub fn launcher_init<'a>(pod: &'a PodSpec, image: &str) -> (&'a Container, &'a V
     assert_eq!(init.image.as_deref(), Some(image));
     assert_eq!(
         init.command.as_ref().unwrap(),
-        &["cp", "/corefit", "/corefit/bin/corefit"]
+        &["cp", "/corefit", "/corefit-bin/corefit"]
     );
     let vol = &pod.volumes.as_ref().unwrap()[0];
     assert!(vol.empty_dir.is_some());
