@@ -211,7 +211,7 @@ ct_launcher_tag() {
 }
 
 # launcher/Dockerfile's final stage, verbatim, on a corefit built here: its
-# build stage needs rust:alpine (not fetchable), so it is replaced by a
+# build stage needs rust:bookworm (not fetchable), so it is replaced by a
 # `FROM scratch AS build` stage holding the given static corefit at the path
 # the final stage copies from (/out/corefit). The binary is stripped, as a
 # release build's would be.
