@@ -90,13 +90,16 @@ fn without_stickiness_the_long_polling_handshake_fails() {
     // The same clients without a cookie jar, from one address: each
     // polling request is a new connection to the least busy worker, which
     // does not know the session (400 "Session ID unknown").
+    // How it shows depends on timing: the polling requests fail ("xhr
+    // poll error"), or the clients keep retrying until their deadline
+    // ("timed out"). Either way not all 20 get through.
     let (ok, summary) = run_clients("cookie", "plain");
     assert!(!ok, "{summary}");
     let errors = summary["errors"].as_array().expect("errors");
     assert!(
-        errors
-            .iter()
-            .any(|e| e.as_str().is_some_and(|e| e.contains("xhr"))),
+        errors.iter().any(|e| e
+            .as_str()
+            .is_some_and(|e| e.contains("xhr") || e.contains("timed out"))),
         "{summary}"
     );
     assert!(summary["connected"].as_u64() < Some(20), "{summary}");
