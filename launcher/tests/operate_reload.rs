@@ -6,6 +6,7 @@
 //! and changes every worker pid; a replacement that never becomes ready aborts the
 //! reload and the old workers keep serving.
 
+use corefit_test_support::netns::private_network;
 use corefit_test_support::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -93,6 +94,10 @@ fn reload_under_load(socket: &str, by_signal: bool, app_name: &str) {
 
 #[test]
 fn reload_under_load_fails_no_request_and_replaces_every_pid() {
+    // In a network namespace of the test's own with tcp_migrate_req=1, as
+    // corefit advises for shared and inject (docs/sockets.md): without it
+    // a connection queued on a stopping worker's closing listener is reset.
+    private_network(true);
     // One after the other: the load measures, nothing else competes.
     // ops_app.js drains keep-alive connections for 100 ms on SIGTERM.
     reload_under_load("proxy", true, "ops_app.js");
@@ -106,7 +111,9 @@ fn reload_under_load_fails_no_request_and_replaces_every_pid() {
 #[test]
 fn reload_under_load_with_inject_fails_no_request() {
     // The unmodified app's own listen(PORT) gets the shared socket(s)
-    // through the preload shim; the reload behaves as in `shared`.
+    // through the preload shim; the reload behaves as in `shared`
+    // (tcp_migrate_req=1 in a namespace of the test's own, as above).
+    private_network(true);
     reload_under_load("inject", false, "ops_app.js");
 }
 
