@@ -297,9 +297,19 @@ EOF
   log "starting kube-controller-manager and kube-scheduler"
   spawn_kube_controller_manager
   spawn_kube_scheduler
+  # Each must still run 0.5 s on: a component that exits at once is an
+  # error. Until its forked shell has exec'd (slow on a loaded machine) its
+  # cmdline is not yet the component's: wait for that, up to 10 s, rather
+  # than take it for an exit.
   sleep 0.5
   for c in kube-controller-manager kube-scheduler; do
-    ours "$c" >/dev/null || { log "$c exited:"; tail -n 20 "$STATE/logs/$c.log" >&2; do_stop; exit 1; }
+    started_by=$((SECONDS + 10))
+    until ours "$c" >/dev/null; do
+      if [ ! -d "/proc/$(cat "$STATE/$c.pid")" ] || [ "$SECONDS" -ge "$started_by" ]; then
+        log "$c exited:"; tail -n 20 "$STATE/logs/$c.log" >&2; do_stop; exit 1
+      fi
+      sleep 0.1
+    done
   done
   # The default ServiceAccount must exist before pods can be admitted.
   sa_ok() {
