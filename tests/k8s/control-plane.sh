@@ -24,6 +24,11 @@
 # (operator/tests/faults.rs) use them to stop the apiserver or restart etcd
 # under a running operator.
 #
+# The apiserver admits PodNodeSelector and PodTolerationRestriction, which
+# act only on namespaces annotated for them: the real node's tests
+# (tests/k8s/node.sh) pin their namespaces' pods to that node that way,
+# while every other test's pods stay off it (it is tainted).
+#
 # Binaries come from tests/k8s/build-k8s.sh (cached under
 # ~/.cache/corefit/k8s-1.20.2) and Debian's etcd-server package.
 set -euo pipefail
@@ -136,6 +141,7 @@ spawn_kube_apiserver() {
     --service-account-issuer=https://kubernetes.default.svc \
     --service-cluster-ip-range=10.96.0.0/16 \
     --enable-priority-and-fairness=false \
+    --enable-admission-plugins=PodNodeSelector,PodTolerationRestriction \
     --max-requests-inflight=1000 --max-mutating-requests-inflight=500
 }
 
@@ -260,6 +266,10 @@ do_start() {
   token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   echo "$token" > "$STATE/token"
   echo "$token,admin,admin,system:masters" > "$STATE/tokens.csv"
+  # The real node's kubelet (tests/k8s/node.sh), named 127.0.0.1: its
+  # token is known from the start, so the node needs no apiserver restart.
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$STATE/node-token"
+  echo "$(cat "$STATE/node-token"),system:node:127.0.0.1,system:node:127.0.0.1,system:nodes" >> "$STATE/tokens.csv"
   echo "https://127.0.0.1:$api_port" > "$STATE/server"
   openssl genrsa -out "$STATE/sa.key" 2048 2>/dev/null
   openssl rsa -in "$STATE/sa.key" -pubout -out "$STATE/sa.pub" 2>/dev/null
