@@ -5,10 +5,16 @@
 //! closes a connection, requests it never answered may go to another
 //! worker, as an HTTP client may resend them itself (RFC 9110 §9.2.2):
 //! only whole requests with no body, whose methods are idempotent, none of
-//! whose response bytes reached the client, that the worker had for less
-//! than [`RETRY_WINDOW`]. Everything else ends the client's connection
-//! right after the bytes already forwarded: a truncated response rather
-//! than a spliced one, and a body is never read as a request.
+//! whose response bytes reached the client, and that the worker cannot
+//! have been working on: it had them for less than [`RETRY_WINDOW`], or it
+//! reset the connection. A socket closed with received bytes unread sends
+//! a reset instead of a FIN (RFC 2525 §2.17, Linux `tcp_close`), so a reset
+//! says the worker never read all that was sent: the race in which a
+//! stopping Node server's `closeIdleConnections()` runs before the loop
+//! reads a request already in its socket, however long a busy event loop
+//! held it. Everything else ends the client's connection right after the
+//! bytes already forwarded: a truncated response rather than a spliced
+//! one, and a body is never read as a request.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -90,6 +96,9 @@ pub struct UpstreamEnd {
     pub closed_by_response: bool,
     /// The client closed its side.
     pub client_done: bool,
+    /// The worker's side ended with a reset (it closed with bytes of
+    /// ours unread), not a FIN.
+    pub reset: bool,
     /// Resends so far on this client connection.
     pub resends: u32,
 }
@@ -122,14 +131,16 @@ pub fn after_upstream(inflight: &InFlight, end: UpstreamEnd, now: Instant) -> Ne
             Next::Close
         };
     }
-    let fresh = inflight
-        .queue
-        .front()
-        .is_some_and(|s| now.saturating_duration_since(s.sent_at) < RETRY_WINDOW);
+    // Not being worked on: sent just now, or never read (a reset).
+    let unread = end.reset
+        || inflight
+            .queue
+            .front()
+            .is_some_and(|s| now.saturating_duration_since(s.sent_at) < RETRY_WINDOW);
     let replays: Option<Vec<Bytes>> = inflight.queue.iter().map(|s| s.replay.clone()).collect();
     match replays {
         Some(heads)
-            if end.worker_stopping && fresh && !end.request_open && end.resends < MAX_RESENDS =>
+            if end.worker_stopping && unread && !end.request_open && end.resends < MAX_RESENDS =>
         {
             Next::Resend(heads)
         }
@@ -166,6 +177,7 @@ mod tests {
         worker_stopping: true,
         closed_by_response: false,
         client_done: false,
+        reset: false,
         resends: 0,
     };
 
@@ -210,6 +222,38 @@ mod tests {
         }
         f.answering();
         assert_eq!(after_upstream(&f, STOPPING, now), Next::Close);
+    }
+
+    #[test]
+    fn a_reset_resends_however_long_the_worker_held_the_requests() {
+        let now = Instant::now();
+        let f = in_flight(&[true], now);
+        let later = now + RETRY_WINDOW * 50;
+        let reset = stopping_but(|e| e.reset = true);
+        assert!(matches!(after_upstream(&f, reset, later), Next::Resend(h) if h.len() == 1));
+        // Still never for a crash, a body, an answer begun or too many.
+        for end in [
+            stopping_but(|e| {
+                e.reset = true;
+                e.worker_stopping = false
+            }),
+            stopping_but(|e| {
+                e.reset = true;
+                e.request_open = true
+            }),
+            stopping_but(|e| {
+                e.reset = true;
+                e.response_open = true
+            }),
+            stopping_but(|e| {
+                e.reset = true;
+                e.resends = MAX_RESENDS
+            }),
+        ] {
+            assert_eq!(after_upstream(&f, end, later), Next::Close, "{end:?}");
+        }
+        let unreplayable = in_flight(&[false], now);
+        assert_eq!(after_upstream(&unreplayable, reset, later), Next::Close);
     }
 
     #[test]

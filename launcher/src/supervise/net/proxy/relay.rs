@@ -131,12 +131,12 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
             b.is_routed(id, addr)
         });
         drop(upstream);
-        match end {
+        let reset = match end {
             PumpEnd::Client(ending) => return finish(&mut client, ending).await,
             PumpEnd::Finished => return finish(&mut client, Ending::Silent).await,
             PumpEnd::ClientGone => return,
-            PumpEnd::Upstream => {}
-        }
+            PumpEnd::Upstream { reset } => reset,
+        };
         let next = {
             let s = lock(&shared);
             let state = UpstreamEnd {
@@ -145,6 +145,7 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
                 worker_stopping: !still_routed,
                 closed_by_response: s.closed_by_response,
                 client_done: s.client_done,
+                reset,
                 resends,
             };
             after_upstream(&s.inflight, state, Instant::now())
@@ -257,8 +258,9 @@ fn send_head(
 /// Why [`pump`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PumpEnd {
-    /// The worker's side closed or failed.
-    Upstream,
+    /// The worker's side closed or failed; `reset`: with a reset, so it
+    /// never read all it was sent.
+    Upstream { reset: bool },
     /// End the client's connection this way.
     Client(Ending),
     /// The client closed and every request was answered.
@@ -289,13 +291,13 @@ async fn pump(
     let client_closed = Notify::new();
     let c2u = async {
         if let Some(p) = preface {
-            if write_all(&mut uw, &p).await.is_err() {
-                return PumpEnd::Upstream;
+            if let Err(e) = write_all(&mut uw, &p).await {
+                return upstream_failed(&e);
             }
         }
         for chunk in outbox {
-            if write_all(&mut uw, &chunk).await.is_err() {
-                return PumpEnd::Upstream;
+            if let Err(e) = write_all(&mut uw, &chunk).await {
+                return upstream_failed(&e);
             }
         }
         loop {
@@ -327,8 +329,8 @@ async fn pump(
                     return PumpEnd::Client(Ending::Answer(e.client_answer()));
                 }
             };
-            if write_all(&mut uw, &chunk).await.is_err() {
-                return PumpEnd::Upstream;
+            if let Err(e) = write_all(&mut uw, &chunk).await {
+                return upstream_failed(&e);
             }
         }
     };
@@ -399,7 +401,8 @@ async fn pump(
                     }
                     tokio::select! {
                         r = read_into(&mut ur, ubuf) => match r {
-                            Ok(0) | Err(_) => return PumpEnd::Upstream,
+                            Ok(0) => return PumpEnd::Upstream { reset: false },
+                            Err(e) => return upstream_failed(&e),
                             Ok(_) => {}
                         },
                         _ = client_closed.notified() => {}
@@ -429,6 +432,13 @@ async fn pump(
     tokio::select! {
         end = c2u => end,
         end = u2c => end,
+    }
+}
+
+/// The worker's side failed with `e`.
+fn upstream_failed(e: &std::io::Error) -> PumpEnd {
+    PumpEnd::Upstream {
+        reset: e.kind() == std::io::ErrorKind::ConnectionReset,
     }
 }
 
