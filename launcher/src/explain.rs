@@ -231,6 +231,9 @@ fn overrides_phrase(o: &Overrides) -> String {
     if let Some(a) = &o.allow_oversubscribe {
         parts.push(format!("{} = {}", a.source, a.value));
     }
+    if let Some(s) = &o.scaling {
+        parts.push(format!("{} = {}", s.source, s.value.as_str()));
+    }
     if parts.is_empty() {
         "none".to_owned()
     } else {

@@ -183,3 +183,66 @@ fn plan_reports_which_strategies_a_command_supports() {
         "{text}"
     );
 }
+
+/// In a pod of a Vertical ClusterApp (2 CPUs, 1 GiB) the operator writes
+/// `COREFIT_MODE`, `COREFIT_WORKERS` and `COREFIT_SCALING` from its
+/// decision (operator/tests/desired.rs checks that side): `corefit plan
+/// --json` there reports the same mode, workers and scaling as the
+/// ClusterApp's status, with no reason naming a source twice.
+#[test]
+fn a_pods_environment_from_the_operator_gives_the_operators_decision() {
+    let root = fixture("cgroup-v2-leaf"); // cpu.max 2 CPUs, memory.max 1 GiB
+    let pod_env = [
+        ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+        ("COREFIT_PLATFORM", "kubernetes"),
+        ("COREFIT_MODE", "cluster"),
+        ("COREFIT_WORKERS", "2"),
+        ("COREFIT_SCALING", "vertical"),
+    ];
+    let plan = |env: &[(&str, &str)]| {
+        let out = corefit(
+            &["plan", "--json", "--probe-root", root.to_str().unwrap()],
+            env,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        doc["decision"].clone()
+    };
+    let d = plan(&pod_env);
+    assert_eq!(
+        (&d["mode"], &d["workers"], &d["scaling"]),
+        (&"cluster".into(), &2.into(), &"vertical".into()),
+        "{d}"
+    );
+    let reasons: Vec<&str> = d["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"COREFIT_SCALING=vertical -> vertical scaling"),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.iter().any(|r| r.matches('=').count() > 1),
+        "{reasons:?}"
+    );
+    // Without it, Kubernetes means horizontal: the defect this fixes.
+    let d = plan(&pod_env[..4]);
+    assert_eq!(d["scaling"], "horizontal", "{d}");
+    // A Horizontal app's pod.
+    let d = plan(&[
+        pod_env[0],
+        pod_env[1],
+        ("COREFIT_MODE", "single"),
+        ("COREFIT_WORKERS", "1"),
+        ("COREFIT_SCALING", "horizontal"),
+    ]);
+    assert_eq!(
+        (&d["mode"], &d["workers"], &d["scaling"]),
+        (&"single".into(), &1.into(), &"horizontal".into()),
+        "{d}"
+    );
+}

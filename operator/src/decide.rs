@@ -11,7 +11,7 @@
 //! ```
 
 use corefit_plan::facts::Hint;
-use corefit_plan::overrides::{ModeChoice, Overrides, Sourced, WorkerChoice};
+use corefit_plan::overrides::{Overrides, Sourced, WorkerChoice};
 use corefit_plan::{plan_for_pod, Mode, Platform, PlatformKind, PodResources};
 
 use crate::types::Strategy;
@@ -90,11 +90,13 @@ pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
         ..Overrides::default()
     };
     if app.strategy == Strategy::Horizontal {
-        overrides.mode = Some(sourced(
-            ModeChoice::Single,
+        // One worker, asked as a count: the plan's reason then reads
+        // "spec.scaling.strategy=Horizontal asks for 1 worker" (a forced
+        // mode would read "<source>=single", naming the strategy twice).
+        overrides.workers = Some(sourced(
+            WorkerChoice::Count(1),
             "spec.scaling.strategy=Horizontal",
         ));
-        overrides.workers = None;
     }
     if app.strategy == Strategy::Vertical && overrides.workers.is_none() {
         overrides.workers = Some(sourced(
@@ -179,6 +181,40 @@ fn sourced<T>(value: T, source: &str) -> Sourced<T> {
 mod tests {
     use super::*;
     use corefit_plan::overrides::WorkerChoice;
+
+    /// Horizontal's reason names the strategy once, as a source asking for
+    /// 1 worker (it read `spec.scaling.strategy=Horizontal=single`).
+    #[test]
+    fn horizontal_reads_as_one_worker_asked() {
+        let app = Checked {
+            image: "x".to_owned(),
+            strategy: Strategy::Horizontal,
+            cpu_millis: Some(8000),
+            memory_bytes: Some(8 << 30),
+            memory_per_worker: None,
+            workers: None,
+            replicas: 3,
+            port: 8080,
+            admin_port: 9901,
+        };
+        let d = decide(&app, &ClusterInfo::default());
+        assert_eq!(
+            (d.mode, d.workers, d.scaling),
+            (Mode::Single, 1, Scaling::Horizontal)
+        );
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r == "spec.scaling.strategy=Horizontal asks for 1 worker"),
+            "{:?}",
+            d.reasons
+        );
+        assert!(
+            !d.reasons.iter().any(|r| r.contains("=Horizontal=")),
+            "{:?}",
+            d.reasons
+        );
+    }
 
     /// Absurd sizes that pass validation (a 1-byte pod, 2^64-1 bytes,
     /// 18 quadrillion CPUs, 4096 workers asked) decide without a panic or

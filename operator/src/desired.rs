@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -30,7 +30,9 @@ pub const MANAGER: &str = "corefit-operator";
 /// The label that ties pods to their app.
 pub const APP_LABEL: &str = "corefit.dev/app";
 /// Where an injected launcher lives in the pod.
-const LAUNCHER_DIR: &str = "/corefit-bin";
+pub const LAUNCHER_DIR: &str = "/corefit-bin";
+/// The launcher image's user (launcher/Dockerfile: `USER 65532:65532`).
+pub const LAUNCHER_UID: i64 = 65532;
 
 #[derive(Debug, Error)]
 pub enum DesiredError {
@@ -115,9 +117,18 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
         .iter()
         .map(|e| env_var(&e.name, e.value.as_deref().unwrap_or("")))
         .collect();
+    // The launcher in the pod reads these as its overrides, so its own
+    // plan (`corefit plan`, /health) reaches the decision the status shows:
+    // the same mode, workers, scaling and memory budget per worker.
     env.extend([
         env_var("COREFIT_MODE", decision.mode.as_str()),
         env_var("COREFIT_WORKERS", &decision.workers.to_string()),
+        env_var("COREFIT_SCALING", decision.scaling.as_str()),
+    ]);
+    if let Some(b) = checked.memory_per_worker {
+        env.push(env_var("COREFIT_MEMORY_PER_WORKER", &launcher_size(b)));
+    }
+    env.extend([
         env_var("COREFIT_ADMIN_PORT", &checked.admin_port.to_string()),
         env_var("COREFIT_PLATFORM", "kubernetes"),
         env_var("PORT", &checked.port.to_string()),
@@ -157,6 +168,9 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
                 mount_path: LAUNCHER_DIR.to_owned(),
                 ..VolumeMount::default()
             };
+            // The copy keeps /corefit's mode (0755 in the launcher image,
+            // under the runtime's 0022 umask), so the app's user, whoever
+            // it is, may run it; the emptyDir is writable by any user.
             let init = Container {
                 name: "corefit-launcher".to_owned(),
                 image: spec.launcher.image.clone(),
@@ -166,7 +180,18 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
                     format!("{LAUNCHER_DIR}/corefit"),
                 ]),
                 volume_mounts: Some(vec![mount.clone()]),
+                // The app's own sizes: the pod asks for no more than the
+                // app (requests are the larger of init and app), and a
+                // Guaranteed pod stays Guaranteed (every container's
+                // requests equal its limits).
+                resources: resources.clone(),
+                security_context: Some(copy_security_context()),
                 ..Container::default()
+            };
+            // The app reads and runs the launcher, never replaces it.
+            let mount = VolumeMount {
+                read_only: Some(true),
+                ..mount
             };
             let volume = Volume {
                 name: "corefit-launcher".to_owned(),
@@ -289,11 +314,42 @@ fn owner_ref(app: &ClusterApp) -> Option<OwnerReference> {
     Some(r)
 }
 
+/// The launcher copy runs as the launcher image's non-root user, on a
+/// read-only root filesystem, with no capability and no way to gain one:
+/// `cp` needs only to read `/corefit` and write the emptyDir.
+fn copy_security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_user: Some(LAUNCHER_UID),
+        run_as_group: Some(LAUNCHER_UID),
+        run_as_non_root: Some(true),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
 fn env_var(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.to_owned()),
         ..EnvVar::default()
+    }
+}
+
+/// A size as the launcher parses it (`corefit_plan::size`), exactly: a
+/// Kubernetes quantity such as `0.5Gi` or `1e9` is no launcher size.
+fn launcher_size(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{}Mi", bytes >> 20)
+    } else if bytes.is_multiple_of(1 << 10) {
+        format!("{}Ki", bytes >> 10)
+    } else {
+        format!("{bytes}B")
     }
 }
 

@@ -20,9 +20,11 @@ pub const MAX_COMMAND_AND_ENV_BYTES: usize = 512 * 1024;
 pub const DEFAULT_ADMIN_PORT: i32 = 9901;
 
 /// Environment the operator sets itself.
-pub const RESERVED_ENV: [&str; 4] = [
+pub const RESERVED_ENV: [&str; 6] = [
     "COREFIT_MODE",
     "COREFIT_WORKERS",
+    "COREFIT_SCALING",
+    "COREFIT_MEMORY_PER_WORKER",
     "COREFIT_ADMIN_PORT",
     "COREFIT_PLATFORM",
 ];
@@ -49,7 +51,7 @@ pub enum SpecError {
     AutoscalingBounds { min: i32, max: i32 },
     #[error("spec.launcher.adminPort={0} is the same as spec.port: the launcher's admin port needs its own")]
     AdminPortClash(i32),
-    #[error("spec.env sets {}, which the operator sets from its decision", shown(.0))]
+    #[error("spec.env sets {}, which the operator sets from the spec (spec.scaling, spec.launcher) and its decision", shown(.0))]
     ReservedEnv(String),
     #[error("spec.env sets {} more than once", shown(.0))]
     DuplicateEnv(String),

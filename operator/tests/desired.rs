@@ -7,6 +7,8 @@ use corefit_operator::desired::desired;
 use corefit_operator::status::{next_status, Outcome};
 use corefit_operator::types::{ClusterApp, ClusterAppStatus};
 use corefit_operator::validate::check;
+use corefit_plan::facts::Hint;
+use corefit_plan::{plan_for_pod, resolve, FlagValues, Plan, Platform, PlatformKind, PodResources};
 use corefit_test_support::k8s::{env_of, launcher_init, ClusterAppBuilder};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
@@ -122,10 +124,97 @@ fn strategies_choose_workers_and_scaling() {
         assert_eq!(d.decision.scaling, scaling, "{spec}");
         assert_eq!(env(&d.deployment, "COREFIT_MODE"), mode);
         assert_eq!(env(&d.deployment, "COREFIT_WORKERS"), workers.to_string());
+        assert_eq!(env(&d.deployment, "COREFIT_SCALING"), scaling.as_str());
         let last = d.decision.reasons.last().unwrap();
         assert!(last.starts_with("decision: "), "{last}");
         assert!(last.contains(scaling.as_str()), "{last}");
+        // The launcher in the pod, reading the pod's environment, decides
+        // the same (its plan is what `corefit plan --json` prints there).
+        let pod = in_the_pod(&spec, &d.deployment, info.node_cpus);
+        assert_eq!(
+            (pod.mode.as_str(), pod.workers, scaling_of(pod.scaling)),
+            (mode, workers, scaling.as_str()),
+            "{spec}: {:?}",
+            pod.reasons
+        );
+        // Nothing the operator wrote is capped or ignored there.
+        assert!(
+            !pod.warnings
+                .iter()
+                .any(|w| w.contains("capped") || w.contains("ignored")),
+            "{spec}: the pod's plan warns: {:?}",
+            pod.warnings
+        );
+        let malformed = d
+            .decision
+            .reasons
+            .iter()
+            .chain(&pod.reasons)
+            .find(|r| r.matches('=').count() > 1 && !r.starts_with("decision: "));
+        assert_eq!(malformed, None, "{spec}: a reason with two '='");
     }
+}
+
+/// The launcher's plan inside a pod of `deployment`: the pod's resources
+/// as the kubelet sets them, the container's environment as overrides
+/// (the same `resolve` the launcher runs on its environment).
+fn in_the_pod(spec: &serde_json::Value, deployment: &Deployment, node_cpus: u32) -> Plan {
+    let quantity = |k: &str| spec["resources"][k].as_str().map(str::to_owned);
+    let cpus = quantity("cpu").map(|c| Hint {
+        value: corefit_operator::quantity::cpu_millis("cpu", &c).unwrap() as f64 / 1000.0,
+        variable: "the pod's CPU limit".to_owned(),
+    });
+    let memory = quantity("memory").map(|m| Hint {
+        value: corefit_operator::quantity::bytes("memory", &m).unwrap(),
+        variable: "the pod's memory limit".to_owned(),
+    });
+    let env = env_of(deployment);
+    let overrides = resolve(&FlagValues::default(), &env).expect("the pod's env resolves");
+    plan_for_pod(
+        &PodResources {
+            node_cpus,
+            cpus,
+            memory,
+        },
+        &Platform::new(PlatformKind::Kubernetes, "KUBERNETES_SERVICE_HOST is set"),
+        &overrides,
+    )
+}
+
+fn scaling_of(s: corefit_plan::Scaling) -> &'static str {
+    match s {
+        corefit_plan::Scaling::Horizontal => "horizontal",
+        corefit_plan::Scaling::Vertical => "vertical",
+    }
+}
+
+#[test]
+fn the_pod_gets_the_memory_budget_per_worker_exactly() {
+    let info = ClusterInfo::default();
+    // 1Gi at 300Mi: 3 workers by memory, where the launcher's default
+    // 512Mi would allow 2; and sizes no launcher unit writes as given.
+    for (per_worker, written) in [
+        ("300Mi", "300Mi"),
+        ("0.5Gi", "512Mi"),
+        ("307201Ki", "307201Ki"),
+        ("314572801", "314572801B"),
+    ] {
+        let spec = json!({"image": "i", "resources": {"cpu": "4", "memory": "1Gi"},
+                          "scaling": {"strategy": "Vertical", "memoryPerWorker": per_worker}});
+        let d = desired(&app(spec.clone()), &info).unwrap();
+        assert_eq!(env(&d.deployment, "COREFIT_MEMORY_PER_WORKER"), written);
+        let pod = in_the_pod(&spec, &d.deployment, info.node_cpus);
+        assert_eq!(
+            pod.workers, d.decision.workers,
+            "{per_worker}: {:?}",
+            pod.reasons
+        );
+        let want = if per_worker == "0.5Gi" { 2 } else { 3 };
+        assert_eq!(pod.workers, want, "{per_worker}: {:?}", pod.reasons);
+    }
+    // No memoryPerWorker: not written, the launcher's default applies.
+    let d = desired(&example("web-horizontal.yaml"), &info).unwrap();
+    assert!(!env_of(&d.deployment).contains_key("COREFIT_MEMORY_PER_WORKER"));
 }
 
 #[test]
@@ -312,6 +401,39 @@ fn launcher_injection_wraps_the_command_and_shares_a_volume() {
         &["/corefit-bin/corefit", "--", "python", "-m", "app"]
     );
     assert_eq!(app_c.args.as_ref().unwrap(), &["--port", "8080"]);
+    // The copy works in the launcher image (busybox `cp`, /corefit 0755,
+    // USER 65532) as non-root, read-only, with no capability; the app may
+    // run the copy but not replace it.
+    let sc = init.security_context.as_ref().expect("a security context");
+    assert_eq!(
+        (sc.run_as_user, sc.run_as_group, sc.run_as_non_root),
+        (Some(65532), Some(65532), Some(true))
+    );
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(
+        (caps.drop.as_deref(), caps.add.as_deref()),
+        (Some(&["ALL".to_owned()][..]), None)
+    );
+    let app_mount = &app_c.volume_mounts.as_ref().unwrap()[0];
+    assert_eq!(app_mount.read_only, Some(true));
+    assert_ne!(
+        init.volume_mounts.as_ref().unwrap()[0].read_only,
+        Some(true)
+    );
+    // The init container's sizes are the app's: the pod asks for no more,
+    // and its QoS class stays Guaranteed (requests = limits everywhere).
+    let spec = json!({"image": "py:3", "command": cmd,
+                      "resources": {"cpu": "500m", "memory": "256Mi"},
+                      "launcher": {"mode": "InitContainer", "image": "corefit:0.1"}});
+    let d = desired(&app(spec), &ClusterInfo::default()).unwrap();
+    let pod = d.deployment.spec.template.spec.unwrap();
+    let init_r = pod.init_containers.as_ref().unwrap()[0].resources.as_ref();
+    assert_eq!(init_r, pod.containers[0].resources.as_ref());
+    let r = init_r.expect("resources");
+    assert_eq!(r.requests, r.limits);
+    assert_eq!(r.limits.as_ref().unwrap()["cpu"].0, "500m");
 
     // No launcher.image: the operator's default stands in; with none
     // either, the spec is invalid.

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::capacity::Capacity;
 use super::facts::{Limits, Platform, PlatformKind, PodResources};
-use super::overrides::{ModeChoice, Overrides, WorkerChoice};
+use super::overrides::{ModeChoice, Overrides, ScalingChoice, WorkerChoice};
 use super::size::human_bytes;
 use super::worker_env::{worker_env, WorkerEnv};
 
@@ -310,11 +310,24 @@ fn decide(capacity: Capacity, platform: &Platform, overrides: &Overrides) -> Pla
         reasons.push(format!("ignored: {s}"));
     }
 
-    let scaling = if platform.kind.orchestrated() {
-        Scaling::Horizontal
-    } else {
-        Scaling::Vertical
+    let asked = overrides
+        .scaling
+        .as_ref()
+        .filter(|s| s.value != ScalingChoice::Auto);
+    let scaling = match asked.map(|s| s.value) {
+        Some(ScalingChoice::Vertical) => Scaling::Vertical,
+        Some(_) => Scaling::Horizontal,
+        None if platform.kind.orchestrated() => Scaling::Horizontal,
+        None => Scaling::Vertical,
     };
+    if let Some(s) = asked {
+        reasons.push(format!(
+            "{}={} -> {} scaling",
+            s.source,
+            s.value.as_str(),
+            s.value.as_str()
+        ));
+    }
     let worker_memory_share = memory.as_ref().map(|m| m.value / workers as u64);
     let worker_env = worker_env(
         mode,

@@ -52,6 +52,27 @@ impl ModeChoice {
     }
 }
 
+/// Who adds capacity, as asked: `auto` leaves it to the platform (an
+/// orchestrator adds instances, a host adds workers). The operator sets it
+/// from a ClusterApp's strategy, so a pod reports the operator's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScalingChoice {
+    Auto,
+    Horizontal,
+    Vertical,
+}
+
+impl ScalingChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScalingChoice::Auto => "auto",
+            ScalingChoice::Horizontal => "horizontal",
+            ScalingChoice::Vertical => "vertical",
+        }
+    }
+}
+
 /// The worker count asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,6 +89,8 @@ pub struct Overrides {
     pub max_workers: Option<Sourced<u32>>,
     pub memory_per_worker: Option<Sourced<u64>>,
     pub allow_oversubscribe: Option<Sourced<bool>>,
+    /// Who adds capacity (`--scaling`, `COREFIT_SCALING`).
+    pub scaling: Option<Sourced<ScalingChoice>>,
     /// The user's own `NODE_OPTIONS`, kept and extended, never replaced.
     pub node_options: Option<String>,
     /// The user's own `GOMAXPROCS`, left alone when set.
@@ -84,6 +107,7 @@ pub struct FlagValues {
     pub max_workers: Option<String>,
     pub memory_per_worker: Option<String>,
     pub allow_oversubscribe: bool,
+    pub scaling: Option<String>,
 }
 
 /// A flag or variable whose value makes no sense.
@@ -111,6 +135,7 @@ const WORKER_SOURCES: [&str; 4] = [
 const MAX_WORKER_SOURCES: [&str; 3] = ["--max-workers", "COREFIT_MAX_WORKERS", "MAX_WORKERS"];
 const MEMORY_SOURCES: [&str; 2] = ["--memory-per-worker", "COREFIT_MEMORY_PER_WORKER"];
 const OVERSUBSCRIBE_SOURCES: [&str; 2] = ["--allow-oversubscribe", "COREFIT_ALLOW_OVERSUBSCRIBE"];
+const SCALING_SOURCES: [&str; 2] = ["--scaling", "COREFIT_SCALING"];
 
 /// Resolves flags and environment into [`Overrides`].
 pub fn resolve(flags: &FlagValues, env: &Env) -> Result<Overrides, OverrideError> {
@@ -132,6 +157,7 @@ pub fn resolve(flags: &FlagValues, env: &Env) -> Result<Overrides, OverrideError
     )?;
     let oversubscribe_flag = flags.allow_oversubscribe.then_some("true");
     let allow_oversubscribe = r.read(&OVERSUBSCRIBE_SOURCES, oversubscribe_flag, parse_bool)?;
+    let scaling = r.read(&SCALING_SOURCES, flags.scaling.as_deref(), parse_scaling)?;
     let shadowed = r.shadowed;
     Ok(Overrides {
         mode,
@@ -139,6 +165,7 @@ pub fn resolve(flags: &FlagValues, env: &Env) -> Result<Overrides, OverrideError
         max_workers,
         memory_per_worker,
         allow_oversubscribe,
+        scaling,
         node_options: env.get("NODE_OPTIONS").cloned(),
         gomaxprocs: env.get("GOMAXPROCS").cloned(),
         shadowed,
@@ -214,6 +241,15 @@ fn parse_mode(raw: &str) -> Result<ModeChoice, String> {
         "single" | "fork" | "false" | "0" | "no" | "off" => Ok(ModeChoice::Single),
         "cluster" | "true" | "1" | "yes" | "on" => Ok(ModeChoice::Cluster),
         _ => Err("expected one of auto, single, cluster (or true/false)".to_owned()),
+    }
+}
+
+fn parse_scaling(raw: &str) -> Result<ScalingChoice, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(ScalingChoice::Auto),
+        "horizontal" => Ok(ScalingChoice::Horizontal),
+        "vertical" => Ok(ScalingChoice::Vertical),
+        _ => Err("expected one of auto, horizontal, vertical".to_owned()),
     }
 }
 
@@ -336,6 +372,7 @@ mod tests {
             ("COREFIT_MEMORY_PER_WORKER", "lots"),
             ("COREFIT_MEMORY_PER_WORKER", "1"),
             ("COREFIT_ALLOW_OVERSUBSCRIBE", "perhaps"),
+            ("COREFIT_SCALING", "diagonal"),
         ] {
             let e = resolve(&FlagValues::default(), &env(&[(var, value)])).unwrap_err();
             assert_eq!(e.source_name, var);
@@ -371,5 +408,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.workers.unwrap().source, "WEB_CONCURRENCY");
+    }
+
+    #[test]
+    fn scaling_from_flag_or_environment() {
+        let o = resolve(
+            &FlagValues::default(),
+            &env(&[("COREFIT_SCALING", "Vertical")]),
+        )
+        .unwrap();
+        assert_eq!(
+            o.scaling.unwrap(),
+            Sourced::new(ScalingChoice::Vertical, "COREFIT_SCALING")
+        );
+        let flags = FlagValues {
+            scaling: Some("horizontal".into()),
+            ..Default::default()
+        };
+        let o = resolve(&flags, &env(&[("COREFIT_SCALING", "vertical")])).unwrap();
+        assert_eq!(o.scaling.unwrap().value, ScalingChoice::Horizontal);
+        assert_eq!(o.shadowed.len(), 1);
+        assert_eq!(
+            resolve(&FlagValues::default(), &Env::new())
+                .unwrap()
+                .scaling,
+            None
+        );
     }
 }

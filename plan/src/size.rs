@@ -1,7 +1,8 @@
 //! Memory sizes as users write them: `512Mi`, `1Gi`, `768MiB`, `1G`,
 //! `1000000k`, or a plain number of MiB.
 //!
-//! Binary suffixes (`Ki Mi Gi Ti`, also with a trailing `B`) are powers of
+//! `B` means bytes (what the operator writes for a size that is no whole
+//! number of KiB). Binary suffixes (`Ki Mi Gi Ti`, also with a trailing `B`) are powers of
 //! 1024; decimal ones (`k K M G T`, also `KB MB GB TB`) are powers of 1000,
 //! as in Kubernetes quantities. A plain number is MiB, as in PM2's and
 //! Nomad's settings.
@@ -32,6 +33,7 @@ pub fn parse_size(raw: &str) -> Result<u64, SizeError> {
     let n: u64 = digits.parse().map_err(|_| SizeError::Overflow)?;
     let factor: u64 = match unit.trim() {
         "" => MIB,
+        "B" => 1,
         "Ki" | "KiB" => 1 << 10,
         "Mi" | "MiB" => 1 << 20,
         "Gi" | "GiB" => 1 << 30,
@@ -75,6 +77,7 @@ mod tests {
         assert_eq!(parse_size("1Gi"), Ok(1 << 30));
         assert_eq!(parse_size("1G"), Ok(1_000_000_000));
         assert_eq!(parse_size(" 768MiB "), Ok(768 * MIB));
+        assert_eq!(parse_size("402653185B"), Ok(402_653_185));
         assert_eq!(parse_size("abc"), Err(SizeError::Malformed));
         assert_eq!(parse_size("-5Mi"), Err(SizeError::Malformed));
         assert_eq!(

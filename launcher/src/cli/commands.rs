@@ -126,6 +126,9 @@ pub struct PlanArgs {
     /// Allow more workers than CPUs [env: COREFIT_ALLOW_OVERSUBSCRIBE]
     #[arg(long)]
     pub allow_oversubscribe: bool,
+    /// Who adds capacity, as reported: auto (the platform's way), horizontal or vertical [env: COREFIT_SCALING]
+    #[arg(long, value_name = "HOW")]
+    pub scaling: Option<String>,
     /// Platform, instead of detecting it (e.g. swarm, kubernetes, vps) [env: COREFIT_PLATFORM]
     #[arg(long, value_name = "NAME")]
     pub platform: Option<String>,
@@ -143,6 +146,7 @@ impl PlanArgs {
             max_workers: self.max_workers.clone(),
             memory_per_worker: self.memory_per_worker.clone(),
             allow_oversubscribe: self.allow_oversubscribe,
+            scaling: self.scaling.clone(),
         }
     }
 }
