@@ -81,7 +81,8 @@ pub async fn serve(listener: TcpListener, snapshots: watch::Receiver<ClusterSnap
         let rx = snapshots.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let snapshot = rx.borrow().clone();
+                // As of this request: the uptimes move between publishes.
+                let snapshot = rx.borrow().at(std::time::Instant::now());
                 async move {
                     let reply = route(req.method(), req.uri().path(), &snapshot);
                     let head = req.method() == Method::HEAD;

@@ -454,3 +454,49 @@ fn memory_report_lines_and_threshold_warnings_from_the_environment() {
     assert_eq!(n, 2);
     assert_eq!(c.stop(Duration::from_secs(15)), 0);
 }
+
+/// `/health`'s uptimes are as of the request, not of the supervisor's last
+/// publish: with nothing happening (one worker on its own port, no proxy
+/// to refresh, memory sampled once a minute) they still follow the clock.
+/// They read the same for 5 s at a time before (issue 16).
+#[test]
+fn health_uptimes_are_current_at_each_request() {
+    let args = Args::new()
+        .opt("--mode", "single")
+        .opt("--memory-interval", "60s")
+        .grace("5s")
+        .node("ops_app.js");
+    let mut c = Cluster::start(args, &[], None);
+    let uptimes = |c: &Cluster| {
+        let (code, doc) = try_health(c)?;
+        let (_, workers) = admin(c.admin, "/health/workers");
+        let workers: serde_json::Value = serde_json::from_str(&workers).ok()?;
+        let worker = workers["workers"][0]["uptime_seconds"].as_f64()?;
+        (code == 200).then(|| (doc["uptime_seconds"].as_f64().unwrap(), worker))
+    };
+    let before_first = std::time::Instant::now();
+    let first = wait_for(Duration::from_secs(15), "the worker ready", || uptimes(&c));
+    let after_first = std::time::Instant::now();
+    // Until the clock has moved more than a second since the first answer.
+    wait_for(Duration::from_secs(5), "1.2 s to pass", || {
+        (after_first.elapsed() > Duration::from_millis(1200)).then_some(())
+    });
+    let second = uptimes(&c).expect("still healthy");
+    let elapsed_at_most = before_first.elapsed().as_secs_f64();
+    for (what, a, b) in [
+        ("corefit", first.0, second.0),
+        ("worker 0", first.1, second.1),
+    ] {
+        let moved = b - a;
+        // Each value is rounded to the millisecond.
+        assert!(
+            moved >= 1.2 - 0.002,
+            "{what}'s uptime moved {moved:.3} s while the clock moved over 1.2 s ({a} -> {b})"
+        );
+        assert!(
+            moved <= elapsed_at_most + 0.002,
+            "{what}'s uptime moved {moved:.3} s, more than the {elapsed_at_most:.3} s that passed"
+        );
+    }
+    assert_eq!(c.stop(Duration::from_secs(15)), 0);
+}

@@ -2,6 +2,7 @@
 //! `corefit status` show. Plain data, filled in by the supervisor.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +71,11 @@ pub struct ClusterSnapshot {
     /// The proxy's client connections (`--socket proxy` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxySnapshot>,
+    /// When the uptimes were measured. The supervisor publishes a snapshot
+    /// when something happens, which may be seconds before a request: the
+    /// admin endpoint ages it with [`ClusterSnapshot::at`]. Not serialized.
+    #[serde(skip)]
+    pub taken: Option<Instant>,
 }
 
 /// The proxy's client connections.
@@ -97,10 +103,33 @@ impl ClusterSnapshot {
         self.workers.iter().map(|w| w.rss_bytes).sum()
     }
 
+    /// The snapshot as of `now`: the uptimes advanced by the time since it
+    /// was [`taken`](ClusterSnapshot::taken) (every process's clock runs; a
+    /// worker waiting to restart has none). Unchanged when `taken` is
+    /// unknown or in the future.
+    pub fn at(&self, now: Instant) -> ClusterSnapshot {
+        let mut s = self.clone();
+        let Some(age) = self.taken.and_then(|t| now.checked_duration_since(t)) else {
+            return s;
+        };
+        let age = age.as_secs_f64();
+        s.uptime_seconds = millis(s.uptime_seconds + age);
+        for w in s.workers.iter_mut().filter(|w| w.pid.is_some()) {
+            w.uptime_seconds = millis(w.uptime_seconds + age);
+        }
+        s.taken = Some(now);
+        s
+    }
+
     /// Healthy when every desired worker is ready.
     pub fn healthy(&self) -> bool {
         self.ready() >= self.desired && self.desired > 0
     }
+}
+
+/// Seconds rounded to the millisecond, as the snapshot reports them.
+pub fn millis(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
 }
 
 /// CPU percent of one CPU between two samples of a tree's CPU seconds.
@@ -150,12 +179,35 @@ pub(crate) fn example() -> ClusterSnapshot {
         restarts_by_reason: [("crash".to_owned(), 3)].into_iter().collect(),
         reloading: false,
         uptime_seconds: 3800.0,
+        taken: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_ages_the_uptimes_of_running_processes_only() {
+        let t0 = Instant::now();
+        let mut s = example();
+        s.workers[1].pid = None;
+        s.workers[1].phase = WorkerPhase::Backoff;
+        s.workers[1].uptime_seconds = 0.0;
+        assert_eq!(s.at(t0), s, "unknown age: unchanged");
+        s.taken = Some(t0);
+        let later = s.at(t0 + std::time::Duration::from_millis(2500));
+        assert_eq!(later.uptime_seconds, 3802.5);
+        assert_eq!(later.workers[0].uptime_seconds, 3727.5);
+        assert_eq!(later.workers[1].uptime_seconds, 0.0, "no process, no clock");
+        // Aging twice from the same snapshot does not add up.
+        let again = s.at(t0 + std::time::Duration::from_millis(2500));
+        assert_eq!(again.uptime_seconds, 3802.5);
+        // A clock read before the snapshot leaves it as it is.
+        let mut future = s.clone();
+        future.taken = Some(t0 + std::time::Duration::from_secs(60));
+        assert_eq!(future.at(t0).uptime_seconds, 3800.0);
+    }
 
     #[test]
     fn health_needs_every_desired_worker_ready() {

@@ -40,6 +40,7 @@ pub fn snapshot(
         reloading: supervisor.reloading(),
         uptime_seconds: secs(now.saturating_duration_since(started)),
         proxy: None,
+        taken: Some(now),
     }
 }
 
@@ -65,7 +66,7 @@ fn worker(now: Instant, p: &ProcessView, sampler: &Sampler) -> WorkerSnapshot {
 }
 
 fn secs(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0).round() / 1000.0
+    crate::observe::snapshot::millis(d.as_secs_f64())
 }
 
 /// The memory ceiling per worker from the plan: its share of the memory
