@@ -97,7 +97,7 @@ host_snapshot() {
   echo "## sysctl"; for f in "${SYSCTLS[@]}"; do echo "$f=$(cat "/proc/sys/$f")"; done
   echo "## iptables"; iptables-save 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' || true
   echo "## paths"
-  for d in /var/lib/kubelet /var/lib/cni /var/log/pods /var/log/containers /run/containerd /var/lib/containerd \
+  for d in /run/netns /var/lib/kubelet /var/lib/cni /var/log/pods /var/log/containers /run/containerd /var/lib/containerd \
            /etc/cni/net.d /usr/libexec/kubernetes; do
     [ -e "$d" ] && echo "$d"
   done
@@ -115,10 +115,15 @@ node_pids() {
       [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && echo "${p#/proc/}"
     done
   fi
+  cgroup_pids
+}
+
+# Every PID in a cgroup under the node's cgroup root.
+cgroup_pids() {
+  local f
   for f in /sys/fs/cgroup/*/"$CGROUP_ROOT"; do
-    [ -d "$f" ] && find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null
+    if [ -d "$f" ]; then find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi
   done
-  true
 }
 
 stop_pid() { # pidfile word
@@ -152,8 +157,7 @@ do_stop() {
   # shims exit once their containers have.
   deadline=$((SECONDS + 15))
   while :; do
-    pids=$(for f in /sys/fs/cgroup/*/"$CGROUP_ROOT"; do
-      [ -d "$f" ] && find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null; done | sort -u)
+    pids=$(cgroup_pids | sort -u)
     [ -z "$pids" ] && break
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
@@ -176,6 +180,13 @@ do_stop() {
   done
   rm_cgroups
   ip netns del "$NETNS" 2>/dev/null || true
+  # The first `ip netns add` on a machine makes /run/netns and mounts it
+  # over itself (shared): undone when this node made it and it is empty.
+  if [ -f "$STATE/host-before" ] && ! grep -qx /run/netns "$STATE/host-before" &&
+    [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
+    while awk '$5 == "/run/netns"' /proc/self/mountinfo | grep -q .; do umount /run/netns || break; done
+    rmdir /run/netns 2>/dev/null || true
+  fi
   if [ -f "$STATE/host-before" ]; then
     host_snapshot > "$STATE/host-after"
     if ! diff -u "$STATE/host-before" "$STATE/host-after" > "$STATE/host-diff"; then
