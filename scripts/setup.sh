@@ -3,18 +3,29 @@
 # fresh Debian 12 machine (run as root). Idempotent: a warm machine pays a
 # few seconds. Slow builds are cached outside the repo (~/.cache/corefit).
 #
-#   scripts/setup.sh          everything (the test command's set-up)
-#   scripts/setup.sh --app    only what the sample app under corefit needs
-#                             (Node.js, curl): the main job waits for nothing else
+#   scripts/setup.sh             everything (the test command's set-up)
+#   scripts/setup.sh --app       only what the sample app under corefit needs
+#                                (Node.js, curl): the main job waits for nothing else
+#   scripts/setup.sh --operator  what `scripts/demo.sh operator` needs: the
+#                                above, the Kubernetes 1.20.2 binaries, etcd,
+#                                containerd, runc, the CNI plugins (build-k8s.sh)
+#                                and podman for the node's images (tests/container)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-APP_ONLY=0
-[ "${1:-}" = --app ] && APP_ONLY=1
+PART=all
+case "${1:-}" in
+  "") ;;
+  --app) PART=app ;;
+  --operator) PART=operator ;;
+  *) echo "usage: $0 [--app | --operator]" >&2; exit 2 ;;
+esac
 
-if [ "$APP_ONLY" = 1 ]; then
+if [ "$PART" = app ]; then
   APT=(curl ca-certificates procps)
+elif [ "$PART" = operator ]; then
+  APT=(curl ca-certificates procps gcc libc6-dev)   # gcc: the node's static pause program
 else
   APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static golang-go gcc libc6-dev ruby ruby-webrick)
   command -v npm >/dev/null 2>&1 || APT+=(npm)
@@ -29,8 +40,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ "$APP_ONLY" = 1 ]; then
+if [ "$PART" = app ]; then
   echo "setup: ok (app)"
+  exit 0
+fi
+if [ "$PART" = operator ]; then
+  tests/k8s/build-k8s.sh   # kubelet, kubectl, the control plane; containerd, runc, CNI, socat
+  tests/container/setup.sh # podman and the musl target: the node's images are built here
+  echo "setup: ok (operator)"
   exit 0
 fi
 
