@@ -304,6 +304,15 @@ fn invalid_specs_name_their_fields() {
             "spec.scaling.workers",
         ),
         (json!({"image": "i", "env": [{"name": "1BAD"}]}), "spec.env"),
+        // The launcher in the pod would read them over the operator's decision.
+        (
+            json!({"image": "i", "env": [{"name": "COREFIT_SCALING", "value": "vertical"}]}),
+            "COREFIT_SCALING",
+        ),
+        (
+            json!({"image": "i", "env": [{"name": "COREFIT_MEMORY_PER_WORKER", "value": "1Gi"}]}),
+            "COREFIT_MEMORY_PER_WORKER",
+        ),
     ] {
         let a = app(spec.clone());
         let e = check(&a.spec).unwrap_err();
