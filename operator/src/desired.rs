@@ -30,9 +30,9 @@ pub const MANAGER: &str = "corefit-operator";
 /// The label that ties pods to their app.
 pub const APP_LABEL: &str = "corefit.dev/app";
 /// Where an injected launcher lives in the pod.
-pub const LAUNCHER_DIR: &str = "/corefit-bin";
+const LAUNCHER_DIR: &str = "/corefit-bin";
 /// The launcher image's user (launcher/Dockerfile: `USER 65532:65532`).
-pub const LAUNCHER_UID: i64 = 65532;
+const LAUNCHER_UID: i64 = 65532;
 
 #[derive(Debug, Error)]
 pub enum DesiredError {
