@@ -6,7 +6,8 @@ race where its SIGTERM handler's `server.close()` closes a keep-alive
 connection whose next request has arrived but is not read yet (a busy or
 slow event loop): launcher/tests/proxy_resend.rs.
 
-Listens on PORT; answers every GET with {"pid": ...}; SIGTERM stops it."""
+Listens on PORT; answers every GET with {"pid": ...}; SIGTERM stops it.
+While the file PAUSE_DIR/<its pid> exists it reads nothing (a busy loop)."""
 import json
 import os
 import selectors
@@ -39,7 +40,15 @@ answer = (
 ) + body
 print(f"unread_on_stop.py: pid {os.getpid()} listening", flush=True)
 
+pause = os.path.join(os.environ.get("PAUSE_DIR", "/nonexistent"), str(os.getpid()))
+paused = False
 while not stopping:
+    if os.path.exists(pause):
+        if not paused:
+            print(f"unread_on_stop.py: pid {os.getpid()} paused", flush=True)
+            paused = True
+        time.sleep(0.02)
+        continue
     for key, _ in sel.select(timeout=0.05):
         if stopping:
             break

@@ -10,6 +10,7 @@
 //! Each direction holds at most one read buffer (16 KiB), allocated when
 //! bytes arrive and released whenever it is empty and waiting.
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -115,6 +116,7 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
         let end = Box::pin(pump(
             &mut client,
             &mut upstream,
+            (id, addr),
             &shared,
             &mut cbuf,
             &mut ubuf,
@@ -130,12 +132,23 @@ pub async fn relay(mut client: TcpStream, peer: SocketAddr, ctx: &Ctx) {
             b.release(id, addr);
             b.is_routed(id, addr)
         });
+        // A request written after the worker closed meets a reset that may
+        // come after the FIN the pump ended on: the socket's error says so.
+        let reset_after_close = matches!(
+            upstream.take_error(),
+            Ok(Some(e)) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
+        );
         drop(upstream);
         let reset = match end {
             PumpEnd::Client(ending) => return finish(&mut client, ending).await,
             PumpEnd::Finished => return finish(&mut client, Ending::Silent).await,
             PumpEnd::ClientGone => return,
-            PumpEnd::Upstream { reset } => reset,
+            PumpEnd::Moved(head) => {
+                want = ctx.routes.want(&ctx.settings, &head, peer.ip());
+                outbox.push(head);
+                continue;
+            }
+            PumpEnd::Upstream { reset } => reset || reset_after_close,
         };
         let next = {
             let s = lock(&shared);
@@ -256,7 +269,7 @@ fn send_head(
 }
 
 /// Why [`pump`] stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum PumpEnd {
     /// The worker's side closed or failed; `reset`: with a reset, so it
     /// never read all it was sent.
@@ -267,6 +280,11 @@ enum PumpEnd {
     Finished,
     /// Writing to the client failed.
     ClientGone,
+    /// The client's next request, with nothing in flight, came after
+    /// corefit unrouted the worker (it is stopping it): this head goes to
+    /// a routed worker instead, before the stopping one can close the
+    /// connection under it.
+    Moved(Bytes),
 }
 
 /// Moves both directions until one of them ends the exchange.
@@ -274,6 +292,7 @@ enum PumpEnd {
 async fn pump(
     client: &mut TcpStream,
     upstream: &mut TcpStream,
+    (id, addr): (usize, SocketAddr),
     shared: &Mutex<Shared>,
     cbuf: &mut BytesMut,
     ubuf: &mut BytesMut,
@@ -303,7 +322,13 @@ async fn pump(
         loop {
             let seg = lock(shared).requests.next(cbuf);
             let chunk = match seg {
-                Ok(Some(RequestSegment::Head(head))) => send_head(shared, cbuf, &head, peer, ctx),
+                Ok(Some(RequestSegment::Head(head))) => {
+                    let idle = lock(shared).inflight.is_empty();
+                    if idle && !ctx.routes.with(|b| b.is_routed(id, addr)) {
+                        return PumpEnd::Moved(send_head(shared, cbuf, &head, peer, ctx));
+                    }
+                    send_head(shared, cbuf, &head, peer, ctx)
+                }
                 Ok(Some(RequestSegment::Body(p))) => cbuf.split_to(p.len).freeze(),
                 Ok(Some(RequestSegment::Tunnel(n))) => cbuf.split_to(n).freeze(),
                 Ok(None) => match wait_client(&mut cr, shared, cbuf, &answered, ctx).await {
