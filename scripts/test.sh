@@ -29,6 +29,19 @@ COREFIT_RELIABILITY_OUT=$(mktemp /tmp/corefit-reliability.XXXXXX)
 export COREFIT_RELIABILITY_OUT
 trap 'rm -f "$COREFIT_RELIABILITY_OUT"' EXIT
 
+# The build directory lives outside the checkout, like every slow build of
+# the set-up: a clean checkout then recompiles only the workspace's own
+# crates, not its ~400 dependencies. Emptied when it outgrows 30 GiB (each
+# checkout path leaves its own copy of the workspace's crates there).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${COREFIT_CACHE:-$HOME/.cache/corefit}/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+if [ "$(du -sm "$CARGO_TARGET_DIR" | cut -f1)" -gt 30720 ]; then
+  echo "$CARGO_TARGET_DIR is above 30 GiB: emptying it"
+  rm -rf "${CARGO_TARGET_DIR:?}"/*
+fi
+# The tiers outside cargo test run the debug corefit built below.
+export COREFIT_BIN="$CARGO_TARGET_DIR/debug/corefit"
+
 step "setup"
 scripts/setup.sh
 
