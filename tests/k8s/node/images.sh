@@ -7,7 +7,9 @@
 # - the sandbox ("pause") image: tests/k8s/node/pause.c, static, FROM scratch;
 # - the launcher image, corefit/corefit:0.1.0 (launcher/Dockerfile's final
 #   stage on a static corefit built for x86_64-unknown-linux-musl);
-# - the example app, corefit/node-app:0.1.0 (examples/node-app/Dockerfile).
+# - the example app, corefit/node-app:0.1.0 (examples/node-app/Dockerfile);
+# - the Node base image's stand-in, node:22-bookworm-slim: an app image
+#   with no corefit in it (launcher.mode: InitContainer).
 #
 # Every tag is versioned (never :latest: the kubelet would pull it). An
 # image is imported only when containerd lacks it or holds another build of
@@ -98,7 +100,7 @@ node_import() { # CTR_ADDRESS TAG
 
 node_import_images() { # CTR_ADDRESS
   local t
-  for t in "$NODE_PAUSE_IMAGE" "$NODE_LAUNCHER_IMAGE" "$NODE_APP_IMAGE"; do
+  for t in "$NODE_PAUSE_IMAGE" "$NODE_LAUNCHER_IMAGE" "$NODE_APP_IMAGE" "$CT_NODE"; do
     node_import "$1" "$t" || { ct_log "importing $t into the node's containerd failed"; return 1; }
   done
 }
