@@ -144,7 +144,7 @@ mod tests {
             ("hello-dynamic", Linkage::Dynamic),
             ("hello-static", Linkage::Static),
         ] {
-            let path = crate::probe::executable::go_app(name);
+            let path = corefit_test_support::apps::go_app(name);
             let e = check_command(path.to_str().unwrap(), None).expect_err(name);
             assert_eq!(
                 e,

@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn go_programs_are_refused_for_inject_and_shells_carry_the_exec_caveat() {
         for (name, linkage) in [("hello-dynamic", "dynamic"), ("hello-static", "static")] {
-            let path = crate::probe::executable::go_app(name);
+            let path = corefit_test_support::apps::go_app(name);
             let r = report(&[path.display().to_string()], None, "inject", Some(true));
             assert_eq!(r.linkage, Some(linkage), "{name}");
             assert_eq!(support(&r, "inject"), Support::No, "{name}");
@@ -257,7 +257,7 @@ mod tests {
         assert!(shared.contains("tcp_migrate_req=1"), "{shared}");
         assert!(reloads(&r, "reuseport").contains("--ready notify"));
         // Go: no shim, so shared cannot hand over what it closes.
-        let go = crate::probe::executable::go_app("hello-static");
+        let go = corefit_test_support::apps::go_app("hello-static");
         let r = report(&[go.display().to_string()], None, "shared", Some(true));
         let shared = reloads(&r, "shared");
         assert!(

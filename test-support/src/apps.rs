@@ -41,3 +41,9 @@ pub fn setup_script(script: &'static str) -> String {
         })
         .clone()
 }
+
+/// A Go test app (`hello-dynamic`, `hello-static`) built by
+/// `tests/apps/setup-go-apps.sh`.
+pub fn go_app(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(&setup_script("setup-go-apps.sh")).join(name)
+}

@@ -247,21 +247,10 @@ where
         .is_some_and(|bytes| bytes == GO_BUILDINFO_MAGIC)
 }
 
-/// The Go test apps (built once by tests/apps/setup-go-apps.sh).
-#[cfg(test)]
-pub(crate) fn go_app(name: &str) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/apps/setup-go-apps.sh");
-    let out = std::process::Command::new(&script)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed", script.display());
-    Path::new(String::from_utf8(out.stdout).unwrap().trim()).join(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use corefit_test_support::apps::go_app;
 
     #[test]
     fn node_and_sh_are_dynamic() {

@@ -304,18 +304,8 @@ fn go_section(file: &mut impl ReadAt, l: Layout, shoff: u64, shnum: u16, shstrnd
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
-
-    /// The Go test apps (built once by tests/apps/setup-go-apps.sh).
-    fn go_app(name: &str) -> PathBuf {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/apps/setup-go-apps.sh");
-        let out = std::process::Command::new(&script)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
-        assert!(out.status.success(), "{} failed", script.display());
-        Path::new(String::from_utf8(out.stdout).unwrap().trim()).join(name)
-    }
+    use corefit_test_support::apps::go_app;
+    use std::path::PathBuf;
 
     fn facts(bytes: &[u8]) -> Option<ElfFacts> {
         elf_facts(&mut &bytes[..])

@@ -232,24 +232,17 @@ mod tests {
         let reset = stopping_but(|e| e.reset = true);
         assert!(matches!(after_upstream(&f, reset, later), Next::Resend(h) if h.len() == 1));
         // Still never for a crash, a body, an answer begun or too many.
-        for end in [
-            stopping_but(|e| {
+        let changes: [fn(&mut UpstreamEnd); 4] = [
+            |e| e.worker_stopping = false,
+            |e| e.request_open = true,
+            |e| e.response_open = true,
+            |e| e.resends = MAX_RESENDS,
+        ];
+        for change in changes {
+            let end = stopping_but(|e| {
                 e.reset = true;
-                e.worker_stopping = false
-            }),
-            stopping_but(|e| {
-                e.reset = true;
-                e.request_open = true
-            }),
-            stopping_but(|e| {
-                e.reset = true;
-                e.response_open = true
-            }),
-            stopping_but(|e| {
-                e.reset = true;
-                e.resends = MAX_RESENDS
-            }),
-        ] {
+                change(e)
+            });
             assert_eq!(after_upstream(&f, end, later), Next::Close, "{end:?}");
         }
         let unreplayable = in_flight(&[false], now);
