@@ -1,9 +1,19 @@
 //! The `corefit-operator` binary: settings, logging, signals; the rest is
 //! in the library (see its crate docs).
 
+use std::time::Duration;
+
 use clap::Parser;
 use corefit_operator::cli::{Cli, Config, LogFormat};
+use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
+
+/// How long the graceful stop may take after SIGTERM/SIGINT before the
+/// process exits anyway (well inside the chart's 30 s grace period).
+/// kube-runtime's controller waits for its caches to sync before it can
+/// stop, so with an apiserver that never answers the graceful stop never
+/// finishes; without this bound the pod would always end by SIGKILL.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,7 +32,32 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => fmt.init(),
     }
     tracing::info!(?cfg, "starting");
-    corefit_operator::run::run(cfg, shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut run_stop = stop_rx.clone();
+    let run = corefit_operator::run::run(cfg, async move {
+        let _ = run_stop.wait_for(|s| *s).await;
+    });
+    let mut requested = stop_rx;
+    tokio::select! {
+        r = run => r?,
+        _ = async {
+            let _ = requested.wait_for(|s| *s).await;
+            tokio::time::sleep(STOP_DEADLINE).await;
+        } => {
+            tracing::warn!(
+                "the graceful stop did not finish within {}s of the signal (the controller waits \
+                 for its caches, which need the apiserver); exiting",
+                STOP_DEADLINE.as_secs()
+            );
+            // Not a return: dropping the runtime would wait for its
+            // blocking tasks (a DNS lookup that hangs, say).
+            std::process::exit(0);
+        }
+    }
     Ok(())
 }
 

@@ -230,24 +230,66 @@ ct_build_launcher() { # STATIC_COREFIT
   ct_build "$tag" "$h" "$dir"
 }
 
-# examples/node-app/Dockerfile as shipped, but for its heredoc: podman 4.3's
-# buildah cannot read `COPY <<'MARK' DEST` (BuildKit syntax; buildah reads
-# heredocs from 1.33), so each heredoc body becomes a file of the build
-# context and the line a plain COPY of it. Every other line is the shipped one.
+# examples/node-app/Dockerfile as shipped, verbatim, with its directory as
+# the build context (as its own header says: `docker build ... examples/node-app`).
 ct_build_example() {
   local h dir tag=corefit/node-app:0.1.0
-  h=$(ct_hash examples/node-app/Dockerfile "$(ct_image_id "$(ct_launcher_tag)")" "$(ct_image_id "$CT_NODE")" \
-    "$(declare -f ct_build_example)")
+  h=$(ct_hash examples/node-app/Dockerfile examples/node-app/server.js "$(ct_image_id "$(ct_launcher_tag)")" \
+    "$(ct_image_id "$CT_NODE")" "$(declare -f ct_build_example)")
   ct_image_fresh "$tag" "$h" && return 0
   dir="$CT_DIR/build/node-app"
+  rm -rf "$dir" && cp -r examples/node-app "$dir"
+  ct_build "$tag" "$h" "$dir"
+}
+
+# Stand-in for gcr.io/distroless/static-debian12:nonroot (operator/Dockerfile's
+# final FROM): FROM scratch with what that image gives a static binary:
+# /etc/passwd and /etc/group with root, nobody and nonroot (65532), the
+# nonroot home, a world-writable /tmp, the host's CA certificates (when
+# present) at Debian's path, and the image's USER 65532, WORKDIR and
+# SSL_CERT_FILE. No shell, no libc.
+CT_DISTROLESS=gcr.io/distroless/static-debian12:nonroot
+ct_build_distroless() {
+  local h dir ca=/etc/ssl/certs/ca-certificates.crt
+  [ -f "$ca" ] || ca=
+  h=$(ct_hash ${ca:+"$ca"} "$(declare -f ct_build_distroless)")
+  ct_image_fresh "$CT_DISTROLESS" "$h" && return 0
+  dir="$CT_DIR/build/distroless"
+  rm -rf "$dir" && mkdir -p "$dir/rootfs/etc/ssl/certs" "$dir/rootfs/tmp" "$dir/rootfs/home/nonroot" "$dir/rootfs/root"
+  chmod 1777 "$dir/rootfs/tmp"
+  chmod 0700 "$dir/rootfs/root"
+  chown 65532:65532 "$dir/rootfs/home/nonroot"
+  [ -n "$ca" ] && cp "$ca" "$dir/rootfs/etc/ssl/certs/ca-certificates.crt"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \
+    > "$dir/rootfs/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\ntty:x:5:\nstaff:x:50:\nnonroot:x:65532:\n' > "$dir/rootfs/etc/group"
+  printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt\nUSER 65532\nWORKDIR /home/nonroot\n' \
+    > "$dir/Containerfile"
+  ct_build "$CT_DISTROLESS" "$h" "$dir"
+}
+
+# The tag operator/Dockerfile's header builds (`docker build ... -t TAG`).
+ct_operator_tag() {
+  sed -n 's/^#.*docker build .* -t \([^ ]*\) .*/\1/p' operator/Dockerfile | head -1
+}
+
+# operator/Dockerfile's final stage, verbatim, on a corefit-operator built
+# here, as ct_build_launcher does: the build stage (rust:alpine, apk) is
+# replaced by a `FROM scratch AS build` stage holding the given static
+# binary, stripped, at /out/corefit-operator; the final stage builds on the
+# distroless stand-in (ct_build_distroless).
+ct_build_operator() { # STATIC_OPERATOR
+  local bin=$1 h dir tag
+  tag=$(ct_operator_tag)
+  [ -n "$tag" ] || ct_die "operator/Dockerfile names no image tag (its 'docker build ... -t TAG' line)"
+  h=$(ct_hash "$bin" operator/Dockerfile "$(ct_image_id "$CT_DISTROLESS")" "$(declare -f ct_build_operator)")
+  ct_image_fresh "$tag" "$h" && return 0
+  dir="$CT_DIR/build/operator"
   rm -rf "$dir" && mkdir -p "$dir"
-  awk -v ctx="$dir" '
-    indoc { if ($0 == marker) { indoc = 0; close(file); next } print > file; next }
-    /^COPY <</ {
-      n++; marker = $2; sub(/^<<-?/, "", marker); gsub(/["\047]/, "", marker)
-      file = ctx "/heredoc-" n; printf "" > file; indoc = 1
-      $2 = "heredoc-" n; print; next
-    }
-    { print }' examples/node-app/Dockerfile > "$dir/Dockerfile"
-  ct_build "$tag" "$h" "$dir" -f "$dir/Dockerfile"
+  strip -o "$dir/corefit-operator" "$bin"
+  {
+    printf 'FROM scratch AS build\nCOPY corefit-operator /out/corefit-operator\n'
+    awk '/^FROM /{stage=""} {stage = stage $0 "\n"} END{printf "%s", stage}' operator/Dockerfile
+  } > "$dir/Containerfile"
+  ct_build "$tag" "$h" "$dir"
 }

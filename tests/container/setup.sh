@@ -4,11 +4,14 @@
 #
 # - podman and runc from Debian's archive, when missing;
 # - the Rust target x86_64-unknown-linux-musl, for the static corefit the
-#   launcher image carries (tests/container/run.sh builds it);
+#   launcher image carries and the static corefit-operator the operator
+#   image carries (tests/container/run.sh builds them), and Debian's
+#   musl-tools: musl-gcc, the C compiler ring (rustls' crypto) needs for it;
 # - podman's configuration, all of it under ~/.cache/corefit/containers
 #   (tests/container/lib.sh; the machine's /etc/containers is not touched);
 # - the local stand-ins for the base images the project's Dockerfiles name
-#   (busybox:1.37-musl, node:22-bookworm-slim): no registry is reachable.
+#   (busybox:1.37-musl, node:22-bookworm-slim,
+#   gcr.io/distroless/static-debian12:nonroot): no registry is reachable.
 #
 # The images holding corefit itself are built by run.sh, from the binary the
 # test command just built.
@@ -19,7 +22,7 @@ export DEBIAN_FRONTEND=noninteractive
 source tests/container/lib.sh
 
 missing=()
-for p in podman runc busybox-static binutils jq; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in podman runc busybox-static binutils jq musl-tools openssl ca-certificates; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   ct_log "apt-get install ${missing[*]}"
   apt-get update -qq
@@ -36,4 +39,5 @@ ct_host_before
 trap ct_host_after EXIT
 ct_build_busybox
 ct_build_node
+ct_build_distroless
 ct_log "set-up ok ($(podman --version), $(runc --version | head -1))"
