@@ -154,12 +154,7 @@ fn corefit_plan_inside_a_real_cgroup() {
     assert_eq!(d["mode"], "single");
     assert_eq!(d["workers"], 1);
     assert_eq!(d["platform"], "kubernetes");
-    let reasons: Vec<&str> = d["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r.as_str())
-        .collect();
+    let reasons = corefit_test_support::facts::plan_reasons(&d);
     assert!(
         reasons.iter().any(|r| r.starts_with(&format!(
             "1.5 CPUs from cgroup {expect_version} quota 150000/100000"

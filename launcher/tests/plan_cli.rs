@@ -215,12 +215,7 @@ fn a_pods_environment_from_the_operator_gives_the_operators_decision() {
         (&"cluster".into(), &2.into(), &"vertical".into()),
         "{d}"
     );
-    let reasons: Vec<&str> = d["reasons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r.as_str())
-        .collect();
+    let reasons = corefit_test_support::facts::plan_reasons(&d);
     assert!(
         reasons.contains(&"COREFIT_SCALING=vertical -> vertical scaling"),
         "{reasons:?}"

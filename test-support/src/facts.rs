@@ -87,3 +87,14 @@ pub fn with_cpuset(mut l: Limits, cpus: u32) -> Limits {
     });
     l
 }
+
+/// The `reasons` of a decision in `corefit plan --json`'s output, as text.
+/// Panics (naming the document) when there are none.
+pub fn plan_reasons(decision: &serde_json::Value) -> Vec<&str> {
+    decision["reasons"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no reasons in {decision}"))
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect()
+}
