@@ -286,40 +286,7 @@ rm -f "$MUSL_LOG"
 if ldd "$MUSL_BIN" 2>/dev/null | grep -q '=>'; then
   fail "the launcher image's corefit ($MUSL_BIN) is dynamically linked"
 fi
-LAUNCHER=$(ct_launcher_tag)
-if ct_build_launcher "$MUSL_BIN" && ct_build_example; then
-  pass "images built with --pull=never: $LAUNCHER ($(ct_image_size "$LAUNCHER")), corefit/node-app:0.1.0 ($(ct_image_size corefit/node-app:0.1.0)), stand-ins $CT_BUSYBOX ($(ct_image_size "$CT_BUSYBOX")), $CT_NODE ($(ct_image_size "$CT_NODE")), test image ($(ct_image_size "$IMAGE"))"
-else
-  fail "building the shipped images"
-fi
-
-out=$(tpod run --rm "${RUN[@]}" --user 65532:65532 "${CHART[@]}" "$LAUNCHER" 2>&1)
-[[ $out == *"Usage: corefit"* ]] && pass "$LAUNCHER as uid 65532, read-only, no capabilities: corefit --help" ||
-  fail "$LAUNCHER --help: ${out:0:300}"
-j=$(plan_json --user 65532:65532 "${CHART[@]}" --cpus 1.5 --memory 768m "$LAUNCHER")
-check "$LAUNCHER (static corefit): plan --cpus 1.5 --memory 768m gives 1.5 CPUs, 768 MiB" "$j" \
-  '.decision.effective_cpus.value == 1.5 and .decision.memory.value == 805306368' "$SHOW"
-
-# The operator's InitContainer launcher mode: an emptyDir mounted at the
-# directory operator/src/desired.rs names, `cp /corefit <dir>/corefit`, then
-# the app's container runs <dir>/corefit.
-dir=$(sed -n 's/^const LAUNCHER_DIR: &str = "\(.*\)";/\1/p' operator/src/desired.rs)
-vol=$(mktemp -d /tmp/corefit-container-launcher.XXXXXX)
-chmod 0777 "$vol"
-out=$(tpod run --rm "${RUN[@]}" --user 65532:65532 "${CHART[@]}" -v "$vol:$dir" --entrypoint cp "$LAUNCHER" /corefit "$dir/corefit" 2>&1)
-code=$?
-if [ "$code" = 0 ] && [ -x "$vol/corefit" ]; then
-  out=$(tpod run --rm "${RUN[@]}" --user 1000:1000 "${CHART[@]}" -v "$vol:$dir:ro" --entrypoint "$dir/corefit" \
-    --cpus 1.5 --memory 768m "$CT_NODE" plan --json 2>/dev/null)
-  jq -e '.decision.effective_cpus.value == 1.5' >/dev/null 2>&1 <<<"$out"
-  code=$?
-fi
-verdict initcontainer-mount "$code" \
-  "InitContainer mode: cp /corefit $dir/corefit from $LAUNCHER into an emptyDir at $dir, run from the app's image" \
-  "InitContainer mode: \`cp /corefit $dir/corefit\` in $LAUNCHER with a volume at $dir (operator/src/desired.rs): exit $code: ${out:0:240}"
-rm -rf "$vol"
-
-# --- 7. the operator image ------------------------------------------------------
+# --- 6a. the operator image ------------------------------------------------------
 # operator/Dockerfile's final stage on the distroless stand-in, run as the
 # chart runs it (deploy/deployment.yaml): uid 65532, read-only, no
 # capabilities, its env, and a service account token mounted where
@@ -383,8 +350,9 @@ grep -q '10\.96\.0\.1' <<<"$OPLOG_LEADER$(tpod logs "$c" 2>&1)"
 verdict operator-names-apiserver $? \
   "$OPERATOR: a line names the unreachable apiserver (10.96.0.1:443)" \
   "$OPERATOR: no line names the apiserver it could not reach (10.96.0.1:443): only \"client error (Connect)\" and \"tcp connect error: Network unreachable\""
-# The stop (up to the operator's own 10 s bound: see the docs) runs while
-# the example app's checks do; its verdict comes at the end.
+# The stop (up to the operator's own 10 s bound: see docs/containers.md)
+# runs while the launcher's and the example app's checks do; its verdict
+# comes at the end. (First in section 6 for that reason.)
 STOP_OUT=$(mktemp /tmp/corefit-container-opstop.XXXXXX)
 (
   t=$(date +%s)
@@ -393,6 +361,39 @@ STOP_OUT=$(mktemp /tmp/corefit-container-opstop.XXXXXX)
 ) &
 STOP_PID=$!
 echo "-- operator image started in $(($(date +%s) - t7))s ($(elapsed))"
+
+LAUNCHER=$(ct_launcher_tag)
+if ct_build_launcher "$MUSL_BIN" && ct_build_example; then
+  pass "images built with --pull=never: $LAUNCHER ($(ct_image_size "$LAUNCHER")), corefit/node-app:0.1.0 ($(ct_image_size corefit/node-app:0.1.0)), stand-ins $CT_BUSYBOX ($(ct_image_size "$CT_BUSYBOX")), $CT_NODE ($(ct_image_size "$CT_NODE")), test image ($(ct_image_size "$IMAGE"))"
+else
+  fail "building the shipped images"
+fi
+
+out=$(tpod run --rm "${RUN[@]}" --user 65532:65532 "${CHART[@]}" "$LAUNCHER" 2>&1)
+[[ $out == *"Usage: corefit"* ]] && pass "$LAUNCHER as uid 65532, read-only, no capabilities: corefit --help" ||
+  fail "$LAUNCHER --help: ${out:0:300}"
+j=$(plan_json --user 65532:65532 "${CHART[@]}" --cpus 1.5 --memory 768m "$LAUNCHER")
+check "$LAUNCHER (static corefit): plan --cpus 1.5 --memory 768m gives 1.5 CPUs, 768 MiB" "$j" \
+  '.decision.effective_cpus.value == 1.5 and .decision.memory.value == 805306368' "$SHOW"
+
+# The operator's InitContainer launcher mode: an emptyDir mounted at the
+# directory operator/src/desired.rs names, `cp /corefit <dir>/corefit`, then
+# the app's container runs <dir>/corefit.
+dir=$(sed -n 's/^const LAUNCHER_DIR: &str = "\(.*\)";/\1/p' operator/src/desired.rs)
+vol=$(mktemp -d /tmp/corefit-container-launcher.XXXXXX)
+chmod 0777 "$vol"
+out=$(tpod run --rm "${RUN[@]}" --user 65532:65532 "${CHART[@]}" -v "$vol:$dir" --entrypoint cp "$LAUNCHER" /corefit "$dir/corefit" 2>&1)
+code=$?
+if [ "$code" = 0 ] && [ -x "$vol/corefit" ]; then
+  out=$(tpod run --rm "${RUN[@]}" --user 1000:1000 "${CHART[@]}" -v "$vol:$dir:ro" --entrypoint "$dir/corefit" \
+    --cpus 1.5 --memory 768m "$CT_NODE" plan --json 2>/dev/null)
+  jq -e '.decision.effective_cpus.value == 1.5' >/dev/null 2>&1 <<<"$out"
+  code=$?
+fi
+verdict initcontainer-mount "$code" \
+  "InitContainer mode: cp /corefit $dir/corefit from $LAUNCHER into an emptyDir at $dir, run from the app's image" \
+  "InitContainer mode: \`cp /corefit $dir/corefit\` in $LAUNCHER with a volume at $dir (operator/src/desired.rs): exit $code: ${out:0:240}"
+rm -rf "$vol"
 
 APP=corefit/node-app:0.1.0
 start app --user 1000:1000 "${CHART[@]}" --cpus 2 --memory 1g "${K8S[@]}" "$APP" ||
@@ -409,9 +410,11 @@ for n in app app-inject; do
     fail "podman stop $APP ($n): exit $code; log: $(tpod logs "$(cname "$n")" 2>&1 | tail -3 | tr '\n' '|')"
 done
 
-# --- 7 (end). podman stop of the operator -------------------------------------
+# --- 6a (end). podman stop of the operator ------------------------------------
 if [ -n "${STOP_PID:-}" ]; then
+  t=$(date +%s)
   wait "$STOP_PID"
+  echo "-- waited $(($(date +%s) - t))s for the operator's stop"
   read -r code took <"$STOP_OUT"
   c=$(cname operator)
   if [ "$code" = 0 ] && tpod logs "$c" 2>&1 | grep -q 'shutdown requested'; then
