@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
@@ -24,12 +24,22 @@ use crate::types::ClusterApp;
 
 #[derive(Debug, Error)]
 pub enum RunError {
-    #[error("cannot build a Kubernetes client (KUBECONFIG or in-cluster config): {0}")]
-    Client(#[source] kube::Error),
+    #[error("cannot find a Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {0}")]
+    Config(#[source] kube::config::InferConfigError),
+    #[error("cannot build a Kubernetes client for {apiserver}: {source}")]
+    Client {
+        apiserver: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error(transparent)]
     Server(#[from] ServerError),
-    #[error(transparent)]
-    Leader(#[from] LeaderError),
+    #[error("{source} (apiserver {apiserver})")]
+    Leader {
+        apiserver: String,
+        #[source]
+        source: LeaderError,
+    },
     #[error("lost the leader lease")]
     LostLease,
 }
@@ -62,7 +72,14 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving /metrics /healthz /readyz");
     }
-    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let config = kube::Config::infer().await.map_err(RunError::Config)?;
+    // Named here once: kube's own connect errors do not say where to.
+    let apiserver = config.cluster_url.to_string();
+    tracing::info!(%apiserver, "Kubernetes apiserver");
+    let client = Client::try_from(config).map_err(|source| RunError::Client {
+        apiserver: apiserver.clone(),
+        source,
+    })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
@@ -91,7 +108,12 @@ pub async fn run(
             .await;
             Ok(())
         }
-        Some(lease) => lead(&client, &cfg, lease, &metrics, &ready, stop_rx).await,
+        Some(lease) => lead(&client, &cfg, lease, &metrics, &ready, stop_rx)
+            .await
+            .map_err(|e| match e {
+                LeadError::Leader(source) => RunError::Leader { apiserver, source },
+                LeadError::LostLease => RunError::LostLease,
+            }),
     };
     metrics.leader.set(0);
     ready.store(false, Ordering::Relaxed);
@@ -105,6 +127,13 @@ pub async fn run(
     result
 }
 
+/// Why leading ended in failure.
+#[derive(Debug)]
+enum LeadError {
+    Leader(LeaderError),
+    LostLease,
+}
+
 /// Waits for the Lease, reconciles while holding it; on shutdown releases
 /// it, on losing it stops and fails (the process exits and restarts as a
 /// standby with fresh caches).
@@ -115,8 +144,10 @@ async fn lead(
     metrics: &Metrics,
     ready: &Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), RunError> {
-    let election = Election::start(client.clone(), lease).await?;
+) -> Result<(), LeadError> {
+    let election = Election::start(client.clone(), lease)
+        .await
+        .map_err(LeadError::Leader)?;
     tracing::info!(identity = %lease.identity, lease = %lease.name, namespace = %lease.namespace, "standby: waiting for the lease");
     ready.store(true, Ordering::Relaxed);
     let mut leading = election.leading();
@@ -128,7 +159,7 @@ async fn lead(
         r = leading.wait_for(|l| *l) => {
             if r.is_err() {
                 election.release().await;
-                return Err(RunError::LostLease);
+                return Err(LeadError::LostLease);
             }
         }
     }
@@ -150,7 +181,7 @@ async fn lead(
     election.release().await;
     if lost.load(Ordering::Relaxed) {
         tracing::error!("lost the lease: stopped reconciling");
-        return Err(RunError::LostLease);
+        return Err(LeadError::LostLease);
     }
     Ok(())
 }
@@ -207,6 +238,22 @@ async fn control(
             }
         });
     }
+    // A stop before the caches synced (no apiserver answers) ends the run
+    // at once: kube-runtime's graceful shutdown waits for the caches first,
+    // which would hold the stop until the kubelet's SIGKILL. Once synced,
+    // the graceful shutdown finishes the reconciles in hand.
+    let stop = stop.shared();
+    let stop_unsynced = {
+        let (stop, synced) = (stop.clone(), caches_rx.clone());
+        async move {
+            stop.await;
+            if *synced.borrow() {
+                std::future::pending::<()>().await;
+            } else {
+                tracing::info!("stopping before the caches synced: nothing to finish");
+            }
+        }
+    };
     let controller = Controller::for_stream(app_stream, apps).trigger_backoff(NoTriggerBackoff);
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -222,6 +269,7 @@ async fn control(
         .owns_stream(svc_stream)
         .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx)
+        .take_until(stop_unsynced)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!("reconcile: {e}");
