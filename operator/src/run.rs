@@ -24,7 +24,9 @@ use crate::types::ClusterApp;
 
 #[derive(Debug, Error)]
 pub enum RunError {
-    #[error("cannot find a Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {0}")]
+    #[error(
+        "cannot find a Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {0}"
+    )]
     Config(#[source] kube::config::InferConfigError),
     #[error("cannot build a Kubernetes client for {apiserver}: {source}")]
     Client {
