@@ -195,10 +195,42 @@ impl Report {
             "Worker environment (plus COREFIT_WORKER_ID and NODE_APP_INSTANCE = 0..{})",
             d.workers - 1
         );
-        for (k, v) in &d.worker_env.common {
+        let we = &d.worker_env;
+        let only = we.command_runtime.and_then(|r| we.by_runtime.get(&r));
+        let mut shown_env = we.common.clone();
+        shown_env.extend(
+            only.into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        for (k, v) in &shown_env {
             let _ = writeln!(out, "  {k}={}", redact::shown(k, v));
         }
+        shares_text(&mut out, we);
         out
+    }
+}
+
+/// The share table's rows: each variable, who reads it, and why.
+fn shares_text(out: &mut String, we: &crate::plan::worker_env::WorkerEnv) {
+    if we.shares.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Runtime shares (docs/worker-env.md)");
+    for s in &we.shares {
+        let set = match &s.value {
+            Some(v) => format!("{}={}", s.variable, redact::shown(&s.variable, v)),
+            None => s.variable.clone(),
+        };
+        let gate = if !s.only_for_command {
+            String::new()
+        } else if we.command_runtime == Some(s.runtime) {
+            ", the command is one".to_owned()
+        } else {
+            format!(", only when the command is {}", s.runtime.as_str())
+        };
+        let _ = writeln!(out, "  {set}  [{}{gate}] {}", s.runtime.as_str(), s.reason);
     }
 }
 

@@ -105,6 +105,9 @@ fn run_plan(cmd: &PlanCommand) -> ExitCode {
                 report.warnings.push(refusal);
             }
             if !cmd.command.is_empty() {
+                let path = std::env::var("PATH").ok();
+                let runtime = corefit::probe::runtime::of_command(&cmd.command, path.as_deref());
+                corefit::probe::runtime::tell(&mut report.decision, runtime);
                 let chosen = cmd
                     .socket
                     .clone()
@@ -138,13 +141,15 @@ fn run_supervised(plan_args: &PlanArgs, run_args: &RunArgs, cmd: Vec<String>) ->
         );
         return ExitCode::from(exit::USAGE);
     }
-    let report = match decide_from(plan_args) {
+    let runtime = corefit::probe::runtime::of_command(&cmd, std::env::var("PATH").ok().as_deref());
+    let mut report = match decide_from(plan_args) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("corefit: {e}");
             return ExitCode::from(exit::USAGE);
         }
     };
+    corefit::probe::runtime::tell(&mut report.decision, runtime);
     let config = match run_args.config_with(cmd, &RunEnv::from_process()) {
         Ok(c) => c,
         Err(e) => {
@@ -153,7 +158,12 @@ fn run_supervised(plan_args: &PlanArgs, run_args: &RunArgs, cmd: Vec<String>) ->
         }
     };
     // Live resize re-plans with the same flags and environment.
-    let replan = || decide_from(plan_args).ok().map(|r| r.decision);
+    let replan = || {
+        decide_from(plan_args).ok().map(|mut r| {
+            corefit::probe::runtime::tell(&mut r.decision, runtime);
+            r.decision
+        })
+    };
     let fixed = match &report.inputs.overrides.workers {
         Some(Sourced {
             value: WorkerChoice::Count(n),

@@ -33,7 +33,8 @@
 //!    naming the flag or variable. The environment arrives as an [`Env`]
 //!    map: reading it is the caller's job.
 //! 4. [`decide`]: the matrix, [`plan`] and [`plan_for_pod`] -> [`Plan`].
-//! 5. [`worker_env`]: the environment each worker gets from the decision.
+//! 5. [`worker_env`]: the environment each worker gets from the decision;
+//!    [`shares`]: the table of what each runtime is told of its share.
 //! 6. [`size`]: memory sizes as users write them; [`redact`]:
 //!    secret-looking variables' values, never printed.
 //!
@@ -48,6 +49,7 @@ pub mod decide;
 pub mod facts;
 pub mod overrides;
 pub mod redact;
+pub mod shares;
 pub mod size;
 pub mod worker_env;
 

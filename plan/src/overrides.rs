@@ -95,6 +95,12 @@ pub struct Overrides {
     pub node_options: Option<String>,
     /// The user's own `GOMAXPROCS`, left alone when set.
     pub gomaxprocs: Option<String>,
+    /// The user's own values of the share table's other variables
+    /// (`GOMEMLIMIT`, `JAVA_TOOL_OPTIONS`... see `shares::USER_VARIABLES`),
+    /// kept when set.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(serialize_with = "super::redact::serialize_env")]
+    pub runtime_env: BTreeMap<String, String>,
     /// Lower-precedence sources that were set but not used.
     pub shadowed: Vec<String>,
 }
@@ -168,6 +174,10 @@ pub fn resolve(flags: &FlagValues, env: &Env) -> Result<Overrides, OverrideError
         scaling,
         node_options: env.get("NODE_OPTIONS").cloned(),
         gomaxprocs: env.get("GOMAXPROCS").cloned(),
+        runtime_env: super::shares::USER_VARIABLES
+            .iter()
+            .filter_map(|k| Some(((*k).to_owned(), env.get(*k)?.clone())))
+            .collect(),
         shadowed,
     })
 }

@@ -9,6 +9,7 @@
 //! - [`host`]: online CPUs, `MemTotal`, hypervisor flag, affinity.
 //! - [`platform`]: platform signals and published sizes.
 //! - [`procstat`]: per-process state, CPU time and RSS from `/proc/<pid>/stat`.
+//! - [`runtime`]: which runtime a command is (for the share table).
 
 pub mod cgroup;
 pub mod executable;
@@ -18,6 +19,7 @@ pub mod own_cgroup;
 pub mod parse;
 pub mod platform;
 pub mod procstat;
+pub mod runtime;
 
 use std::path::Path;
 
