@@ -7,11 +7,13 @@
 #   tests/k8s/node.sh status
 #   tests/k8s/node.sh stop
 #   tests/k8s/node.sh env               # the exports, whether it runs or not
+#   tests/k8s/node.sh images            # build the node's images only
 #
 # What it changes on this machine, and how it leaves none of it behind
 # (facts in ../shared/REAL.md):
 #
-# - a network namespace of its own (`ip netns`, name $COREFIT_TEST_NODE_NETNS)
+# - a network namespace of its own (`ip netns`, corefit-node-ID, exported
+#   as $COREFIT_TEST_NODE_NETNS)
 #   holding the kubelet, containerd's pods and a bridge CNI (pods get
 #   10.88.x.y there, and no route leads out of it). The apiserver's port and
 #   the kubelet's are joined to the host's 127.0.0.1 by socat over Unix
@@ -20,7 +22,7 @@
 #   (tests/k8s/node/inside.sh): the /proc/sys entries the kubelet would
 #   rewrite on the host, and the paths it and containerd hard-code, are
 #   bound from the state directory there only;
-# - child cgroups /corefit-node in each hierarchy (the kubelet's
+# - child cgroups /corefit-node-ID in each hierarchy (the kubelet's
 #   --cgroup-root, so every pod's cgroup sits under it);
 # - images built with podman (tests/container/lib.sh's store) and imported
 #   into containerd (tests/k8s/node/images.sh).
@@ -51,10 +53,13 @@ K8S_VERSION=1.20.2
 CACHE="${COREFIT_CACHE:-$HOME/.cache/corefit}"
 BIN="${COREFIT_K8S_BIN:-$CACHE/k8s-$K8S_VERSION}"
 CP_STATE="${COREFIT_K8S_STATE:-${TMPDIR:-/tmp}/corefit-k8s-$(id -u)}"
-STATE="${COREFIT_NODE_STATE:-${TMPDIR:-/tmp}/corefit-node-$(id -u)}"
-NETNS="${COREFIT_NODE_NETNS:-corefit-node}"
+# One node per control plane: its state, network namespace and cgroups
+# are named after the control plane's state directory.
+STATE="${COREFIT_NODE_STATE:-$CP_STATE-node}"
+NODE_ID=$(printf '%s' "$STATE" | cksum | cut -c1-6)
+NETNS="${COREFIT_NODE_NETNS:-corefit-node-$NODE_ID}"
 NODE_NAME=127.0.0.1
-CGROUP_ROOT=corefit-node
+CGROUP_ROOT=corefit-node-$NODE_ID
 READY_DEADLINE="${COREFIT_NODE_READY_DEADLINE:-180}"
 KUBECTL="$BIN/kubectl"
 SYSCTLS=(vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
@@ -112,7 +117,7 @@ node_pids() {
   ns=$(cat "$STATE/mntns" 2>/dev/null || true)
   if [ -n "$ns" ]; then
     for p in /proc/[0-9]*; do
-      [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && echo "${p#/proc/}"
+      [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && alive "${p#/proc/}" && echo "${p#/proc/}"
     done
   fi
   cgroup_pids
@@ -123,15 +128,24 @@ cgroup_pids() {
   local f
   for f in /sys/fs/cgroup/*/"$CGROUP_ROOT"; do
     if [ -d "$f" ]; then find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi
-  done
+  done | while read -r p; do alive "$p" && echo "$p"; done
+  true
 }
 
-stop_pid() { # pidfile word
+# Running (a zombie waits for its parent, here often this machine's init,
+# to reap it: it holds nothing any more).
+alive() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ "${st%% *}" != Z ]
+}
+
+stop_pid() { # pidfile word [signal]
   local pid deadline
   pid=$(ours "$1" "$2") || { rm -f "$1"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
+  kill "-${3:-TERM}" "$pid" 2>/dev/null || true
   deadline=$((SECONDS + 10))
-  while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+  while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$1"
 }
@@ -146,7 +160,7 @@ rm_cgroups() {
 }
 
 do_stop() {
-  local pids deadline left=0 t0=$SECONDS
+  local pids deadline f left=0 t0=$SECONDS
   [ -d "$STATE" ] || { log "nothing to stop ($STATE absent)"; ip netns del "$NETNS" 2>/dev/null || true; return 0; }
   # The Node object: its pods are then removed by the garbage collector.
   if [ -f "$CP_STATE/kubeconfig" ] && [ -x "$KUBECTL" ]; then
@@ -166,10 +180,10 @@ do_stop() {
   done
   stop_pid "$STATE/containerd.pid" containerd
   stop_pid "$STATE/inside.pid" inside.sh
-  stop_pid "$STATE/socat-api-inside.pid" socat
-  stop_pid "$STATE/socat-kubelet-inside.pid" socat
-  stop_pid "$STATE/socat-api-host.pid" socat
-  stop_pid "$STATE/socat-kubelet-host.pid" socat
+  # socat takes about 2 s to act on SIGTERM; a relay has nothing to save.
+  for f in api-inside kubelet-inside api-host kubelet-host; do
+    stop_pid "$STATE/socat-$f.pid" socat KILL
+  done
   # Whatever else still runs in the node's mount namespace (shims).
   deadline=$((SECONDS + 10))
   while pids=$(node_pids | sort -u) && [ -n "$pids" ]; do
@@ -342,10 +356,12 @@ do_start() {
   source tests/k8s/node/images.sh
   PAUSE_IMAGE=$NODE_PAUSE_IMAGE
   write_configs
-  ct_host_before
-  node_build_images || { ct_host_after; do_stop; die "building the node's images failed"; }
-  ct_host_after
-  log "images built ($((SECONDS - t0))s)"
+  if [ -z "${COREFIT_NODE_IMAGES_BUILT:-}" ]; then
+    ct_host_before
+    node_build_images || { ct_host_after; do_stop; die "building the node's images failed"; }
+    ct_host_after
+    log "images built ($((SECONDS - t0))s)"
+  fi
 
   ip netns add "$NETNS"
   for d in /sys/fs/cgroup/*/; do
@@ -425,10 +441,23 @@ do_status() {
   exports
 }
 
+# Builds the node's images (podman; the launcher's static corefit with
+# cargo) without starting anything: run-operator-tests.sh does this first,
+# then starts the node with COREFIT_NODE_IMAGES_BUILT=1 while cargo runs
+# the other tests (a second cargo would wait for their lock).
+do_images() {
+  # shellcheck source=tests/k8s/node/images.sh
+  source tests/k8s/node/images.sh
+  ct_host_before
+  node_build_images || { ct_host_after; die "building the node's images failed"; }
+  ct_host_after
+}
+
 case "${1:-}" in
   start) do_start ;;
+  images) do_images ;;
   stop) do_stop ;;
   status) do_status ;;
   env) exports ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env|images" >&2; exit 2 ;;
 esac

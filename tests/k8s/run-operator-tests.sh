@@ -32,7 +32,8 @@ cleanup() {
 status=0
 trap 'cleanup; exit $status' EXIT
 started=$SECONDS
-tests/k8s/node.sh start >/dev/null 2>"$node_log" &
+tests/k8s/node.sh images
+COREFIT_NODE_IMAGES_BUILT=1 tests/k8s/node.sh start >/dev/null 2>"$node_log" &
 node_pid=$!
 
 cargo test -p corefit-operator "$@" -- --skip real_node_ || status=$?
@@ -48,6 +49,7 @@ fi
 node_pid=
 echo "real node: $(grep -o 'Ready in [0-9]*s' "$node_log") (started $((SECONDS - started))s ago, in the background)" >&2
 t0=$SECONDS
-cargo test -p corefit-operator --test real_node "$@" || status=$?
+# --nocapture: the test prints what it measured (apply to Ready, deletion).
+cargo test -p corefit-operator --test real_node "$@" -- --nocapture || status=$?
 echo "real node tests: $((SECONDS - t0))s" >&2
-tests/k8s/node.sh status || true
+tests/k8s/node.sh status >/dev/null || true
