@@ -17,6 +17,7 @@ pub fn health(s: &ClusterSnapshot) -> (u16, Value) {
         "workers": { "desired": s.desired, "active": s.workers.len(), "ready": s.ready() },
         "reloading": s.reloading,
         "cpu": { "limit": s.cpu_limit },
+        "cgroup": s.cgroup,
         "memory": { "limit_bytes": s.memory_limit_bytes, "used_bytes": s.memory_used_bytes() },
         "restarts": s.restarts_by_reason,
         "uptime_seconds": s.uptime_seconds,
@@ -42,6 +43,9 @@ mod tests {
         assert_eq!(doc["status"], "degraded");
         assert_eq!(doc["workers"]["ready"], 1);
         assert_eq!(doc["memory"]["used_bytes"], 70u64 << 20);
+        assert_eq!(doc["cgroup"]["throttling"]["throttled_periods"], 30);
+        assert_eq!(doc["cgroup"]["throttled_percent"], 25.0);
+        assert_eq!(doc["cgroup"]["cpu_pressure"]["some"]["avg10"], 12.5);
         s.workers[1].phase = WorkerPhase::Ready;
         assert_eq!(health(&s).0, 200);
         let w = workers(&s);

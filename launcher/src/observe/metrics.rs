@@ -106,6 +106,9 @@ pub fn render(s: &ClusterSnapshot) -> String {
             refused,
         );
     }
+    if let Some(c) = &s.cgroup {
+        cgroup_metrics(&mut registry, c);
+    }
     registry.register_with_unit(
         "uptime",
         "Seconds since corefit started",
@@ -117,6 +120,82 @@ pub fn render(s: &ClusterSnapshot) -> String {
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &registry);
     out
+}
+
+/// Throttling (counters, as the kernel's) and pressure (stall seconds as
+/// counters, the 10 s average as a gauge) of corefit's cgroup.
+fn cgroup_metrics(registry: &mut Registry, c: &super::throttle::CgroupSnapshot) {
+    if let Some(t) = &c.stats.throttling {
+        registry.register(
+            "cgroup_cpu_periods",
+            "CFS enforcement periods in which corefit's cgroup had runnable threads (cpu.stat nr_periods)",
+            counter(t.periods),
+        );
+        registry.register(
+            "cgroup_cpu_throttled_periods",
+            "Of those, periods in which the cgroup ran out of CPU quota (cpu.stat nr_throttled)",
+            counter(t.throttled_periods),
+        );
+        let secs = FloatCounter::default();
+        secs.inc_by(t.throttled_seconds.max(0.0));
+        registry.register_with_unit(
+            "cgroup_cpu_throttled",
+            "Time threads of the cgroup waited for the next CFS period",
+            Unit::Seconds,
+            secs,
+        );
+    }
+    if let Some(p) = c.throttled_percent {
+        registry.register(
+            "cgroup_cpu_throttled_recent_ratio",
+            "Share of the periods over the last 30 s that were throttled",
+            float_gauge(p / 100.0),
+        );
+    }
+    let episodes: Counter = Counter::default();
+    episodes.inc_by(c.throttling_episodes);
+    registry.register(
+        "cgroup_cpu_throttling_episodes",
+        "Throttling episodes corefit warned about",
+        episodes,
+    );
+    let stalled = Family::<Labels, FloatCounter>::default();
+    let avg10 = Family::<Labels, FloatGauge>::default();
+    for (resource, p) in [
+        ("cpu", &c.stats.cpu_pressure),
+        ("memory", &c.stats.memory_pressure),
+        ("io", &c.stats.io_pressure),
+    ] {
+        let Some(p) = p else { continue };
+        for (kind, stall) in [("some", Some(p.some)), ("full", p.full)] {
+            let Some(stall) = stall else { continue };
+            let labels = vec![
+                ("resource".to_owned(), resource.to_owned()),
+                ("kind".to_owned(), kind.to_owned()),
+            ];
+            stalled
+                .get_or_create(&labels)
+                .inc_by(stall.total_seconds.max(0.0));
+            avg10.get_or_create(&labels).set(stall.avg10 / 100.0);
+        }
+    }
+    registry.register_with_unit(
+        "cgroup_pressure_stalled",
+        "Time tasks of corefit's cgroup stalled on a resource (PSI total)",
+        Unit::Seconds,
+        stalled,
+    );
+    registry.register(
+        "cgroup_pressure_avg10_ratio",
+        "Share of the last 10 s tasks of the cgroup stalled on a resource (PSI avg10)",
+        avg10,
+    );
+}
+
+fn counter(value: u64) -> Counter {
+    let c = Counter::default();
+    c.inc_by(value);
+    c
 }
 
 /// A gauge holding `value`, capped at `i64::MAX`.
@@ -157,6 +236,13 @@ mod tests {
             "corefit_proxy_connections 7",
             "corefit_proxy_connections_max 9936",
             "corefit_proxy_connections_refused_total 2",
+            "corefit_cgroup_cpu_periods_total 120",
+            "corefit_cgroup_cpu_throttled_periods_total 30",
+            "corefit_cgroup_cpu_throttled_seconds_total 2.5",
+            "corefit_cgroup_cpu_throttled_recent_ratio 0.25",
+            "corefit_cgroup_cpu_throttling_episodes_total 1",
+            "corefit_cgroup_pressure_stalled_seconds_total{resource=\"cpu\",kind=\"some\"} 4.5",
+            "corefit_cgroup_pressure_avg10_ratio{resource=\"cpu\",kind=\"some\"} 0.125",
             "# EOF",
         ] {
             assert!(

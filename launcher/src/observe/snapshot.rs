@@ -71,6 +71,9 @@ pub struct ClusterSnapshot {
     /// The proxy's client connections (`--socket proxy` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxySnapshot>,
+    /// corefit's cgroup: CFS throttling and pressure, once sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<super::throttle::CgroupSnapshot>,
     /// When the uptimes were measured. The supervisor publishes a snapshot
     /// when something happens, which may be seconds before a request: the
     /// admin endpoint ages it with [`ClusterSnapshot::at`]. Not serialized.
@@ -175,6 +178,29 @@ pub(crate) fn example() -> ClusterSnapshot {
             open: 7,
             refused: 2,
             max: 9936,
+        }),
+        cgroup: Some(super::throttle::CgroupSnapshot {
+            stats: crate::probe::cgroup_stats::CgroupStats {
+                throttling: Some(crate::probe::cgroup_stats::Throttling {
+                    periods: 120,
+                    throttled_periods: 30,
+                    throttled_seconds: 2.5,
+                    file: "/sys/fs/cgroup/cpu/app/cpu.stat".into(),
+                }),
+                cpu_pressure: Some(crate::probe::cgroup_stats::Pressure {
+                    some: crate::probe::cgroup_stats::Stall {
+                        avg10: 12.5,
+                        avg60: 3.0,
+                        avg300: 1.0,
+                        total_seconds: 4.5,
+                    },
+                    full: None,
+                }),
+                memory_pressure: None,
+                io_pressure: None,
+            },
+            throttled_percent: Some(25.0),
+            throttling_episodes: 1,
         }),
         restarts_by_reason: [("crash".to_owned(), 3)].into_iter().collect(),
         reloading: false,

@@ -40,7 +40,49 @@ pub fn status_table(s: &ClusterSnapshot) -> String {
             human_bytes(w.rss_bytes)
         );
     }
+    if let Some(c) = &s.cgroup {
+        cgroup_lines(&mut out, c);
+    }
     out
+}
+
+/// Throttling and pressure, when corefit could read them.
+fn cgroup_lines(out: &mut String, c: &super::throttle::CgroupSnapshot) {
+    if let Some(t) = &c.stats.throttling {
+        let recent = c
+            .throttled_percent
+            .map(|p| format!(", {p:.0}% of the last periods"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "cpu throttled: {} of {} periods ({:.1}s){recent}{}",
+            t.throttled_periods,
+            t.periods,
+            t.throttled_seconds,
+            match c.throttling_episodes {
+                0 => String::new(),
+                n => format!(", {n} episode(s) warned"),
+            }
+        );
+    }
+    let psi = [
+        ("cpu", &c.stats.cpu_pressure),
+        ("memory", &c.stats.memory_pressure),
+        ("io", &c.stats.io_pressure),
+    ];
+    let parts: Vec<String> = psi
+        .iter()
+        .filter_map(|(name, p)| {
+            let p = p.as_ref()?;
+            Some(format!(
+                "{name} {:.1}/{:.1}/{:.1}%",
+                p.some.avg10, p.some.avg60, p.some.avg300
+            ))
+        })
+        .collect();
+    if !parts.is_empty() {
+        let _ = writeln!(out, "pressure (some, avg10/60/300): {}", parts.join(", "));
+    }
 }
 
 /// `3s`, `4m`, `2h`, `5d`, as pm2 shows uptime.
@@ -63,7 +105,12 @@ mod tests {
     fn renders_like_pm2_status() {
         let t = status_table(&example());
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4, "{t}");
+        assert_eq!(lines.len(), 6, "{t}");
+        assert_eq!(
+            lines[4],
+            "cpu throttled: 30 of 120 periods (2.5s), 25% of the last periods, 1 episode(s) warned"
+        );
+        assert_eq!(lines[5], "pressure (some, avg10/60/300): cpu 12.5/3.0/1.0%");
         assert!(
             lines[0].starts_with("cluster mode, 1 of 2 workers ready"),
             "{t}"

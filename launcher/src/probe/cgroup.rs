@@ -91,6 +91,57 @@ pub fn read_limits(
     out
 }
 
+/// Where corefit reads the statistics of its own cgroup (throttling and
+/// pressure, `probe::cgroup_stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatDirs {
+    /// The cpu controller's directory whose quota binds (where the kernel
+    /// counts the throttling it causes), else the process's own; with its
+    /// hierarchy's version (`cpu.stat` differs).
+    pub cpu: Option<(CgroupVersion, PathBuf)>,
+    /// The process's own directory in the unified hierarchy (v2, or the
+    /// cgroup2 mount of a hybrid machine), where the PSI files are.
+    pub psi: Option<PathBuf>,
+}
+
+/// Locates [`StatDirs`]. `root` prefixes every absolute path (`/` live).
+pub fn stat_dirs(
+    root: &Path,
+    mounts: &[CgroupMount],
+    members: &[CgroupMembership],
+    warnings: &mut Warnings,
+) -> StatDirs {
+    let cpu = chain_for(root, mounts, members, "cpu", warnings).map(|chain| {
+        let quota = match chain.version {
+            CgroupVersion::V1 => min_v1_quota(&chain, warnings),
+            CgroupVersion::V2 => min_v2_quota(&chain, warnings),
+        };
+        let dir = quota
+            .and_then(|q| Path::new(&q.source.file).parent().map(Path::to_path_buf))
+            .or_else(|| chain.dirs.first().cloned())
+            .unwrap_or_default();
+        (chain.version, dir)
+    });
+    let psi = unified_chain(root, mounts, members, warnings)
+        .and_then(|chain| chain.dirs.into_iter().next());
+    StatDirs { cpu, psi }
+}
+
+/// The process's chain in the unified hierarchy, if one is mounted.
+fn unified_chain(
+    root: &Path,
+    mounts: &[CgroupMount],
+    members: &[CgroupMembership],
+    warnings: &mut Warnings,
+) -> Option<Chain> {
+    let mount = mounts.iter().find(|m| m.fs_type == "cgroup2")?;
+    let member = members
+        .iter()
+        .find(|m| m.hierarchy_id == "0" && m.controllers.is_empty());
+    let path = member.map_or("/", |m| m.path.as_str());
+    Some(build_chain(root, mount, path, CgroupVersion::V2, warnings))
+}
+
 /// Finds the directory chain for `controller`: the v1 hierarchy carrying
 /// it, or else the unified hierarchy.
 fn chain_for(
@@ -116,12 +167,7 @@ fn chain_for(
         };
         return Some(build_chain(root, mount, path, CgroupVersion::V1, warnings));
     }
-    let mount = mounts.iter().find(|m| m.fs_type == "cgroup2")?;
-    let member = members
-        .iter()
-        .find(|m| m.hierarchy_id == "0" && m.controllers.is_empty());
-    let path = member.map_or("/", |m| m.path.as_str());
-    Some(build_chain(root, mount, path, CgroupVersion::V2, warnings))
+    unified_chain(root, mounts, members, warnings)
 }
 
 fn build_chain(

@@ -4,6 +4,7 @@
 //! - [`parse`]: values in cgroup and proc files (pure).
 //! - [`mountinfo`]: `/proc/self/mountinfo` and `/proc/self/cgroup` (pure).
 //! - [`cgroup`]: limits along the cgroup path and its ancestors.
+//! - [`cgroup_stats`]: throttling (`cpu.stat`) and pressure (PSI) of corefit's cgroup.
 //! - [`own_cgroup`]: the process's cgroup when a cgroup namespace hides it.
 //! - [`executable`]: what a command really runs (static, dynamic, setuid).
 //! - [`host`]: online CPUs, `MemTotal`, hypervisor flag, affinity.
@@ -12,6 +13,7 @@
 //! - [`runtime`]: which runtime a command is (for the share table).
 
 pub mod cgroup;
+pub mod cgroup_stats;
 pub mod executable;
 pub mod host;
 pub mod mountinfo;

@@ -40,6 +40,7 @@ pub fn snapshot(
         reloading: supervisor.reloading(),
         uptime_seconds: secs(now.saturating_duration_since(started)),
         proxy: None,
+        cgroup: sampler.cgroup().cloned(),
         taken: Some(now),
     }
 }

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::observe::snapshot::cpu_percent;
+use crate::observe::throttle::{CgroupSnapshot, ThrottleWatch, Window};
+use crate::probe::cgroup_stats::StatFiles;
 use crate::probe::procstat::{tree_usage, Stat};
 
 /// One worker process's latest figures.
@@ -28,6 +30,22 @@ pub struct Sampler {
     samples: BTreeMap<i32, Sample>,
     /// Pids already warned about (until they drop below the threshold).
     warned: BTreeSet<i32>,
+    /// corefit's cgroup's statistics files, when located.
+    cgroup_files: Option<StatFiles>,
+    /// Their latest reading.
+    cgroup: Option<CgroupSnapshot>,
+    throttle: ThrottleWatch,
+    /// Errors reading them already reported (each once).
+    cgroup_errors: BTreeSet<String>,
+}
+
+/// What a sample of corefit's cgroup asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CgroupFinding {
+    /// A throttling episode started (warned once per episode).
+    Throttled { window: Window, file: String },
+    /// A statistics file could not be read or parsed (reported once).
+    Unreadable(String),
 }
 
 /// What a sample asks for.
@@ -46,7 +64,54 @@ impl Sampler {
             ticks_per_second,
             samples: BTreeMap::new(),
             warned: BTreeSet::new(),
+            cgroup_files: None,
+            cgroup: None,
+            throttle: ThrottleWatch::default(),
+            cgroup_errors: BTreeSet::new(),
         }
+    }
+
+    /// Also samples these cgroup statistics files.
+    pub fn with_cgroup(mut self, files: StatFiles) -> Sampler {
+        self.cgroup_files = Some(files);
+        self
+    }
+
+    /// Reads corefit's cgroup's throttling and pressure.
+    pub fn sample_cgroup(&mut self, now: Instant) -> Vec<CgroupFinding> {
+        let Some(files) = &self.cgroup_files else {
+            return Vec::new();
+        };
+        let (stats, errors) = files.read();
+        let mut out: Vec<CgroupFinding> = errors
+            .into_iter()
+            .map(|e| e.to_string())
+            .filter(|e| self.cgroup_errors.insert(e.clone()))
+            .map(CgroupFinding::Unreadable)
+            .collect();
+        if let Some(t) = &stats.throttling {
+            if let Some(window) = self.throttle.observe(now, t) {
+                out.push(CgroupFinding::Throttled {
+                    window,
+                    file: t.file.clone(),
+                });
+            }
+        }
+        let empty = stats == Default::default();
+        self.cgroup = (!empty).then(|| CgroupSnapshot {
+            stats,
+            throttled_percent: self
+                .throttle
+                .window()
+                .map(|w| (w.percent() * 10.0).round() / 10.0),
+            throttling_episodes: self.throttle.episodes(),
+        });
+        out
+    }
+
+    /// The latest reading of corefit's cgroup.
+    pub fn cgroup(&self) -> Option<&CgroupSnapshot> {
+        self.cgroup.as_ref()
     }
 
     /// Page size and clock ticks from sysconf.
@@ -60,7 +125,8 @@ impl Sampler {
             .ok()
             .flatten()
             .map_or(100, |v| v as u64);
-        Sampler::new(page, ticks)
+        let files = StatFiles::locate(std::path::Path::new("/"), &mut Vec::new());
+        Sampler::new(page, ticks).with_cgroup(files)
     }
 
     /// Samples `pids` from `processes`; forgets pids no longer watched.
@@ -162,6 +228,46 @@ mod tests {
         // A pid no longer watched is forgotten.
         s.sample(t0 + Duration::from_secs(3), &[], &[]);
         assert_eq!(s.get(10), None);
+    }
+
+    #[test]
+    fn samples_a_cgroup_and_warns_once_per_episode() {
+        let dir = tempfile::tempdir().unwrap();
+        let stat = dir.path().join("cpu.stat");
+        let files = StatFiles {
+            cpu_stat: Some((crate::plan::facts::CgroupVersion::V1, stat.clone())),
+            pressure: None,
+        };
+        let mut s = Sampler::new(4096, 100).with_cgroup(files);
+        let t0 = Instant::now();
+        let mut warned = 0;
+        for n in 0..10u64 {
+            let text = format!(
+                "nr_periods {}\nnr_throttled {}\nthrottled_time {}\n",
+                n * 10,
+                n * 9,
+                n * 50_000_000
+            );
+            std::fs::write(&stat, text).unwrap();
+            let f = s.sample_cgroup(t0 + Duration::from_secs(n));
+            warned += f
+                .iter()
+                .filter(|f| matches!(f, CgroupFinding::Throttled { .. }))
+                .count();
+        }
+        assert_eq!(warned, 1);
+        let c = s.cgroup().unwrap();
+        assert_eq!(c.stats.throttling.as_ref().unwrap().throttled_periods, 81);
+        assert_eq!(c.throttled_percent, Some(90.0));
+        assert_eq!(c.throttling_episodes, 1);
+        // A garbled file is reported once, naming it.
+        std::fs::write(&stat, "nr_periods lots\n").unwrap();
+        let f = s.sample_cgroup(t0 + Duration::from_secs(11));
+        assert!(
+            matches!(&f[..], [CgroupFinding::Unreadable(e)] if e.contains("cpu.stat")),
+            "{f:?}"
+        );
+        assert_eq!(s.sample_cgroup(t0 + Duration::from_secs(12)), vec![]);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::supervise::config::MemoryCeiling;
 use crate::supervise::machine::{Event, Level, ProcessState};
 use crate::supervise::net::liveness::http_probe;
 use crate::supervise::report::cluster::plan_memory_budget;
-use crate::supervise::report::sampler::Finding;
+use crate::supervise::report::sampler::{CgroupFinding, Finding};
 
 impl Run<'_> {
     /// The memory ceiling per worker, if any.
@@ -32,6 +32,20 @@ impl Run<'_> {
         let views = self.supervisor.processes();
         let pids: Vec<i32> = views.iter().filter_map(|p| p.pid).collect();
         self.sampler.sample(Instant::now(), &procs, &pids);
+        for f in self.sampler.sample_cgroup(Instant::now()) {
+            let text = match f {
+                CgroupFinding::Throttled { window, file } => crate::observe::throttle::warning(
+                    &window,
+                    &file,
+                    self.supervisor.desired(),
+                    self.plan().effective_cpus.value,
+                ),
+                CgroupFinding::Unreadable(e) => {
+                    format!("cannot read corefit's cgroup statistics: {e}")
+                }
+            };
+            self.logger.log(Level::Warn, &text);
+        }
         let id_of = |pid: i32| views.iter().find(|p| p.pid == Some(pid)).map(|p| p.id);
         if self.cfg.memory.report {
             let mut total = 0;
