@@ -26,6 +26,9 @@ pub struct Report {
     pub command: Option<CommandReport>,
     /// Probe warnings (unreadable or garbage files) followed by the plan's.
     pub warnings: Vec<String>,
+    /// corefit's cgroup's throttling and pressure now, when they exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<crate::probe::cgroup_stats::CgroupStats>,
 }
 
 /// The facts and overrides the decision read.
@@ -56,6 +59,7 @@ impl Report {
             decision: plan,
             command: None,
             warnings,
+            cgroup: None,
         }
     }
 
@@ -119,6 +123,9 @@ impl Report {
             let _ = write!(mem, ", {}={} MiB", h.variable, h.value >> 20);
         }
         let _ = writeln!(out, "  memory        {mem}");
+        if let Some(c) = &self.cgroup {
+            cgroup_text(&mut out, c);
+        }
         let _ = writeln!(
             out,
             "  overrides     {}",
@@ -208,6 +215,34 @@ impl Report {
         }
         shares_text(&mut out, we);
         out
+    }
+}
+
+/// Throttling and pressure so far, in the Inputs section.
+fn cgroup_text(out: &mut String, c: &crate::probe::cgroup_stats::CgroupStats) {
+    if let Some(t) = c.throttling.as_ref().filter(|t| t.periods > 0) {
+        let _ = writeln!(
+            out,
+            "  throttling    {} of {} CFS periods throttled, {:.1}s waiting ({})",
+            t.throttled_periods, t.periods, t.throttled_seconds, t.file
+        );
+    }
+    let psi: Vec<String> = [
+        ("cpu", &c.cpu_pressure),
+        ("memory", &c.memory_pressure),
+        ("io", &c.io_pressure),
+    ]
+    .iter()
+    .filter_map(|(name, p)| {
+        let p = p.as_ref()?;
+        Some(format!(
+            "{name} {:.1}/{:.1}/{:.1}%",
+            p.some.avg10, p.some.avg60, p.some.avg300
+        ))
+    })
+    .collect();
+    if !psi.is_empty() {
+        let _ = writeln!(out, "  pressure      some avg10/60/300: {}", psi.join(", "));
     }
 }
 
@@ -346,5 +381,42 @@ mod tests {
             text.contains("  CPUs          1 CPU (the CPU affinity mask)\n"),
             "{text}"
         );
+    }
+    /// The share table's rows and the cgroup's figures are in the text,
+    /// each with its reason or its file.
+    #[test]
+    fn shares_and_throttling_are_shown() {
+        let limits = unlimited_v2(2, None);
+        let platform = Platform::new(PlatformKind::Vps, "test");
+        let mut env = crate::plan::Env::new();
+        env.insert("PYTHON_CPU_COUNT".to_owned(), "3".to_owned());
+        let overrides = crate::plan::resolve(&Default::default(), &env).unwrap();
+        let plan = crate::plan::plan(&limits, &platform, &overrides);
+        let mut report = Report::new(limits, platform, overrides, plan, Vec::new());
+        report.cgroup = Some(crate::probe::cgroup_stats::CgroupStats {
+            throttling: Some(crate::probe::cgroup_stats::Throttling {
+                periods: 120,
+                throttled_periods: 30,
+                throttled_seconds: 2.5,
+                file: "/cg/cpu.stat".into(),
+            }),
+            ..Default::default()
+        });
+        let text = report.to_text();
+        assert!(
+            text.contains(
+                "  throttling    30 of 120 CFS periods throttled, 2.5s waiting (/cg/cpu.stat)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  PYTHON_CPU_COUNT  [python] kept: set by the user (\"3\")\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  DOTNET_PROCESSOR_COUNT=1  [dotnet, only when the command is dotnet]"),
+            "{text}"
+        );
+        assert!(report.to_json().contains("\"throttled_periods\": 30"));
     }
 }

@@ -104,6 +104,13 @@ fn run_plan(cmd: &PlanCommand) -> ExitCode {
             if let Some(refusal) = affinity_conflict(socket.as_deref(), affinity.as_deref()) {
                 report.warnings.push(refusal);
             }
+            report.cgroup = corefit::probe::cgroup_stats::StatFiles::locate(
+                &cmd.plan.probe_root,
+                &mut Vec::new(),
+            )
+            .read()
+            .0
+            .into_nonempty();
             if !cmd.command.is_empty() {
                 let path = std::env::var("PATH").ok();
                 let runtime = corefit::probe::runtime::of_command(&cmd.command, path.as_deref());

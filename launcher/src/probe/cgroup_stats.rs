@@ -73,6 +73,13 @@ pub struct CgroupStats {
     pub io_pressure: Option<Pressure>,
 }
 
+impl CgroupStats {
+    /// `None` when no file said anything.
+    pub fn into_nonempty(self) -> Option<CgroupStats> {
+        (self != CgroupStats::default()).then_some(self)
+    }
+}
+
 /// The files to read each sample, located once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatFiles {
