@@ -154,7 +154,7 @@ fn corefit_plan_inside_a_real_cgroup() {
     assert_eq!(d["mode"], "single");
     assert_eq!(d["workers"], 1);
     assert_eq!(d["platform"], "kubernetes");
-    let reasons = corefit_test_support::facts::plan_reasons(&d);
+    let reasons = corefit_test_support::facts::plan_reasons(d);
     assert!(
         reasons.iter().any(|r| r.starts_with(&format!(
             "1.5 CPUs from cgroup {expect_version} quota 150000/100000"
