@@ -3,7 +3,8 @@
 //! the host (or the node, for a pod) is the starting point.
 //!
 //! ```text
-//! in a container   host CPUs   > affinity, cpuset, quota/period, platform hint
+//! in a container   host CPUs   > affinity, cpuset, quota/period, platform hint,
+//!                                the CPU request (on Kubernetes, only when no quota)
 //!                  MemTotal    > memory.max, memory.high, platform hint
 //! for a pod spec   node CPUs   > spec CPU limit, platform hint
 //!                  (unknown)   > spec memory limit, platform hint
@@ -22,6 +23,8 @@ pub(crate) struct Capacity {
     pub memory: Option<Bound<u64>>,
     /// True when a cgroup, platform or spec limit bounds memory.
     pub memory_limited: bool,
+    /// A CPU request that a quota made moot, said in the reasons.
+    pub unused_request: Option<String>,
 }
 
 impl Capacity {
@@ -29,7 +32,20 @@ impl Capacity {
     pub fn observed(limits: &Limits, platform: &Platform) -> Capacity {
         let cpu = &limits.cpu;
         let mem = &limits.memory;
-        Capacity::narrowed(
+        // A request is what the CPUs come from only when nothing caps
+        // them: with a quota, the quota wins (the pod may burst to it).
+        let request = platform.cpu_request.as_ref();
+        let (request, unused_request) = match (request, &cpu.quota) {
+            (Some(r), Some(q)) => (
+                None,
+                Some(format!(
+                    "the CPU request ({}m, {}) is not what sizes workers: the quota ({}) bounds the CPUs",
+                    r.millis, r.source, q.source.file
+                )),
+            ),
+            (r, _) => (r, None),
+        };
+        let mut capacity = Capacity::narrowed(
             platform,
             cpu.host_cpus,
             [
@@ -49,8 +65,12 @@ impl Capacity {
                         q.source.cgroup, q.quota_us, q.period_us, q.source.file
                     ),
                 })),
+                Candidate::set(request.map(|r| Bound {
+                    value: r.cpus(),
+                    source: format!("the CPU request ({})", r.source),
+                })),
             ],
-            cpu.quota.is_some(),
+            cpu.quota.is_some() || request.is_some(),
             mem.host_bytes.map(|b| Bound {
                 value: b,
                 source: "the host's MemTotal".to_owned(),
@@ -65,7 +85,9 @@ impl Capacity {
                     source: format!("{} memory.high ({})", h.source.cgroup, h.source.file),
                 }),
             ],
-        )
+        );
+        capacity.unused_request = unused_request;
+        capacity
     }
 
     /// From a pod's spec: the node's CPUs narrowed by the pod's limits (and
@@ -106,6 +128,7 @@ impl Capacity {
             cpu_limited,
             memory,
             memory_limited,
+            unused_request: None,
         }
     }
 }
@@ -396,5 +419,85 @@ mod tests {
             "{:?}",
             p.reasons
         );
+    }
+
+    fn request(millis: u64) -> crate::facts::CpuRequest {
+        crate::facts::CpuRequest {
+            millis,
+            source: crate::facts::RequestSource::Cgroup {
+                cgroup: crate::facts::CgroupVersion::V1,
+                file: "/sys/fs/cgroup/cpu/cpu.shares".to_owned(),
+                value: crate::request::shares_of_millis(millis),
+            },
+        }
+    }
+
+    fn on_kubernetes(req: Option<u64>) -> Platform {
+        let mut p = Platform::new(PlatformKind::Kubernetes, "KUBERNETES_SERVICE_HOST is set");
+        p.cpu_request = req.map(request);
+        p
+    }
+
+    /// With no quota, a request sizes the workers and the reason names it;
+    /// without one an orchestrated instance runs one process, as before.
+    #[test]
+    fn a_request_without_a_quota_sizes_the_workers() {
+        let o = Overrides::default();
+        let host = limits(8, None, None, None);
+        let p = plan(&host, &on_kubernetes(Some(1500)), &o);
+        assert_eq!((p.workers, p.cpu_limited), (1, true));
+        assert!(
+            p.reasons.iter().any(|r| r
+                == "1.5 CPUs from the CPU request (cpu.shares 1536, cgroup v1, /sys/fs/cgroup/cpu/cpu.shares)"),
+            "{:?}",
+            p.reasons
+        );
+        let p = plan(&host, &on_kubernetes(Some(2000)), &o);
+        assert_eq!(p.workers, 2);
+        assert_eq!(p.effective_cpus.value, 2.0);
+        let p = plan(&host, &on_kubernetes(Some(500)), &o);
+        assert_eq!(p.workers, 1);
+        let p = plan(&host, &on_kubernetes(None), &o);
+        assert_eq!((p.workers, p.cpu_limited), (1, false));
+        assert_eq!(p.effective_cpus.value, 8.0);
+        // A cpuset narrower than the request still wins.
+        let p = plan(
+            &limits(8, None, Some(2), None),
+            &on_kubernetes(Some(4000)),
+            &o,
+        );
+        assert_eq!(p.workers, 2);
+        assert!(
+            p.effective_cpus.source.contains("cpuset"),
+            "{:?}",
+            p.effective_cpus
+        );
+    }
+
+    /// A quota wins over a request, larger or smaller, and the reasons say
+    /// the request was not used.
+    #[test]
+    fn a_quota_wins_over_a_request() {
+        let o = Overrides::default();
+        for (req, quota, want) in [(2000, 4.0, 4), (4000, 2.0, 2), (1000, 3.0, 3)] {
+            let p = plan(
+                &limits(8, None, None, Some(quota)),
+                &on_kubernetes(Some(req)),
+                &o,
+            );
+            assert_eq!(p.workers, want, "request {req}m, quota {quota}");
+            assert!(
+                p.effective_cpus.source.contains("quota"),
+                "{:?}",
+                p.effective_cpus
+            );
+            assert!(
+                p.reasons.iter().any(|r| r
+                    .starts_with(&format!("the CPU request ({req}m, cpu.shares"))
+                    && r.contains("is not what sizes workers")),
+                "{:?}",
+                p.reasons
+            );
+        }
     }
 }

@@ -2,13 +2,14 @@
 //! [`Plan`]. It never reads the system, the environment or a clock.
 //!
 //! ```text
-//! effective CPUs   = min(host, affinity, cpuset, quota/period, platform hint)
+//! effective CPUs   = min(host, affinity, cpuset, quota/period, platform hint,
+//!                        the CPU request when no quota is set: Kubernetes only)
 //!                    (a pod: min(node, spec CPU limit, platform hint))
 //! memory           = min(host MemTotal, memory.max, memory.high, platform hint)
 //!                    (a pod: min(spec memory limit, platform hint))
 //! cpu cap          = max(1, floor(effective CPUs))
 //! memory cap       = floor(memory / memory per worker)      (512 MiB default)
-//! auto workers     = orchestrated and no CPU limit -> 1     (host cores aren't ours)
+//! auto workers     = orchestrated, no CPU limit, no request -> 1  (host cores aren't ours)
 //!                    otherwise                     -> cpu cap
 //! workers          = min(auto or explicit, cpu cap*, memory cap, max workers), >= 1
 //!                    (* unless oversubscription is allowed)
@@ -173,6 +174,7 @@ fn decide(capacity: Capacity, platform: &Platform, overrides: &Overrides) -> Pla
         cpu_limited,
         memory,
         memory_limited,
+        unused_request,
     } = capacity;
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
@@ -184,6 +186,7 @@ fn decide(capacity: Capacity, platform: &Platform, overrides: &Overrides) -> Pla
     ));
 
     reasons.push(format!("{} from {}", cpus_phrase(cpus.value), cpus.source));
+    reasons.extend(unused_request);
     let cpu_cap = whole_cpus(cpus.value);
 
     match &memory {
@@ -243,7 +246,7 @@ fn decide(capacity: Capacity, platform: &Platform, overrides: &Overrides) -> Pla
         } else if platform.kind.orchestrated() && !cpu_limited {
             workers = 1;
             reasons.push(format!(
-                "no CPU limit is set, and the host's {} are not this container's to use on {} -> 1 process (the platform scales out; set a CPU limit or COREFIT_WORKERS to run more)",
+                "no CPU limit is set, and the host's {} are not this container's to use on {} -> 1 process (the platform scales out; set a CPU request or limit, or COREFIT_WORKERS, to run more)",
                 cpus_phrase(cpus.value),
                 platform.kind.display_name()
             ));

@@ -114,8 +114,9 @@ pub struct PodResources {
     /// The CPUs of the largest node the pod may land on: a pod never gets
     /// more, even when its limit says so. It plays the host's part.
     pub node_cpus: u32,
-    /// The pod's CPU limit in CPUs (1.5 for `1500m`) and the field it came
-    /// from.
+    /// The CPUs the pod is guaranteed (its CPU request; its limit when
+    /// only a limit is stated, as Kubernetes then requests the limit), 1.5
+    /// for `1500m`, and the field it came from.
     pub cpus: Option<Hint<f64>>,
     /// The pod's memory limit in bytes and the field it came from.
     pub memory: Option<Hint<u64>>,
@@ -224,6 +225,16 @@ impl PlatformKind {
         PlatformKind::ALL.into_iter().find(|k| k.id() == wanted)
     }
 
+    /// Platforms whose containers a kubelet runs: it writes a pod's CPU
+    /// request into the container's cgroup (`cpu.shares`, `cpu.weight`), so
+    /// there (and only there) those figures are a request.
+    pub fn kubelet_managed(self) -> bool {
+        matches!(
+            self,
+            PlatformKind::Kubernetes | PlatformKind::Knative | PlatformKind::AzureContainerApps
+        )
+    }
+
     /// Orchestrated platforms add instances themselves: the baseline there is
     /// one process per instance (horizontal scaling).
     pub fn orchestrated(self) -> bool {
@@ -254,6 +265,61 @@ pub struct Platform {
     pub evidence: String,
     pub cpu_hint: Option<Hint<f64>>,
     pub memory_hint: Option<Hint<u64>>,
+    /// The CPU the orchestrator guarantees the instance (a Kubernetes CPU
+    /// request): what the CPUs come from when no quota bounds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_request: Option<CpuRequest>,
+}
+
+/// A CPU request and where it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuRequest {
+    /// The request in millicores (1500 for `1.5`).
+    pub millis: u64,
+    pub source: RequestSource,
+}
+
+impl CpuRequest {
+    /// The request in CPUs.
+    pub fn cpus(&self) -> f64 {
+        self.millis as f64 / 1000.0
+    }
+}
+
+/// Where a CPU request was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum RequestSource {
+    /// A variable the operator wires in by the downward API
+    /// (`COREFIT_CPU_REQUEST`, millicores).
+    Variable { name: String, value: String },
+    /// The figure the kubelet wrote into corefit's own cgroup from the
+    /// request: `cpu.shares` (v1) or `cpu.weight` (v2).
+    Cgroup {
+        cgroup: CgroupVersion,
+        file: String,
+        value: u64,
+    },
+}
+
+impl std::fmt::Display for RequestSource {
+    /// "COREFIT_CPU_REQUEST=1500", "cpu.shares 1536, cgroup v1, /sys/...".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestSource::Variable { name, value } => write!(f, "{name}={value}"),
+            RequestSource::Cgroup {
+                cgroup,
+                file,
+                value,
+            } => {
+                let name = match cgroup {
+                    CgroupVersion::V1 => "cpu.shares",
+                    CgroupVersion::V2 => "cpu.weight",
+                };
+                write!(f, "{name} {value}, {cgroup}, {file}")
+            }
+        }
+    }
 }
 
 impl Platform {
@@ -264,6 +330,7 @@ impl Platform {
             evidence: evidence.into(),
             cpu_hint: None,
             memory_hint: None,
+            cpu_request: None,
         }
     }
 }

@@ -36,7 +36,8 @@
 //! 5. [`worker_env`]: the environment each worker gets from the decision;
 //!    [`shares`]: the table of what each runtime is told of its share.
 //! 6. [`size`]: memory sizes as users write them; [`redact`]:
-//!    secret-looking variables' values, never printed.
+//!    secret-looking variables' values, never printed; [`request`]: a
+//!    Kubernetes CPU request read back from `cpu.shares` / `cpu.weight`.
 //!
 //! Guarantees: no I/O (no files, environment, clock or network; the only
 //! dependencies are `serde` and `thiserror`); never 0 workers; never above
@@ -49,6 +50,7 @@ pub mod decide;
 pub mod facts;
 pub mod overrides;
 pub mod redact;
+pub mod request;
 pub mod shares;
 pub mod size;
 pub mod worker_env;

@@ -127,6 +127,40 @@ pub fn stat_dirs(
     StatDirs { cpu, psi }
 }
 
+/// The CPU weight file of the process's own cpu cgroup, as read: what
+/// the kubelet derives from a pod's CPU request (`probe::platform` decides
+/// whether it is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightFile {
+    /// v1: `cpu.shares`; v2: `cpu.weight`.
+    pub version: CgroupVersion,
+    pub file: String,
+    pub text: String,
+}
+
+/// Reads [`WeightFile`] of the process's own directory (not its
+/// ancestors': a parent's weight shares among siblings, it is not this
+/// container's request). `None` when there is no cpu controller or file.
+pub fn own_weight(
+    root: &Path,
+    mounts: &[CgroupMount],
+    members: &[CgroupMembership],
+    warnings: &mut Warnings,
+) -> Option<WeightFile> {
+    let chain = chain_for(root, mounts, members, "cpu", warnings)?;
+    let file = match chain.version {
+        CgroupVersion::V1 => "cpu.shares",
+        CgroupVersion::V2 => "cpu.weight",
+    };
+    let path = chain.dirs.first()?.join(file);
+    let text = read_optional(&path, warnings)?;
+    Some(WeightFile {
+        version: chain.version,
+        file: path.display().to_string(),
+        text,
+    })
+}
+
 /// The process's chain in the unified hierarchy, if one is mounted.
 fn unified_chain(
     root: &Path,
