@@ -46,19 +46,28 @@ fn fit(file: &str, spec: Value) -> ClusterApp {
     serde_json::from_value(app).expect("a ClusterApp")
 }
 
-/// The app's pods, all Running and Ready on the node, `n` of them.
+/// The app's pods not being deleted: `n` of them, all Running and Ready
+/// on the node.
 async fn ready_pods(pods: &Api<Pod>, name: &str, node: &str, n: usize) -> Vec<Pod> {
     let lp = ListParams::default().labels(&format!("corefit.dev/app={name}"));
     wait_for(
         &format!("{n} Running and Ready pods of {name}"),
         APP_READY,
         || async {
-            let list = pods.list(&lp).await.ok()?.items;
+            // Pods on their way out (scaled down) no longer count: the
+            // kubelet takes 5 to 60 s to let them leave the API.
+            let list: Vec<Pod> = pods
+                .list(&lp)
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
             let ok = list.len() == n
                 && list.iter().all(|p| {
                     let st = p.status.as_ref();
-                    p.metadata.deletion_timestamp.is_none()
-                        && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
                         && st.and_then(|s| s.phase.as_deref()) == Some("Running")
                         && st.and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
                             cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")

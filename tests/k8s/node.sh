@@ -28,8 +28,8 @@
 #   into containerd (tests/k8s/node/images.sh).
 #
 # `stop` deletes the Node object, ends every process of the node (the ones
-# it started, by PID, and whatever still runs in its mount namespace or
-# its cgroups: containers and shims), removes the cgroups, the network
+# it started, by PID, and whatever still runs in its cgroups or names its
+# state directory: containers and shims), removes the cgroups, the network
 # namespace and the state directory, and compares the host (mounts,
 # network namespaces and links, sysctls, iptables, cgroups) with what
 # `start` saw: any difference is reported and fails the stop.
@@ -110,16 +110,20 @@ host_snapshot() {
   true
 }
 
-# Every PID still running for the node: in its mount namespace, or in a
-# cgroup under its cgroup root.
+# Every PID still running for the node: a process whose command line
+# names the state directory (containerd, its shims' -address, the
+# kubelet, socat, inside.sh), or one in a cgroup under the node's cgroup
+# root (containers). Not by mount namespace: once the node's is gone, its
+# inode number may name another session's.
 node_pids() {
-  local ns p f
-  ns=$(cat "$STATE/mntns" 2>/dev/null || true)
-  if [ -n "$ns" ]; then
-    for p in /proc/[0-9]*; do
-      [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && alive "${p#/proc/}" && echo "${p#/proc/}"
-    done
-  fi
+  local p cmd
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [ "$p" = "$$" ] && continue
+    cmd=$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null) || continue
+    [[ $cmd == *"$STATE/"* || $cmd == *"$STATE "* ]] || continue
+    alive "$p" && echo "$p"
+  done
   cgroup_pids
 }
 
@@ -184,7 +188,7 @@ do_stop() {
   for f in api-inside kubelet-inside api-host kubelet-host; do
     stop_pid "$STATE/socat-$f.pid" socat KILL
   done
-  # Whatever else still runs in the node's mount namespace (shims).
+  # Whatever else still runs for the node (containerd's shims).
   deadline=$((SECONDS + 10))
   while pids=$(node_pids | sort -u) && [ -n "$pids" ]; do
     # shellcheck disable=SC2086
@@ -384,8 +388,7 @@ do_start() {
     tests/k8s/node/inside.sh "$STATE" </dev/null >>"$STATE/logs/inside.log" 2>&1 &
   pid=$!
   echo "$pid" > "$STATE/inside.pid"
-  # Its mount namespace, once unshare has made it: stop finds every
-  # process left in it.
+  # Its mount namespace, once unshare has made it.
   for i in $(seq 100); do
     d=$(readlink "/proc/$pid/ns/mnt" 2>/dev/null || true)
     [ -n "$d" ] && [ "$d" != "$(readlink /proc/self/ns/mnt)" ] && { echo "$d" > "$STATE/mntns"; break; }
