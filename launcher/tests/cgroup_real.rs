@@ -242,3 +242,53 @@ fn corefit_plan_in_a_private_cgroup_namespace_without_a_fresh_mount() {
     );
     assert_eq!(doc["warnings"], serde_json::json!([]), "{doc:#}");
 }
+
+/// A real cgroup v1 `cpu` child with `cpu.shares` 1536 (what the kubelet
+/// writes for a 1500m request) and no quota: on Kubernetes `corefit plan`
+/// reads 1.5 CPUs from the request and names it; outside Kubernetes the
+/// same shares are not a request and the plan is today's.
+#[test]
+fn corefit_plan_reads_a_request_from_real_cpu_shares() {
+    assert!(
+        is_root(),
+        "this test makes a real cgroup and must run as root"
+    );
+    let cg = corefit_test_support::cgroup::CgroupDir::below_own("cpu", "corefit-request");
+    cg.write("cpu.shares", "1536");
+    let plan = |k8s: bool| {
+        let mut sh = shell_to_corefit(&cg.enter_script(""), "/usr/bin:/bin");
+        sh.args(["sh", env!("CARGO_BIN_EXE_corefit"), "plan", "--json"]);
+        if k8s {
+            sh.env("KUBERNETES_SERVICE_HOST", "10.96.0.1");
+        }
+        let out = sh.output().expect("run corefit plan");
+        assert!(
+            out.status.success(),
+            "corefit plan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        doc["decision"].clone()
+    };
+    let d = plan(true);
+    assert_eq!(d["platform"], "kubernetes");
+    assert_eq!(d["effective_cpus"]["value"].as_f64(), Some(1.5), "{d:#}");
+    assert_eq!(d["cpu_limited"], true);
+    let src = d["effective_cpus"]["source"].as_str().unwrap_or_default();
+    let want = format!(
+        "the CPU request (cpu.shares 1536, cgroup v1, {})",
+        cg.0.join("cpu.shares").display()
+    );
+    assert_eq!(src, want);
+    let reasons = corefit_test_support::facts::plan_reasons(&d);
+    assert!(
+        reasons
+            .iter()
+            .any(|r| *r == format!("1.5 CPUs from {want}")),
+        "{reasons:#?}"
+    );
+    let d = plan(false);
+    assert_ne!(d["platform"], "kubernetes");
+    let src = d["effective_cpus"]["source"].as_str().unwrap_or_default();
+    assert!(!src.contains("request"), "{d:#}");
+}

@@ -340,3 +340,130 @@ fn hidden_namespace_root_not_found_is_a_warning_naming_the_files() {
         }
     }
 }
+
+/// The whole detect -> plan step on a tree, with `env` as the environment.
+fn plan_of(root: &std::path::Path, env: &[(&str, &str)]) -> corefit::explain::Report {
+    let env: corefit::plan::Env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    corefit::decision::decide(
+        &corefit::plan::FlagValues::default(),
+        None,
+        &env,
+        root,
+        FIXTURE_LIVE,
+    )
+    .unwrap()
+}
+
+const ON_K8S: (&str, &str) = ("KUBERNETES_SERVICE_HOST", "10.96.0.1");
+
+/// The reason that says where the CPUs came from.
+fn cpu_reason(r: &corefit::explain::Report) -> String {
+    let d = &r.decision;
+    let src = &d.effective_cpus.source;
+    d.reasons
+        .iter()
+        .find(|l| l.ends_with(src.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no reason names {src}: {:?}", d.reasons))
+}
+
+/// A Kubernetes pod with a 1.5-CPU request and no limit on cgroup v1: the
+/// kubelet's cpu.shares 1536 is read back as 1.5 CPUs (one process; the
+/// plan names the request), the downward API's variable wins over it (3
+/// workers), and with a quota the quota wins.
+#[test]
+fn k8s_v1_request_from_cpu_shares() {
+    let root = fixture("k8s-v1-request");
+    let r = plan_of(&root, &[ON_K8S]);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.decision.workers, 1);
+    assert_eq!(r.decision.effective_cpus.value, 1.5);
+    let why = cpu_reason(&r);
+    assert!(
+        why.starts_with("1.5 CPUs from the CPU request (cpu.shares 1536, cgroup v1, ")
+            && why.ends_with("sys/fs/cgroup/cpu,cpuacct/cpu.shares)"),
+        "{why}"
+    );
+    let r = plan_of(&root, &[ON_K8S, ("COREFIT_CPU_REQUEST", "3000")]);
+    assert_eq!(r.decision.workers, 3);
+    assert_eq!(
+        cpu_reason(&r),
+        "3 CPUs from the CPU request (COREFIT_CPU_REQUEST=3000)"
+    );
+    let with_shares =
+        |v: &str| fixture_with("k8s-v1-request", "sys/fs/cgroup/cpu,cpuacct/cpu.shares", v);
+    let r = plan_of(with_shares("4096\n").path(), &[ON_K8S]);
+    assert_eq!(r.decision.workers, 4);
+    // A quota (2 CPUs) wins over the request (4).
+    let quota = with_shares("4096\n");
+    std::fs::write(
+        quota
+            .path()
+            .join("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us"),
+        "200000\n",
+    )
+    .unwrap();
+    let r = plan_of(quota.path(), &[ON_K8S]);
+    assert_eq!(r.decision.workers, 2);
+    assert!(cpu_reason(&r).contains("quota 200000/100000"), "{r:?}");
+    // The floor (no request) and the default: the host's CPUs are not the
+    // pod's, one process, as before.
+    for v in ["2", "1024"] {
+        let r = plan_of(with_shares(v).path(), &[ON_K8S]);
+        assert_eq!(r.decision.workers, 1, "shares {v}");
+        assert!(!r.decision.cpu_limited, "shares {v}");
+        assert_eq!(r.decision.effective_cpus.value, 8.0);
+    }
+}
+
+/// The same tree outside Kubernetes: cpu.shares are a relative weight,
+/// not a request; the plan is today's (the host's 8 CPUs, 8 workers on a
+/// VPS), and COREFIT_CPU_REQUEST is ignored with a warning.
+#[test]
+fn outside_kubernetes_shares_are_not_a_request() {
+    let root = fixture("k8s-v1-request");
+    let r = plan_of(&root, &[]);
+    assert_eq!(r.decision.platform, corefit::plan::PlatformKind::Vps);
+    assert_eq!(r.decision.effective_cpus.value, 8.0);
+    assert_eq!(r.decision.workers, 8);
+    assert!(!cpu_reason(&r).contains("request"), "{r:?}");
+    let r = plan_of(&root, &[("DYNO", "web.1"), ("COREFIT_CPU_REQUEST", "2000")]);
+    assert_eq!(r.decision.workers, 1);
+    assert!(!r.decision.cpu_limited);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.starts_with("ignoring COREFIT_CPU_REQUEST=\"2000\"")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+/// cgroup v2: the container's cpu.weight 79 (runc's conversion of 2048
+/// shares) reads back as 2 CPUs -> 2 workers; the pod's own weight one
+/// level up is not read. A weight out of range is a warning naming it.
+#[test]
+fn k8s_v2_request_from_cpu_weight() {
+    let root = fixture("k8s-v2-request");
+    let r = plan_of(&root, &[ON_K8S]);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.decision.workers, 2);
+    let why = cpu_reason(&r);
+    assert!(
+        why.starts_with("2 CPUs from the CPU request (cpu.weight 79, cgroup v2, ")
+            && why.ends_with("kubepods/burstable/pod1/ctr/cpu.weight)"),
+        "{why}"
+    );
+    let ctr = "sys/fs/cgroup/kubepods/burstable/pod1/ctr/cpu.weight";
+    let r = plan_of(
+        fixture_with("k8s-v2-request", ctr, "100\n").path(),
+        &[ON_K8S],
+    );
+    assert_eq!((r.decision.workers, r.decision.cpu_limited), (1, false));
+    let r = plan_of(fixture_with("k8s-v2-request", ctr, "0\n").path(), &[ON_K8S]);
+    assert_eq!(r.decision.workers, 1);
+    assert!(a_warning_names(&r.warnings, ctr), "{:?}", r.warnings);
+}
