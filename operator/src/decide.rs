@@ -66,16 +66,23 @@ pub struct Decision {
 
 /// Decides mode, workers per pod and scaling for a checked spec.
 pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
+    // The CPU the pod is guaranteed (its request) sizes the workers; the
+    // memory bound is the limit (what the launcher sees), else the request.
     let pod = PodResources {
         node_cpus: info.node_cpus,
-        cpus: app.cpu_millis.map(|m| Hint {
-            value: m as f64 / 1000.0,
-            variable: "spec.resources.cpu".to_owned(),
+        cpus: app.cpu.request.as_ref().map(|s| Hint {
+            value: s.value as f64 / 1000.0,
+            variable: s.field.to_owned(),
         }),
-        memory: app.memory_bytes.map(|b| Hint {
-            value: b,
-            variable: "spec.resources.memory".to_owned(),
-        }),
+        memory: app
+            .memory
+            .limit
+            .as_ref()
+            .or(app.memory.request.as_ref())
+            .map(|s| Hint {
+                value: s.value,
+                variable: s.field.to_owned(),
+            }),
     };
     let platform = Platform::new(
         PlatformKind::Kubernetes,
@@ -114,6 +121,7 @@ pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
         .filter(|r| !r.starts_with("decision: "))
         .cloned()
         .collect();
+    reasons.extend(cpu_request_reason(app));
     reasons.extend(p.warnings.iter().map(|w| format!("warning: {w}")));
     let scaling = match app.strategy {
         Strategy::Horizontal => {
@@ -159,6 +167,23 @@ pub fn decide(app: &Checked, info: &ClusterInfo) -> Decision {
     }
 }
 
+/// Why the CPU request, not a limit, sizes the workers, when the two
+/// differ: the pod is guaranteed only its request.
+fn cpu_request_reason(app: &Checked) -> Option<String> {
+    let request = app.cpu.request.as_ref()?;
+    match &app.cpu.limit {
+        None => Some(format!(
+            "no CPU limit: workers are sized from the CPU request ({}={}), the CPU the pod is guaranteed (it may burst above it)",
+            request.field, request.raw
+        )),
+        Some(limit) if limit.value != request.value => Some(format!(
+            "workers are sized from the CPU request ({}={}), the CPU the pod is guaranteed, not the limit ({}={})",
+            request.field, request.raw, limit.field, limit.raw
+        )),
+        Some(_) => None,
+    }
+}
+
 /// `cluster mode, 2 workers per pod, 3 replicas`: the sizes a decision
 /// gives, as its closing reason and the DecisionChanged event say them.
 pub fn sizes(mode: Mode, workers: u32, replicas: i32) -> String {
@@ -180,7 +205,16 @@ fn sourced<T>(value: T, source: &str) -> Sourced<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validate::{Size, Sizes};
     use corefit_plan::overrides::WorkerChoice;
+
+    fn size(value: u64, field: &'static str) -> Size {
+        Size {
+            value,
+            field,
+            raw: value.to_string(),
+        }
+    }
 
     /// Horizontal's reason names the strategy once, as a source asking for
     /// 1 worker (it read `spec.scaling.strategy=Horizontal=single`).
@@ -189,8 +223,8 @@ mod tests {
         let app = Checked {
             image: "x".to_owned(),
             strategy: Strategy::Horizontal,
-            cpu_millis: Some(8000),
-            memory_bytes: Some(8 << 30),
+            cpu: Sizes::both(size(8000, "spec.resources.cpu")),
+            memory: Sizes::both(size(8 << 30, "spec.resources.memory")),
             memory_per_worker: None,
             workers: None,
             replicas: 3,
@@ -240,8 +274,14 @@ mod tests {
                             let app = Checked {
                                 image: "x".to_owned(),
                                 strategy,
-                                cpu_millis: cpu,
-                                memory_bytes: mem,
+                                cpu: Sizes {
+                                    request: cpu.map(|c| size(c, "spec.resources.requests.cpu")),
+                                    limit: None,
+                                },
+                                memory: Sizes {
+                                    request: None,
+                                    limit: mem.map(|m| size(m, "spec.resources.limits.memory")),
+                                },
                                 memory_per_worker: mpw,
                                 workers: w,
                                 replicas: 1000,

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceFieldSelector, ResourceRequirements,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -23,7 +23,7 @@ use crate::autoscale::{floor_replicas, hpa, pdb, ReplicasOwner};
 use crate::decide::{decide, ClusterInfo, Decision};
 use crate::quantity::{canonical_bytes, canonical_cpu};
 use crate::types::{ClusterApp, LauncherMode};
-use crate::validate::{check, check_name, SpecError};
+use crate::validate::{check, check_name, Size, SpecError};
 
 /// The field manager for every write the operator makes.
 pub const MANAGER: &str = "corefit-operator";
@@ -133,21 +133,49 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
         env_var("COREFIT_PLATFORM", "kubernetes"),
         env_var("PORT", &checked.port.to_string()),
     ]);
+    // The launcher sizes from the CPU request when no quota binds it (a
+    // request with no CPU limit): hand it over exactly, in millicores.
+    if checked.cpu.request.is_some() {
+        env.push(EnvVar {
+            name: "COREFIT_CPU_REQUEST".to_owned(),
+            value_from: Some(EnvVarSource {
+                resource_field_ref: Some(ResourceFieldSelector {
+                    container_name: Some("app".to_owned()),
+                    resource: "requests.cpu".to_owned(),
+                    divisor: Some(Quantity("1m".to_owned())),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
 
+    // Requests and limits as the spec states them (`cpu`/`memory` are
+    // both); no CPU limit when none is given.
     let resources = {
+        let mut requests = BTreeMap::new();
         let mut limits = BTreeMap::new();
-        if let Some(m) = checked.cpu_millis {
-            limits.insert("cpu".to_owned(), Quantity(canonical_cpu(m)));
+        let cpu = |s: &Size| Quantity(canonical_cpu(s.value));
+        let memory = |s: &Size| Quantity(canonical_bytes(&s.raw, s.value));
+        for (map, size) in [
+            (&mut requests, &checked.cpu.request),
+            (&mut limits, &checked.cpu.limit),
+        ] {
+            if let Some(s) = size {
+                map.insert("cpu".to_owned(), cpu(s));
+            }
         }
-        if let (Some(b), Some(raw)) = (
-            checked.memory_bytes,
-            spec.resources.as_ref().and_then(|r| r.memory.as_deref()),
-        ) {
-            limits.insert("memory".to_owned(), Quantity(canonical_bytes(raw, b)));
+        for (map, size) in [
+            (&mut requests, &checked.memory.request),
+            (&mut limits, &checked.memory.limit),
+        ] {
+            if let Some(s) = size {
+                map.insert("memory".to_owned(), memory(s));
+            }
         }
-        (!limits.is_empty()).then(|| ResourceRequirements {
-            requests: Some(limits.clone()),
-            limits: Some(limits),
+        (!requests.is_empty() || !limits.is_empty()).then(|| ResourceRequirements {
+            requests: (!requests.is_empty()).then_some(requests),
+            limits: (!limits.is_empty()).then_some(limits),
             ..ResourceRequirements::default()
         })
     };

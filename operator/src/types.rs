@@ -100,8 +100,10 @@ pub struct ClusterAppSpec {
     #[schemars(length(max = 1000))]
     pub env: Vec<EnvVar>,
 
-    /// CPU and memory of each pod (used as both request and limit, so the
-    /// launcher inside sees exactly these limits).
+    /// CPU and memory of each pod: `cpu` and `memory` as both request and
+    /// limit, or `requests` apart from `limits` (a CPU request with no CPU
+    /// limit is the common practice). The operator sizes workers from the
+    /// CPU the pod is guaranteed: its CPU request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<PodResources>,
 
@@ -145,15 +147,47 @@ pub struct EnvVar {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodResources {
-    /// CPUs per pod as a Kubernetes quantity (`500m`, `2`, `1.5`). Vertical
-    /// scaling runs floor(cpu) workers per pod.
+    /// CPUs per pod as a Kubernetes quantity (`500m`, `2`, `1.5`), used as
+    /// both request and limit. Vertical scaling runs floor(cpu) workers per
+    /// pod. Not with `requests.cpu` or `limits.cpu`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(
         pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
     ))]
     pub cpu: Option<String>,
-    /// Memory per pod as a Kubernetes quantity (`512Mi`, `2Gi`). Bounds the
-    /// workers per pod at floor(memory / memoryPerWorker).
+    /// Memory per pod as a Kubernetes quantity (`512Mi`, `2Gi`), used as
+    /// both request and limit. Bounds the workers per pod at
+    /// floor(memory / memoryPerWorker). Not with `requests.memory` or
+    /// `limits.memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+    ))]
+    pub memory: Option<String>,
+    /// What each pod is guaranteed (the scheduler reserves it). The CPU
+    /// request sizes the workers per pod (floor(requests.cpu)); the launcher
+    /// in the pod is handed it as `COREFIT_CPU_REQUEST`. A request with no
+    /// limit is allowed; a request above its limit is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ResourceSizes>,
+    /// The most each pod may use. `limits.cpu` is optional: without it the
+    /// pod has no CPU quota and may burst above its request. A limit with
+    /// no request requests the limit (as Kubernetes does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceSizes>,
+}
+
+/// A CPU and a memory size, each optional.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceSizes {
+    /// CPUs as a Kubernetes quantity (`500m`, `2`, `1.5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+    ))]
+    pub cpu: Option<String>,
+    /// Memory as a Kubernetes quantity (`512Mi`, `2Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(
         pattern = r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
@@ -171,8 +205,9 @@ pub enum Strategy {
     Auto,
     /// One worker per pod; capacity comes from more replicas.
     Horizontal,
-    /// floor(pod CPUs) workers per pod, bounded by memory; needs
-    /// `resources.cpu`.
+    /// floor(pod CPUs) workers per pod (the CPU request), bounded by
+    /// memory; needs a CPU size (`resources.cpu`, `resources.requests.cpu`
+    /// or `resources.limits.cpu`).
     Vertical,
 }
 
@@ -194,7 +229,8 @@ pub struct Scaling {
     /// whole CPUs runs floor(CPUs) workers (bounded by memory), otherwise 1
     /// process per pod; the status says why. `Horizontal`: 1 worker per
     /// pod, capacity from replicas. `Vertical`: floor(pod CPUs) workers per
-    /// pod, bounded by memory (needs `resources.cpu`).
+    /// pod, bounded by memory (needs a CPU size: `resources.cpu`,
+    /// `resources.requests.cpu` or `resources.limits.cpu`).
     #[serde(default)]
     pub strategy: Strategy,
     /// Pods wanted (the scale subresource and `kubectl scale` set this).

@@ -20,7 +20,8 @@ pub const MAX_COMMAND_AND_ENV_BYTES: usize = 512 * 1024;
 pub const DEFAULT_ADMIN_PORT: i32 = 9901;
 
 /// Environment the operator sets itself.
-pub const RESERVED_ENV: [&str; 6] = [
+pub const RESERVED_ENV: [&str; 7] = [
+    "COREFIT_CPU_REQUEST",
     "COREFIT_MODE",
     "COREFIT_WORKERS",
     "COREFIT_SCALING",
@@ -37,12 +38,28 @@ pub enum SpecError {
     BadImage(String),
     #[error(transparent)]
     Quantity(#[from] QuantityError),
-    #[error("spec.scaling.memoryPerWorker={} is above the pod's memory (spec.resources.memory={}): not even one worker fits", shown(.per_worker), shown(.memory))]
-    MemoryPerWorkerAboveMemory { per_worker: String, memory: String },
+    #[error("spec.scaling.memoryPerWorker={} is above the pod's memory ({field}={}): not even one worker fits", shown(.per_worker), shown(.memory))]
+    MemoryPerWorkerAboveMemory {
+        per_worker: String,
+        memory: String,
+        field: &'static str,
+    },
     #[error("spec.scaling.memoryPerWorker={} is below the 16Mi minimum per worker", shown(.0))]
     MemoryPerWorkerTooSmall(String),
-    #[error("spec.scaling.strategy=Vertical needs spec.resources.cpu: the workers per pod come from the pod's CPUs")]
+    #[error("spec.scaling.strategy=Vertical needs spec.resources.cpu (or spec.resources.requests.cpu or spec.resources.limits.cpu): the workers per pod come from the pod's CPUs")]
     VerticalWithoutCpu,
+    #[error("{request}={} is above {limit}={}: Kubernetes refuses a request above its limit", shown(.request_value), shown(.limit_value))]
+    RequestAboveLimit {
+        request: &'static str,
+        request_value: String,
+        limit: &'static str,
+        limit_value: String,
+    },
+    #[error("{shorthand} is both request and limit; it cannot be given with {explicit}: use {shorthand} alone, or spec.resources.requests and spec.resources.limits")]
+    ResourcesConflict {
+        shorthand: &'static str,
+        explicit: &'static str,
+    },
     #[error("spec.scaling.workers={0} conflicts with spec.scaling.strategy=Horizontal, which runs 1 worker per pod")]
     HorizontalWithWorkers(u32),
     #[error("spec.scaling.workers={} is not 'auto' or a whole number from 1 to 4096", quoted(.0))]
@@ -85,6 +102,8 @@ impl SpecError {
             SpecError::MemoryPerWorkerAboveMemory { .. } => "MemoryPerWorkerAboveMemory",
             SpecError::MemoryPerWorkerTooSmall(_) => "MemoryPerWorkerTooSmall",
             SpecError::VerticalWithoutCpu => "VerticalWithoutCpu",
+            SpecError::RequestAboveLimit { .. } => "RequestAboveLimit",
+            SpecError::ResourcesConflict { .. } => "ResourcesConflict",
             SpecError::HorizontalWithWorkers(_) => "HorizontalWithWorkers",
             SpecError::BadWorkers(_) => "BadWorkers",
             SpecError::AutoscalingBounds { .. } => "AutoscalingBounds",
@@ -102,13 +121,44 @@ impl SpecError {
     }
 }
 
+/// A size as checked: the number, the field it came from and the text as
+/// written (for messages and the canonical form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Size {
+    pub value: u64,
+    pub field: &'static str,
+    pub raw: String,
+}
+
+/// A resource's request and limit. A limit stated alone is also the
+/// request (as Kubernetes defaults it); `spec.resources.cpu`/`memory` is
+/// both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sizes {
+    pub request: Option<Size>,
+    pub limit: Option<Size>,
+}
+
+impl Sizes {
+    /// Both the request and the limit from one field.
+    pub fn both(size: Size) -> Sizes {
+        Sizes {
+            request: Some(size.clone()),
+            limit: Some(size),
+        }
+    }
+}
+
 /// A spec that passed every check, as plain numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
     pub image: String,
     pub strategy: Strategy,
-    pub cpu_millis: Option<u64>,
-    pub memory_bytes: Option<u64>,
+    /// CPU in millicores: the request is what the pod is guaranteed and
+    /// what sizes its workers.
+    pub cpu: Sizes,
+    /// Memory in bytes.
+    pub memory: Sizes,
     pub memory_per_worker: Option<u64>,
     pub workers: Option<WorkerChoice>,
     pub replicas: i32,
@@ -132,16 +182,23 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
     }
 
     let res = spec.resources.clone().unwrap_or_default();
-    let cpu_millis = res
-        .cpu
-        .as_deref()
-        .map(|c| quantity::cpu_millis("spec.resources.cpu", c))
-        .transpose()?;
-    let memory_bytes = res
-        .memory
-        .as_deref()
-        .map(|m| quantity::bytes("spec.resources.memory", m))
-        .transpose()?;
+    let requests = res.requests.clone().unwrap_or_default();
+    let limits = res.limits.clone().unwrap_or_default();
+    let cpu = sizes(
+        ("spec.resources.cpu", res.cpu.as_deref()),
+        ("spec.resources.requests.cpu", requests.cpu.as_deref()),
+        ("spec.resources.limits.cpu", limits.cpu.as_deref()),
+        quantity::cpu_millis,
+    )?;
+    let memory = sizes(
+        ("spec.resources.memory", res.memory.as_deref()),
+        ("spec.resources.requests.memory", requests.memory.as_deref()),
+        ("spec.resources.limits.memory", limits.memory.as_deref()),
+        quantity::bytes,
+    )?;
+    // The memory workers are bounded by: the limit (the OOM boundary the
+    // launcher sees), else the request (all a pod with no limit can count on).
+    let memory_bound = memory.limit.as_ref().or(memory.request.as_ref());
 
     let scaling = &spec.scaling;
     let memory_per_worker = match scaling.memory_per_worker.as_deref() {
@@ -151,11 +208,12 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
             if b < MIN_MEMORY_PER_WORKER {
                 return Err(SpecError::MemoryPerWorkerTooSmall(raw.to_owned()));
             }
-            if let (Some(mem), Some(mem_raw)) = (memory_bytes, res.memory.as_deref()) {
-                if b > mem {
+            if let Some(mem) = memory_bound {
+                if b > mem.value {
                     return Err(SpecError::MemoryPerWorkerAboveMemory {
                         per_worker: raw.to_owned(),
-                        memory: mem_raw.to_owned(),
+                        memory: mem.raw.clone(),
+                        field: mem.field,
                     });
                 }
             }
@@ -165,7 +223,7 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
 
     let workers = scaling.workers.as_ref().map(parse_workers).transpose()?;
     match (scaling.strategy, workers) {
-        (Strategy::Vertical, _) if cpu_millis.is_none() => {
+        (Strategy::Vertical, _) if cpu.request.is_none() => {
             return Err(SpecError::VerticalWithoutCpu)
         }
         (Strategy::Horizontal, Some(WorkerChoice::Count(n))) if n > 1 => {
@@ -224,14 +282,56 @@ pub fn check(spec: &ClusterAppSpec) -> Result<Checked, SpecError> {
     Ok(Checked {
         image,
         strategy: scaling.strategy,
-        cpu_millis,
-        memory_bytes,
+        cpu,
+        memory,
         memory_per_worker,
         workers,
         replicas,
         port: spec.port,
         admin_port,
     })
+}
+
+/// One resource's request and limit from the shorthand (both), the
+/// request and the limit fields, each `(field, text)`: the shorthand with
+/// either of the others is a conflict, a request above its limit an
+/// error, a limit alone also the request.
+fn sizes(
+    shorthand: (&'static str, Option<&str>),
+    request: (&'static str, Option<&str>),
+    limit: (&'static str, Option<&str>),
+    parse: fn(&str, &str) -> Result<u64, QuantityError>,
+) -> Result<Sizes, SpecError> {
+    let read = |(field, raw): (&'static str, Option<&str>)| {
+        raw.map(|r| {
+            parse(field, r).map(|value| Size {
+                value,
+                field,
+                raw: r.to_owned(),
+            })
+        })
+        .transpose()
+    };
+    let (both, request, limit) = (read(shorthand)?, read(request)?, read(limit)?);
+    if let Some(both) = both {
+        if let Some(other) = request.as_ref().or(limit.as_ref()) {
+            return Err(SpecError::ResourcesConflict {
+                shorthand: both.field,
+                explicit: other.field,
+            });
+        }
+        return Ok(Sizes::both(both));
+    }
+    match (request, limit) {
+        (Some(r), Some(l)) if r.value > l.value => Err(SpecError::RequestAboveLimit {
+            request: r.field,
+            request_value: r.raw,
+            limit: l.field,
+            limit_value: l.raw,
+        }),
+        (None, Some(l)) => Ok(Sizes::both(l)),
+        (request, limit) => Ok(Sizes { request, limit }),
+    }
 }
 
 /// Every string a process gets must be passable to `execve`: no NUL, each

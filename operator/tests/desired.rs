@@ -491,3 +491,261 @@ fn autoscaling_and_budget_objects() {
     let d = desired(&a, &info).unwrap();
     assert!(d.hpa.is_some() && d.pdb.is_none());
 }
+
+/// The app container's requests and limits, as `(requests, limits)` of
+/// `resource -> quantity`.
+type Sizes = std::collections::BTreeMap<String, String>;
+fn resources_of(d: &Deployment) -> (Option<Sizes>, Option<Sizes>) {
+    let r = d.spec.template.spec.as_ref().unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap_or_default();
+    let plain = |m: Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >| { m.map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect::<Sizes>()) };
+    (plain(r.requests), plain(r.limits))
+}
+
+fn sizes(pairs: &[(&str, &str)]) -> Option<Sizes> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// Requests apart from limits: the Deployment carries each as stated (no
+/// CPU limit when none is given; a limit alone is also the request), the
+/// workers come from the CPU request and the reasons say so, and the app
+/// container is handed its request by the downward API.
+#[test]
+fn requests_apart_from_limits() {
+    let info = ClusterInfo {
+        node_cpus: 16,
+        ..ClusterInfo::default()
+    };
+    // (resources, requests, limits, workers, a reason that must appear)
+    let cases = [
+        (
+            json!({"requests": {"cpu": "2", "memory": "1Gi"}}),
+            sizes(&[("cpu", "2"), ("memory", "1Gi")]),
+            None,
+            2,
+            "no CPU limit: workers are sized from the CPU request (spec.resources.requests.cpu=2)",
+        ),
+        (
+            json!({"requests": {"cpu": "500m"}}),
+            sizes(&[("cpu", "500m")]),
+            None,
+            1,
+            "0.5 CPUs from spec.resources.requests.cpu=0.5",
+        ),
+        (
+            json!({"requests": {"cpu": "2"}, "limits": {"cpu": "4", "memory": "2Gi"}}),
+            sizes(&[("cpu", "2"), ("memory", "2Gi")]),
+            sizes(&[("cpu", "4"), ("memory", "2Gi")]),
+            2,
+            "not the limit (spec.resources.limits.cpu=4)",
+        ),
+        (
+            json!({"limits": {"cpu": "3"}, "requests": {"memory": "3Gi"}}),
+            sizes(&[("cpu", "3"), ("memory", "3Gi")]),
+            sizes(&[("cpu", "3")]),
+            3,
+            "3 CPUs from spec.resources.limits.cpu=3",
+        ),
+        // The shorthand keeps meaning request = limit.
+        (
+            json!({"cpu": "1500m", "memory": "1Gi"}),
+            sizes(&[("cpu", "1500m"), ("memory", "1Gi")]),
+            sizes(&[("cpu", "1500m"), ("memory", "1Gi")]),
+            1,
+            "1.5 CPUs from spec.resources.cpu=1.5",
+        ),
+    ];
+    for (resources, requests, limits, workers, reason) in cases {
+        let spec = json!({"image": "i", "resources": resources});
+        let d = desired(&app(spec.clone()), &info).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        assert_eq!(resources_of(&d.deployment), (requests, limits), "{spec}");
+        assert_eq!(
+            d.decision.workers, workers,
+            "{spec}: {:?}",
+            d.decision.reasons
+        );
+        assert!(
+            d.decision.reasons.iter().any(|r| r.contains(reason)),
+            "{spec}: no {reason:?} in {:#?}",
+            d.decision.reasons
+        );
+        let container = &d.deployment.spec.template.spec.as_ref().unwrap().containers[0];
+        let wired = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "COREFIT_CPU_REQUEST")
+            .unwrap_or_else(|| panic!("{spec}: COREFIT_CPU_REQUEST not wired"));
+        assert_eq!(wired.value, None);
+        let field = wired
+            .value_from
+            .as_ref()
+            .and_then(|v| v.resource_field_ref.as_ref())
+            .expect("a resourceFieldRef");
+        assert_eq!(
+            (
+                field.container_name.as_deref(),
+                field.resource.as_str(),
+                field.divisor.as_ref().map(|q| q.0.as_str())
+            ),
+            (Some("app"), "requests.cpu", Some("1m")),
+            "{spec}"
+        );
+        // The launcher in the pod, with no quota (no CPU limit) and the
+        // request handed over, decides the same without capping.
+        if resources.get("limits").and_then(|l| l.get("cpu")).is_none()
+            && resources.get("cpu").is_none()
+        {
+            let pod = in_a_pod_without_quota(&d.deployment, &resources, info.node_cpus);
+            assert_eq!(pod.workers, workers, "{spec}: {:?}", pod.reasons);
+            assert!(
+                pod.effective_cpus
+                    .source
+                    .starts_with("the CPU request (COREFIT_CPU_REQUEST="),
+                "{spec}: {:?}",
+                pod.effective_cpus
+            );
+            assert!(
+                pod.warnings.iter().all(|w| !w.contains("capped")),
+                "{:?}",
+                pod.warnings
+            );
+        }
+    }
+    // No CPU stated: nothing wired.
+    let d = desired(
+        &app(json!({"image": "i", "resources": {"requests": {"memory": "1Gi"}}})),
+        &info,
+    )
+    .unwrap();
+    assert!(!env_of(&d.deployment).contains_key("COREFIT_CPU_REQUEST"));
+    assert_eq!(
+        resources_of(&d.deployment),
+        (sizes(&[("memory", "1Gi")]), None)
+    );
+}
+
+/// The launcher's plan in a pod with no CPU quota on a node of
+/// `node_cpus`: the kubelet hands it the request (what the downward API
+/// puts in COREFIT_CPU_REQUEST), the environment is its overrides.
+fn in_a_pod_without_quota(d: &Deployment, resources: &serde_json::Value, node_cpus: u32) -> Plan {
+    use corefit_plan::facts::{
+        CgroupLayout, CpuFacts, CpuRequest, Limits, MemoryFacts, RequestSource,
+    };
+    let millis = corefit_operator::quantity::cpu_millis(
+        "cpu",
+        resources["requests"]["cpu"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut platform = Platform::new(PlatformKind::Kubernetes, "KUBERNETES_SERVICE_HOST is set");
+    platform.cpu_request = Some(CpuRequest {
+        millis,
+        source: RequestSource::Variable {
+            name: "COREFIT_CPU_REQUEST".to_owned(),
+            value: millis.to_string(),
+        },
+    });
+    let limits = Limits {
+        cgroup: CgroupLayout::V2,
+        cpu: CpuFacts {
+            host_cpus: node_cpus,
+            affinity_cpus: None,
+            quota: None,
+            cpuset: None,
+        },
+        memory: MemoryFacts {
+            host_bytes: Some(64 << 30),
+            limit: None,
+            high: None,
+        },
+    };
+    let overrides = resolve(&FlagValues::default(), &env_of(d)).expect("the pod's env resolves");
+    corefit_plan::plan(&limits, &platform, &overrides)
+}
+
+/// Requests and limits that Kubernetes (or the operator) refuses name the
+/// fields at fault.
+#[test]
+fn bad_requests_and_limits_name_their_fields() {
+    for (resources, scaling, reason, said) in [
+        (
+            json!({"requests": {"cpu": "4"}, "limits": {"cpu": "2"}}),
+            json!({}),
+            "RequestAboveLimit",
+            "spec.resources.requests.cpu=4 is above spec.resources.limits.cpu=2",
+        ),
+        (
+            json!({"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}),
+            json!({}),
+            "RequestAboveLimit",
+            "spec.resources.requests.memory=2Gi is above spec.resources.limits.memory=1Gi",
+        ),
+        (
+            json!({"cpu": "2", "requests": {"cpu": "1"}}),
+            json!({}),
+            "ResourcesConflict",
+            "spec.resources.cpu is both request and limit; it cannot be given with spec.resources.requests.cpu",
+        ),
+        (
+            json!({"memory": "1Gi", "limits": {"memory": "1Gi"}}),
+            json!({}),
+            "ResourcesConflict",
+            "spec.resources.limits.memory",
+        ),
+        (
+            json!({"requests": {"cpu": "lots"}}),
+            json!({}),
+            "BadQuantity",
+            "spec.resources.requests.cpu",
+        ),
+        (
+            json!({"limits": {"cpu": "0"}}),
+            json!({}),
+            "BadQuantity",
+            "spec.resources.limits.cpu",
+        ),
+        (
+            json!({"requests": {"memory": "100Mi"}}),
+            json!({"memoryPerWorker": "200Mi"}),
+            "MemoryPerWorkerAboveMemory",
+            "(spec.resources.requests.memory=100Mi)",
+        ),
+        (
+            json!({"requests": {"memory": "1Gi"}}),
+            json!({"strategy": "Vertical"}),
+            "VerticalWithoutCpu",
+            "spec.resources.requests.cpu",
+        ),
+    ] {
+        let spec = json!({"image": "i", "resources": resources, "scaling": scaling});
+        let a = app(spec.clone());
+        let e = check(&a.spec).unwrap_err();
+        assert_eq!(e.reason(), reason, "{spec}: {e}");
+        assert!(e.to_string().contains(said), "{spec}: {e}");
+        assert!(desired(&a, &ClusterInfo::default()).is_err());
+    }
+    // The operator's own variable may not be set by hand.
+    let e = check(
+        &app(json!({"image": "i", "env": [{"name": "COREFIT_CPU_REQUEST", "value": "4000"}]})).spec,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason(), "ReservedEnv");
+    // Vertical with only a request or only a limit is fine.
+    for resources in [
+        json!({"requests": {"cpu": "2"}}),
+        json!({"limits": {"cpu": "2"}}),
+    ] {
+        let spec =
+            json!({"image": "i", "resources": resources, "scaling": {"strategy": "Vertical"}});
+        assert!(check(&app(spec.clone()).spec).is_ok(), "{spec}");
+    }
+}
