@@ -303,4 +303,40 @@ mod tests {
         }
         assert_eq!(n, 5 * 4 * 3 * 3 * 3);
     }
+
+    /// The CPU request sizes the workers, whatever the limit; the reasons
+    /// say why when the limit differs or is missing, and nothing extra
+    /// when request = limit.
+    #[test]
+    fn the_cpu_request_decides_and_the_reason_says_so() {
+        let app = |request: u64, limit: Option<u64>| Checked {
+            image: "x".to_owned(),
+            strategy: Strategy::Auto,
+            cpu: Sizes {
+                request: Some(size(request, "spec.resources.requests.cpu")),
+                limit: limit.map(|l| size(l, "spec.resources.limits.cpu")),
+            },
+            memory: Sizes::default(),
+            memory_per_worker: None,
+            workers: None,
+            replicas: 1,
+            port: 8080,
+            admin_port: 9901,
+        };
+        let info = ClusterInfo::default();
+        for (request, limit, workers, said) in [
+            (2000, None, 2, Some("no CPU limit: workers are sized from the CPU request (spec.resources.requests.cpu=2000)")),
+            (2000, Some(8000), 2, Some("not the limit (spec.resources.limits.cpu=8000)")),
+            (500, Some(4000), 1, Some("not the limit")),
+            (3000, Some(3000), 3, None),
+        ] {
+            let d = decide(&app(request, limit), &info);
+            assert_eq!(d.workers, workers, "{request} {limit:?}: {:?}", d.reasons);
+            let extra = d.reasons.iter().find(|r| r.contains("sized from the CPU request"));
+            match said {
+                Some(s) => assert!(extra.is_some_and(|r| r.contains(s)), "{:?}", d.reasons),
+                None => assert_eq!(extra, None),
+            }
+        }
+    }
 }
