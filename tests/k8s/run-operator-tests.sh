@@ -30,26 +30,26 @@ cleanup() {
   rm -f "$node_log"
 }
 status=0
-trap 'cleanup; exit $status' EXIT
+# Any failure of its own (set -e, exit N) fails the script too.
+trap 'rc=$?; [ "$rc" = 0 ] || status=$rc; cleanup; exit $status' EXIT
 started=$SECONDS
 tests/k8s/node.sh images
 COREFIT_NODE_IMAGES_BUILT=1 tests/k8s/node.sh start >/dev/null 2>"$node_log" &
 node_pid=$!
 
+# A failure here still lets the real node's tests run: both are reported.
 cargo test -p corefit-operator "$@" -- --skip real_node_ || status=$?
-[ "$status" = 0 ] || exit
 
 if ! wait "$node_pid"; then
   node_pid=
   echo "tests/k8s/node.sh start failed:" >&2
   cat "$node_log" >&2
-  status=1
-  exit
+  exit 1
 fi
 node_pid=
 echo "real node: $(grep -o 'Ready in [0-9]*s' "$node_log") (started $((SECONDS - started))s ago, in the background)" >&2
 t0=$SECONDS
 # --nocapture: the test prints what it measured (apply to Ready, deletion).
-cargo test -p corefit-operator --test real_node "$@" -- --nocapture || status=$?
+cargo test -p corefit-operator --test real_node "$@" -- --nocapture || status=1
 echo "real node tests: $((SECONDS - t0))s" >&2
 tests/k8s/node.sh status >/dev/null || true
