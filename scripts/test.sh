@@ -32,9 +32,12 @@ trap 'rm -f "$COREFIT_RELIABILITY_OUT"' EXIT
 # The build directory lives outside the checkout, like every slow build of
 # the set-up: a clean checkout then recompiles only the workspace's own
 # crates, not its ~400 dependencies. Emptied when it outgrows 30 GiB (each
-# checkout path leaves its own copy of the workspace's crates there).
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${COREFIT_CACHE:-$HOME/.cache/corefit}/target}"
+# checkout path leaves its own copy of the workspace's crates there). Not
+# under $HOME: the security tests run the built corefit as another user,
+# who cannot enter root's home.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/corefit/target}"
 mkdir -p "$CARGO_TARGET_DIR"
+chmod 755 "$(dirname "$CARGO_TARGET_DIR")"
 if [ "$(du -sm "$CARGO_TARGET_DIR" | cut -f1)" -gt 30720 ]; then
   echo "$CARGO_TARGET_DIR is above 30 GiB: emptying it"
   rm -rf "${CARGO_TARGET_DIR:?}"/*
