@@ -72,11 +72,11 @@ stop_all() {
 
 operator() {
   [ "$(id -u)" = 0 ] || { echo "demo.sh operator: run as root (the node makes a network namespace and cgroups)" >&2; exit 1; }
-  # One node per machine: node.sh's cgroups and Node name are fixed, and
-  # its `stop` ends every process under them. A node already up (a test
-  # run's) is left alone.
-  if tests/k8s/node.sh status >/dev/null 2>&1 || ip netns list 2>/dev/null | grep -qw "^${COREFIT_NODE_NETNS:-corefit-node}"; then
-    echo "demo.sh operator: a real node already runs here (a test run?); stop it first: tests/k8s/node.sh stop" >&2
+  # The node's netns, cgroups and state are named after the demo's own
+  # control-plane state (COREFIT_K8S_STATE), so a test run's node is left
+  # alone; a demo already running is not started twice.
+  if tests/k8s/node.sh status >/dev/null 2>&1; then
+    echo "demo.sh operator: the demo's node already runs (another demo?); stop it first: COREFIT_K8S_STATE=$COREFIT_K8S_STATE tests/k8s/node.sh stop" >&2
     exit 1
   fi
 

@@ -2,10 +2,12 @@
 # The test command: sets up a fresh Debian machine (scripts/setup.sh), then
 # checks formatting and lints, and runs every test of the workspace:
 # unit tests, the launcher's real-process and real-cgroup tests (as root),
-# the launcher's chaos and security tests, the operator's tests (fault,
+# the launcher's chaos and security tests, the container tier (podman +
+# runc), the cgroup v2 tier (a QEMU guest), the operator's tests (fault,
 # hostile-spec and end-to-end) against a real kube-apiserver started here
-# on 127.0.0.1 and stopped afterwards, the Helm chart with a real Helm
-# engine, and each fuzz target for a bounded time.
+# on 127.0.0.1 and through real pods on a real kubelet + containerd node,
+# all stopped afterwards, the Helm chart with a real Helm engine, and each
+# fuzz target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -66,7 +68,7 @@ tests/container/run.sh
 step "cgroup v2 guest (QEMU TCG, Debian's cloud kernel)"
 tests/cgroup-v2/run.sh
 
-step "operator tests (real kube-apiserver 1.20.2 on 127.0.0.1, real operator binary)"
+step "operator tests (real kube-apiserver 1.20.2 on 127.0.0.1, real operator binary, real pods on a real kubelet + containerd node)"
 tests/k8s/run-operator-tests.sh --locked
 
 step "Helm chart and deploy/ (real Helm engine, real kube-apiserver)"
