@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceFieldSelector, ResourceRequirements,
-    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
+    HTTPGetAction, Lifecycle, LifecycleHandler, PodSpec, PodTemplateSpec, Probe,
+    ResourceFieldSelector, ResourceRequirements, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -33,6 +34,20 @@ pub const APP_LABEL: &str = "corefit.dev/app";
 const LAUNCHER_DIR: &str = "/corefit-bin";
 /// The launcher image's user (launcher/Dockerfile: `USER 65532:65532`).
 const LAUNCHER_UID: i64 = 65532;
+/// How long a leaving pod keeps serving before its launcher is told to
+/// stop (the preStop hook's `sleep`): a deleted pod leaves its Service's
+/// endpoints at the same time as the kubelet stops it, and whoever still
+/// routes to it (kube-proxy, an ingress, a client's own list) learns so
+/// only a moment later. Without the delay, corefit closes its listener at
+/// SIGTERM and those connections are refused (the real node's rollout
+/// test saw 2 of 1,047).
+pub const STOP_DELAY_SECS: i64 = 5;
+/// The launcher's own grace period after SIGTERM (`--grace-period`
+/// default, 25 s).
+const LAUNCHER_GRACE_SECS: i64 = 25;
+/// The pod's grace period: the delay, the launcher's grace and 5 s more,
+/// so the kubelet's SIGKILL never cuts the launcher's orderly stop short.
+pub const TERMINATION_GRACE_SECS: i64 = STOP_DELAY_SECS + LAUNCHER_GRACE_SECS + 5;
 
 #[derive(Debug, Error)]
 pub enum DesiredError {
@@ -267,6 +282,7 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
             initial_delay_seconds: Some(5),
             ..http_probe("/health", "corefit-admin")
         }),
+        lifecycle: Some(stop_delay()),
         volume_mounts: mounts,
         ..Container::default()
     };
@@ -288,6 +304,7 @@ pub fn desired(app: &ClusterApp, info: &ClusterInfo) -> Result<Desired, DesiredE
                     containers: vec![container],
                     init_containers,
                     volumes,
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECS),
                     ..PodSpec::default()
                 }),
             },
@@ -358,6 +375,23 @@ fn copy_security_context() -> SecurityContext {
             add: None,
         }),
         ..SecurityContext::default()
+    }
+}
+
+/// The preStop hook: `sleep` [`STOP_DELAY_SECS`] before the kubelet's
+/// SIGTERM. An image with no `sleep` on its PATH (distroless) gets a
+/// FailedPreStopHook event and is stopped at once, as with no hook.
+/// (Kubernetes 1.29's `preStop.sleep` needs no binary, but older
+/// apiservers drop it and refuse the empty handler.)
+fn stop_delay() -> Lifecycle {
+    Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec!["sleep".to_owned(), STOP_DELAY_SECS.to_string()]),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
     }
 }
 

@@ -749,3 +749,41 @@ fn bad_requests_and_limits_name_their_fields() {
         assert!(check(&app(spec.clone()).spec).is_ok(), "{spec}");
     }
 }
+
+/// A leaving pod keeps serving a few seconds (preStop `sleep`) before the
+/// kubelet's SIGTERM, so whoever still routes to it while its endpoint is
+/// removed is not refused; the pod's grace period covers the delay and
+/// the launcher's own 25 s grace. In both launcher modes.
+#[test]
+fn leaving_pods_keep_serving_before_sigterm() {
+    use corefit_operator::desired::{STOP_DELAY_SECS, TERMINATION_GRACE_SECS};
+    for launcher in [
+        json!({}),
+        json!({"mode": "InitContainer", "image": "corefit/corefit:0.1.0"}),
+    ] {
+        let a = app(json!({"image": "i", "command": ["node", "s.js"], "launcher": launcher}));
+        let d = desired(&a, &ClusterInfo::default()).unwrap().deployment;
+        let pod = d.spec.template.spec.unwrap();
+        let pre_stop = pod.containers[0]
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.exec.as_ref())
+            .and_then(|e| e.command.clone());
+        assert_eq!(
+            pre_stop,
+            Some(vec!["sleep".to_owned(), STOP_DELAY_SECS.to_string()]),
+            "{launcher}"
+        );
+        let grace = pod.termination_grace_period_seconds;
+        assert_eq!(grace, Some(TERMINATION_GRACE_SECS));
+        assert!(
+            grace.is_some_and(|g| g > STOP_DELAY_SECS + 25),
+            "{grace:?}: the delay and the launcher's grace"
+        );
+        // The init container is not stopped: it has no hook.
+        for c in pod.init_containers.iter().flatten() {
+            assert!(c.lifecycle.is_none(), "{}", c.name);
+        }
+    }
+}

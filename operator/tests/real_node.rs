@@ -30,7 +30,11 @@ use serde_json::{json, Value};
 
 #[path = "real_node/node.rs"]
 mod node;
-use node::{node_namespace, real_node, DeleteNamespace, RealNode};
+#[path = "real_node/rollout.rs"]
+mod rollout;
+#[path = "real_node/traffic.rs"]
+mod traffic;
+use node::{node_namespace, real_node, DeleteNamespace, RealNode, NODE_LOCK};
 
 const APP_READY: Duration = Duration::from_secs(180);
 const PODS_GONE: Duration = Duration::from_secs(150);
@@ -294,6 +298,9 @@ async fn delete_and_wait(client: &Client, ns: &str, name: &str) -> Duration {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_node_examples_run_as_decided() {
+    // First (the other test takes the lock only once the node is Ready):
+    // api below needs the node's 2 CPUs, free of any other test's pods.
+    let _node = NODE_LOCK.lock().await;
     let node = real_node();
     let client = client().await;
     install_crd(&client).await;
@@ -369,6 +376,14 @@ async fn real_node_examples_run_as_decided() {
     // The rest goes with the namespace. (A pod with an init container
     // leaves the API only once the kubelet's container garbage collection,
     // once a minute, has removed the exited init container: up to 60 s.)
+}
+
+/// A spec change rolls the pods with no failed request, a second operator
+/// finishes the rollout the first was killed in, and the PDB holds against
+/// `kubectl drain` (real_node/rollout.rs).
+#[tokio::test(flavor = "multi_thread")]
+async fn real_node_rollout_handover_and_drain() {
+    rollout::rollout_handover_and_drain().await;
 }
 
 /// examples/node-app's server, for an image that holds only Node.

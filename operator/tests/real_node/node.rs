@@ -11,6 +11,10 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+/// Held by each test for as long as its pods are on the node: the node has
+/// 2 allocatable CPUs, and one test's drain cordons it for all.
+pub static NODE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// tests/k8s/run-operator-tests.sh starts the node while the other
 /// operator tests run: it may still be on its way up.
 const NODE_READY: Duration = Duration::from_secs(300);
@@ -53,11 +57,16 @@ impl RealNode {
 
     /// A command in the node's network namespace, where the pods are.
     pub fn inside(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.netns])
-            .args(args)
+        self.inside_command(args)
             .output()
             .expect("ip netns exec runs")
+    }
+
+    /// The same, to spawn.
+    pub fn inside_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns]).args(args);
+        c
     }
 
     /// GET http://ADDR/PATH from inside the node's network.
