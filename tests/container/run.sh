@@ -157,7 +157,7 @@ stop_code() {
 wait_log() {
   local deadline=$(($(date +%s) + 20))
   while [ "$(date +%s)" -lt "$deadline" ]; do
-    tpod logs "$(cname "$1")" 2>&1 | grep -q -- "$2" && return 0
+    grep -q -- "$2" <<<"$(tpod logs "$(cname "$1")" 2>&1)" && return 0
     sleep 0.2
   done
   return 1
@@ -225,7 +225,7 @@ case $pid1 in
   *) fail "PID 1 is not corefit: $pid1" ;;
 esac
 code=$(stop_code stop)
-if [ "$code" = 0 ] && tpod logs "$c" 2>&1 | grep -q 'exiting with code 0'; then
+if [ "$code" = 0 ] && grep -q 'exiting with code 0' <<<"$(tpod logs "$c" 2>&1)"; then
   pass "podman stop: corefit stops the app gracefully and exits 0"
 else
   fail "podman stop: exit code $code; log: $(tpod logs "$c" 2>&1 | tail -3 | tr '\n' '|')"
@@ -234,8 +234,9 @@ fi
 c=$(cname ignore)
 serve ignore 1 3000 >/dev/null || fail "PID 1 ignore: the app never answered"
 code=$(stop_code ignore)
-if [ "$code" = 137 ] && tpod logs "$c" 2>&1 | grep -q 'sending SIGKILL' &&
-  tpod logs "$c" 2>&1 | grep -q 'exiting with code 137'; then
+log=$(tpod logs "$c" 2>&1)
+if [ "$code" = 137 ] && grep -q 'sending SIGKILL' <<<"$log" &&
+  grep -q 'exiting with code 137' <<<"$log"; then
   pass "a worker that ignores SIGTERM is killed after --grace-period 2s by corefit: exit 137"
 else
   fail "SIGTERM ignored: exit code $code; log: $(tpod logs "$c" 2>&1 | tail -3 | tr '\n' '|')"
@@ -283,7 +284,7 @@ if ! wait "$MUSL_PID"; then
 fi
 MUSL_PID=
 rm -f "$MUSL_LOG"
-if ldd "$MUSL_BIN" 2>/dev/null | grep -q '=>'; then
+if grep -q '=>' <<<"$(ldd "$MUSL_BIN" 2>/dev/null)"; then
   fail "the launcher image's corefit ($MUSL_BIN) is dynamically linked"
 fi
 # --- 6a. the operator image ------------------------------------------------------
@@ -299,7 +300,7 @@ fi
 OP_PID=
 rm -f "$OP_LOG"
 OPERATOR=$(ct_operator_tag)
-if ldd "$OPERATOR_BIN" 2>/dev/null | grep -q '=>'; then
+if grep -q '=>' <<<"$(ldd "$OPERATOR_BIN" 2>/dev/null)"; then
   fail "the operator image's corefit-operator ($OPERATOR_BIN) is dynamically linked"
 elif ct_build_operator "$OPERATOR_BIN"; then
   pass "image built with --pull=never: $OPERATOR ($(ct_image_size "$OPERATOR")) on $CT_DISTROLESS (stand-in, $(ct_image_size "$CT_DISTROLESS")); static corefit-operator"
@@ -417,7 +418,7 @@ if [ -n "${STOP_PID:-}" ]; then
   echo "-- waited $(($(date +%s) - t))s for the operator's stop"
   read -r code took <"$STOP_OUT"
   c=$(cname operator)
-  if [ "$code" = 0 ] && tpod logs "$c" 2>&1 | grep -q 'shutdown requested'; then
+  if [ "$code" = 0 ] && grep -q 'shutdown requested' <<<"$(tpod logs "$c" 2>&1)"; then
     pass "podman stop $OPERATOR (PID 1, SIGTERM): exit 0 in ${took}s (podman's SIGKILL at 20 s, the chart's grace 30 s)"
   else
     fail "podman stop $OPERATOR: exit $code in ${took}s; log: $(tpod logs "$c" 2>&1 | tail -3 | tr '\n' '|')"
