@@ -89,7 +89,7 @@ mkcg ns1 cpu.max="150000 100000" memory.max=805306368 &&
     > /tmp/ns1.json 2> /tmp/ns1.json.err
 expect cgroupns-fresh-mount /tmp/ns1.json \
   '"quota_us":150000,' '"limit":{"bytes":805306368,' '"effective_cpus":{"value":1.5,' \
-  '"memory":{"value":805306368,' '"warnings":[]},"warnings":[]}'
+  '"memory":{"value":805306368,' '"warnings":[]},"warnings":[]'
 
 # 6. A private cgroup namespace without a fresh mount (the host's cgroupfs as
 #    is: its root reads /.., /proc/self/cgroup says 0::/): corefit must find
@@ -102,7 +102,7 @@ if ! grep -q '^0::/$' /tmp/ns2.json.err; then
   fail cgroupns-without-mount "the namespace did not hide the cgroup: $(cat /tmp/ns2.json.err)"
 else
   case $flat in
-    *'"effective_cpus":{"value":1.5,'*'"memory":{"value":805306368,'*'"warnings":[]},"warnings":[]}')
+    *'"effective_cpus":{"value":1.5,'*'"memory":{"value":805306368,'*'"warnings":[]},"warnings":[]'*)
       pass cgroupns-without-mount "(found the limits)" ;;
     *'"warnings":["'*) pass cgroupns-without-mount "(warned: ${flat##*\"warnings\":})" ;;
     *) fail cgroupns-without-mount "neither the limits nor a warning: ${flat#*\"decision\":}" ;;
