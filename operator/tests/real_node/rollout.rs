@@ -216,18 +216,18 @@ pub async fn rollout_handover_and_drain() {
     follower.mark();
     let _uncordon = Uncordon(&node);
     let t0 = Instant::now();
-    // Only this app's pods: an earlier test's may still be leaving.
-    let out = node.kubectl(
-        &ns,
-        &[
-            "drain",
-            &node.name,
-            "--ignore-daemonsets",
-            "--delete-emptydir-data",
-            &format!("--pod-selector=corefit.dev/app={APP}"),
-            "--timeout=8s",
-        ],
-    );
+    // Only this app's pods: an earlier test's may still be leaving. (The
+    // endpoint follower runs on meanwhile: kubectl blocks this thread only.)
+    let selector = format!("--pod-selector=corefit.dev/app={APP}");
+    let drain = [
+        "drain",
+        &node.name,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        &selector,
+        "--timeout=8s",
+    ];
+    let out = tokio::task::block_in_place(|| node.kubectl(&ns, &drain));
     let drained = t0.elapsed();
     let text = format!(
         "{}{}",
