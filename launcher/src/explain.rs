@@ -227,22 +227,8 @@ fn cgroup_text(out: &mut String, c: &crate::probe::cgroup_stats::CgroupStats) {
             t.throttled_periods, t.periods, t.throttled_seconds, t.file
         );
     }
-    let psi: Vec<String> = [
-        ("cpu", &c.cpu_pressure),
-        ("memory", &c.memory_pressure),
-        ("io", &c.io_pressure),
-    ]
-    .iter()
-    .filter_map(|(name, p)| {
-        let p = p.as_ref()?;
-        Some(format!(
-            "{name} {:.1}/{:.1}/{:.1}%",
-            p.some.avg10, p.some.avg60, p.some.avg300
-        ))
-    })
-    .collect();
-    if !psi.is_empty() {
-        let _ = writeln!(out, "  pressure      some avg10/60/300: {}", psi.join(", "));
+    if let Some(psi) = c.pressure_summary() {
+        let _ = writeln!(out, "  pressure      some avg10/60/300: {psi}");
     }
 }
 

@@ -22,18 +22,7 @@ fn app(name: &str) -> ClusterApp {
 }
 
 async fn candidate(ns: &str, identity: &str) -> Operator {
-    let secs = LEASE_SECS.to_string();
-    Operator::start_with(
-        ns,
-        &[
-            ("COREFIT_OPERATOR_LEADER_ELECTION", "true"),
-            ("COREFIT_OPERATOR_LEASE_NAME", "corefit-operator"),
-            ("COREFIT_OPERATOR_LEASE_DURATION", &secs),
-            ("POD_NAMESPACE", ns),
-            ("POD_NAME", identity),
-        ],
-    )
-    .await
+    Operator::candidate(ns, identity, LEASE_SECS).await
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
@@ -54,9 +43,7 @@ async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let t = Duration::from_secs(30);
 
-    let mut a = candidate(&ns, "op-a").await;
-    wait_until("op-a leads", t, || async { a.metric(LEADER).await == 1.0 }).await;
-    let mut b = candidate(&ns, "op-b").await;
+    let (mut a, mut b) = Operator::leader_and_standby(&ns, LEASE_SECS).await;
     assert_eq!(holder(&leases).await.as_deref(), Some("op-a"));
 
     apps.create(&PostParams::default(), &app("one"))

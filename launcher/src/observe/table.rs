@@ -65,23 +65,8 @@ fn cgroup_lines(out: &mut String, c: &super::throttle::CgroupSnapshot) {
             }
         );
     }
-    let psi = [
-        ("cpu", &c.stats.cpu_pressure),
-        ("memory", &c.stats.memory_pressure),
-        ("io", &c.stats.io_pressure),
-    ];
-    let parts: Vec<String> = psi
-        .iter()
-        .filter_map(|(name, p)| {
-            let p = p.as_ref()?;
-            Some(format!(
-                "{name} {:.1}/{:.1}/{:.1}%",
-                p.some.avg10, p.some.avg60, p.some.avg300
-            ))
-        })
-        .collect();
-    if !parts.is_empty() {
-        let _ = writeln!(out, "pressure (some, avg10/60/300): {}", parts.join(", "));
+    if let Some(psi) = c.stats.pressure_summary() {
+        let _ = writeln!(out, "pressure (some, avg10/60/300): {psi}");
     }
 }
 

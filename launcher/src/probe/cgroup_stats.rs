@@ -78,6 +78,27 @@ impl CgroupStats {
     pub fn into_nonempty(self) -> Option<CgroupStats> {
         (self != CgroupStats::default()).then_some(self)
     }
+
+    /// The pressure files' `some` averages, for people:
+    /// `cpu 1.0/2.0/3.0%, io 0.5/0.2/0.1%` (avg10/avg60/avg300); `None`
+    /// when there are none.
+    pub fn pressure_summary(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            ("cpu", &self.cpu_pressure),
+            ("memory", &self.memory_pressure),
+            ("io", &self.io_pressure),
+        ]
+        .iter()
+        .filter_map(|(name, p)| {
+            let s = &p.as_ref()?.some;
+            Some(format!(
+                "{name} {:.1}/{:.1}/{:.1}%",
+                s.avg10, s.avg60, s.avg300
+            ))
+        })
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 /// The files to read each sample, located once.

@@ -27,21 +27,6 @@ use super::{ready_pods, APP_READY};
 const LEASE_SECS: u64 = 6;
 const APP: &str = "roll";
 
-async fn candidate(ns: &str, identity: &str) -> Operator {
-    let secs = LEASE_SECS.to_string();
-    Operator::start_with(
-        ns,
-        &[
-            ("COREFIT_OPERATOR_LEADER_ELECTION", "true"),
-            ("COREFIT_OPERATOR_LEASE_NAME", "corefit-operator"),
-            ("COREFIT_OPERATOR_LEASE_DURATION", &secs),
-            ("POD_NAMESPACE", ns),
-            ("POD_NAME", identity),
-        ],
-    )
-    .await
-}
-
 /// Uncordons the node when dropped, whatever happened to the drain.
 struct Uncordon<'a>(&'a RealNode);
 
@@ -87,9 +72,7 @@ pub async fn rollout_handover_and_drain() {
     let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let t = Duration::from_secs(30);
 
-    let mut a = candidate(&ns, "op-a").await;
-    wait_until("op-a leads", t, || async { a.metric(LEADER).await == 1.0 }).await;
-    let b = candidate(&ns, "op-b").await;
+    let (mut a, b) = Operator::leader_and_standby(&ns, LEASE_SECS).await;
 
     // 2 pods asking for no CPU (memory only: Horizontal needs no CPU
     // size): they and the rollout's surge pod fit beside whatever the

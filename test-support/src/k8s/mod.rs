@@ -172,6 +172,35 @@ impl Operator {
         Operator::start_with(namespace, &[]).await
     }
 
+    /// A candidate for the leader Lease `corefit-operator` in `namespace`
+    /// (leader election on, `lease_secs` long), as pod `identity`.
+    pub async fn candidate(namespace: &str, identity: &str, lease_secs: u64) -> Operator {
+        let secs = lease_secs.to_string();
+        Operator::start_with(
+            namespace,
+            &[
+                ("COREFIT_OPERATOR_LEADER_ELECTION", "true"),
+                ("COREFIT_OPERATOR_LEASE_NAME", "corefit-operator"),
+                ("COREFIT_OPERATOR_LEASE_DURATION", &secs),
+                ("POD_NAMESPACE", namespace),
+                ("POD_NAME", identity),
+            ],
+        )
+        .await
+    }
+
+    /// Two candidates in `namespace`: `op-a`, once it leads, and `op-b`,
+    /// started after it (a standby).
+    pub async fn leader_and_standby(namespace: &str, lease_secs: u64) -> (Operator, Operator) {
+        let a = Operator::candidate(namespace, "op-a", lease_secs).await;
+        wait_until("op-a leads", Duration::from_secs(30), || async {
+            a.metric(LEADER).await == 1.0
+        })
+        .await;
+        let b = Operator::candidate(namespace, "op-b", lease_secs).await;
+        (a, b)
+    }
+
     /// Like [`Operator::start`], with extra environment.
     pub async fn start_with(namespace: &str, env: &[(&str, &str)]) -> Operator {
         let port = free_port();
