@@ -4,16 +4,20 @@
 //! `memory.max` and `memory.high`; v1 `cpu.cfs_quota_us`,
 //! `cpu.cfs_period_us` and `memory.limit_in_bytes`; cpuset lists
 //! (`cpuset.cpus`, `cpuset.cpus.effective`, `/sys/devices/system/cpu/online`);
-//! `/proc/meminfo`.
+//! `/proc/meminfo`; and the statistics `probe::cgroup_stats` samples:
+//! `cpu.stat` (v1 and v2) and the PSI files (`cpu.pressure`, ...).
 //!
 //! Invariants: no panic; what parses is within the documented ranges;
 //! what parses, formatted as the kernel writes it, parses to the same
-//! value; a cpuset's count equals a naive count of the CPUs it lists.
+//! value; a cpuset's count equals a naive count of the CPUs it lists;
+//! throttled periods never exceed periods, times and averages are finite
+//! and not negative, averages are percentages, and an error names the file.
 #![no_main]
 
 use std::collections::BTreeSet;
 
-use corefit::probe::parse;
+use corefit::plan::facts::CgroupVersion;
+use corefit::probe::{cgroup_stats, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -79,6 +83,30 @@ fuzz_target!(|data: &[u8]| {
             let canonical: Vec<String> = set.iter().map(u64::to_string).collect();
             assert_eq!(parse::cpu_list(&canonical.join(",")), Ok(n));
         }
+    }
+
+    for version in [CgroupVersion::V1, CgroupVersion::V2] {
+        match cgroup_stats::cpu_stat(s, version, "cpu.stat") {
+            Ok(Some(t)) => {
+                assert!(t.throttled_periods <= t.periods, "{t:?}");
+                assert!(t.throttled_seconds.is_finite() && t.throttled_seconds >= 0.0);
+            }
+            Ok(None) => assert!(!s
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some("nr_periods"))),
+            Err(e) => assert_eq!(e.file, "cpu.stat"),
+        }
+    }
+    match cgroup_stats::pressure(s, "cpu.pressure") {
+        Ok(p) => {
+            for stall in std::iter::once(p.some).chain(p.full) {
+                for avg in [stall.avg10, stall.avg60, stall.avg300] {
+                    assert!((0.0..=100.0).contains(&avg), "{stall:?}");
+                }
+                assert!(stall.total_seconds.is_finite() && stall.total_seconds >= 0.0);
+            }
+        }
+        Err(e) => assert_eq!(e.file, "cpu.pressure"),
     }
 
     if let Ok(b) = parse::meminfo_total(s) {

@@ -108,6 +108,7 @@ fuzz_target!(|data: &[u8]| {
         max_workers: flag("--max-workers"),
         memory_per_worker: flag("--memory-per-worker"),
         allow_oversubscribe: flags.contains_key("--allow-oversubscribe"),
+        scaling: flag("--scaling"),
     };
     let platform_flag = flag("--platform");
     let live = LiveFacts {
