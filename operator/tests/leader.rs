@@ -74,12 +74,8 @@ async fn one_leader_hands_over_on_kill_and_releases_on_sigterm() {
     apps.create(&PostParams::default(), &app("two"))
         .await
         .unwrap();
-    wait_until(
-        "op-b leads",
-        Duration::from_secs(LEASE_SECS + 10),
-        || async { b.metric(LEADER).await == 1.0 },
-    )
-    .await;
+    b.wait_leading("op-b", Duration::from_secs(LEASE_SECS + 10))
+        .await;
     let takeover = killed.elapsed();
     wait_until("Deployment two, made by op-b", t, || async {
         deps.get_opt("two").await.ok().flatten().is_some()

@@ -133,12 +133,8 @@ pub async fn rollout_handover_and_drain() {
         !rolled_out(&apps, gen).await,
         "the rollout was over before op-a was killed: nothing left to hand over"
     );
-    wait_until(
-        "op-b leads",
-        Duration::from_secs(LEASE_SECS + 10),
-        || async { b.metric(LEADER).await == 1.0 },
-    )
-    .await;
+    b.wait_leading("op-b", Duration::from_secs(LEASE_SECS + 10))
+        .await;
     let takeover = killed.elapsed();
     wait_until("op-b reports the rollout done", APP_READY, || {
         rolled_out(&apps, gen)

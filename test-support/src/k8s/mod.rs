@@ -193,12 +193,17 @@ impl Operator {
     /// started after it (a standby).
     pub async fn leader_and_standby(namespace: &str, lease_secs: u64) -> (Operator, Operator) {
         let a = Operator::candidate(namespace, "op-a", lease_secs).await;
-        wait_until("op-a leads", Duration::from_secs(30), || async {
-            a.metric(LEADER).await == 1.0
-        })
-        .await;
+        a.wait_leading("op-a", Duration::from_secs(30)).await;
         let b = Operator::candidate(namespace, "op-b", lease_secs).await;
         (a, b)
+    }
+
+    /// Waits (within `limit`) until this operator holds the Lease.
+    pub async fn wait_leading(&self, who: &str, limit: Duration) {
+        wait_until(&format!("{who} leads"), limit, || async {
+            self.metric(LEADER).await == 1.0
+        })
+        .await;
     }
 
     /// Like [`Operator::start`], with extra environment.
