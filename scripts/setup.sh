@@ -30,6 +30,9 @@ else
   APT=(wrk curl ca-certificates procps iproute2 python3-venv busybox-static golang-go gcc libc6-dev ruby ruby-webrick)
   command -v npm >/dev/null 2>&1 || APT+=(npm)
   command -v kubectl >/dev/null 2>&1 || APT+=(kubernetes-client)
+  # launcher/tests/worker_shares.rs runs a real JVM (`java File.java`: the
+  # source launcher needs the JDK's compiler, not only a JRE).
+  command -v javac >/dev/null 2>&1 || APT+=(default-jdk-headless)
 fi
 command -v node >/dev/null 2>&1 || APT+=(nodejs)
 missing=()
